@@ -1,0 +1,104 @@
+"""``kodelyth-ecc status``: sessions, workers, and waiting for them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from kodelyth_ecc.commands._common import (
+    coordination_root,
+    human_bytes,
+    human_duration,
+    print_json,
+)
+from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_OK, EXIT_WAIT_TIMEOUT, UsageError
+from kodelyth_ecc.status import (
+    SessionStatus,
+    WaitTimeout,
+    collect_status,
+    list_sessions,
+    wait_for_session,
+)
+
+STATUS_SCHEMA = "kodelyth.status/v1"
+
+
+def session_json(status: SessionStatus) -> dict[str, Any]:
+    return {
+        "session": status.session,
+        "coordinationDir": status.coordination_dir,
+        "tmuxAlive": status.tmux_alive,
+        "done": status.done,
+        "counts": status.counts(),
+        "workers": [asdict(w) for w in status.workers],
+    }
+
+
+def _pane(alive: bool | None) -> str:
+    return "-" if alive is None else ("alive" if alive else "dead")
+
+
+def print_table(status: SessionStatus, out: TextIO) -> None:
+    rows = [("WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF")]
+    for w in status.workers:
+        rows.append(
+            (
+                w.slug,
+                w.state,
+                "-" if w.exit_code is None else str(w.exit_code),
+                human_duration(w.duration_s),
+                _pane(w.pane_alive),
+                human_bytes(w.handoff_bytes),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            + "\n"
+        )
+
+
+def _summary(status: SessionStatus) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in status.counts().items() if n)
+    return f"{status.session}  {len(status.workers)} workers: {counts or 'none'}"
+
+
+def wait_exit_code(status: SessionStatus) -> int:
+    return EXIT_OK if status.all_completed else EXIT_FAILURE
+
+
+def run(args: argparse.Namespace) -> int:
+    root = coordination_root(args.coordination_root)
+    if args.session is None:
+        if args.wait:
+            raise UsageError("--wait needs a SESSION to wait for")
+        sessions = list_sessions(root)
+        if args.json:
+            print_json({"schema": STATUS_SCHEMA, "sessions": [session_json(s) for s in sessions]})
+        elif not sessions:
+            sys.stderr.write(f"no sessions under {root}\n")
+        else:
+            for status in sessions:
+                sys.stdout.write(_summary(status) + "\n")
+        return EXIT_OK
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout only applies with --wait")
+    code = EXIT_OK
+    if args.wait:
+        try:
+            status = wait_for_session(args.session, root, timeout=args.timeout)
+            code = wait_exit_code(status)
+        except WaitTimeout as exc:
+            status = exc.status
+            code = EXIT_WAIT_TIMEOUT
+            sys.stderr.write(f"kodelyth-ecc: {exc.message}\n")
+    else:
+        status = collect_status(args.session, root)
+    if args.json:
+        print_json({"schema": STATUS_SCHEMA, "session": session_json(status)})
+    else:
+        print_table(status, sys.stdout)
+    return code

@@ -1,0 +1,40 @@
+"""``kodelyth-ecc teardown``: stop a session without losing its work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from kodelyth_ecc import gitrepo
+from kodelyth_ecc.commands._common import coordination_root, print_json
+from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.teardown import teardown
+
+
+def run(args: argparse.Namespace) -> int:
+    root = coordination_root(args.coordination_root)
+    try:
+        repo: str | None = gitrepo.repo_root()
+    except KodelythError:
+        repo = None
+    result = teardown(args.session, root, repo_root=repo, force=args.force, purge=args.purge)
+    if args.json:
+        print_json({"schema": "kodelyth.teardown/v1", **asdict(result)})
+        return 0
+    out = sys.stdout
+    for patch in result.saved_patches:
+        out.write(f"saved unsaved work to {patch}\n")
+    if result.killed_tmux:
+        out.write(f"killed tmux session {result.session}\n")
+    for path in result.removed_worktrees:
+        out.write(f"removed worktree {path}\n")
+    for branch in result.deleted_branches:
+        out.write(f"deleted branch {branch}\n")
+    if result.purged:
+        out.write(f"removed {result.purged}\n")
+    if not (
+        result.killed_tmux or result.removed_worktrees or result.deleted_branches or result.purged
+    ):
+        out.write(f"nothing to tear down for {result.session}\n")
+    return 0

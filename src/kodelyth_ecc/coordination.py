@@ -1,0 +1,232 @@
+"""The coordination dir on disk: ``<root>/<session>/session.json`` plus one
+directory per worker holding ``task.md``, ``handoff.md`` and ``status.md``.
+
+``session.json`` is a file, so tools that treat every directory of a session as a
+worker (the JavaScript exporter did) skip it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kodelyth_ecc import __version__
+from kodelyth_ecc.fsutil import atomic_write_text
+from kodelyth_ecc.plan import OrchestrationPlan
+from kodelyth_ecc.prompts import initial_handoff_md, worker_task_md
+from kodelyth_ecc.statusfile import StatusRecord, render_status
+
+SESSION_FILE = "session.json"
+SESSION_SCHEMA = "kodelyth.session/v1"
+WORKER_FILES = ("task.md", "handoff.md", "status.md")
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WorkerRecord:
+    name: str
+    slug: str
+    branch: str
+    worktree: str
+    launch_command: str
+    seed_paths: list[str] = field(default_factory=list)
+    pane_id: str | None = None
+
+
+@dataclass
+class SessionRecord:
+    session: str
+    repo_root: str
+    worktree_root: str
+    coordination_root: str
+    task: str | None
+    agents: list[str]
+    harness: str | None
+    launcher: str
+    base_ref: str
+    seed_paths: list[str]
+    workers: list[WorkerRecord]
+    base_commit: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    tool: str = f"kodelyth-ecc@{__version__}"
+    mode: str = "write-only"
+    tmux_session: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema": SESSION_SCHEMA,
+            "session": self.session,
+            "task": self.task,
+            "agents": self.agents,
+            "harness": self.harness,
+            "launcher": self.launcher,
+            "base_ref": self.base_ref,
+            "base_commit": self.base_commit,
+            "seed_paths": self.seed_paths,
+            "created_at": self.created_at,
+            "tool": self.tool,
+            "mode": self.mode,
+            "repo_root": self.repo_root,
+            "worktree_root": self.worktree_root,
+            "coordination_root": self.coordination_root,
+            "tmux_session": self.tmux_session,
+            "workers": [vars(w).copy() for w in self.workers],
+        }
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SessionRecord:
+        known = {
+            "schema",
+            "session",
+            "task",
+            "agents",
+            "harness",
+            "launcher",
+            "base_ref",
+            "base_commit",
+            "seed_paths",
+            "created_at",
+            "tool",
+            "mode",
+            "repo_root",
+            "worktree_root",
+            "coordination_root",
+            "tmux_session",
+            "workers",
+        }
+        workers = [
+            WorkerRecord(
+                name=str(w["name"]),
+                slug=str(w["slug"]),
+                branch=str(w["branch"]),
+                worktree=str(w["worktree"]),
+                launch_command=str(w.get("launch_command", "")),
+                seed_paths=list(w.get("seed_paths", [])),
+                pane_id=w.get("pane_id"),
+            )
+            for w in data.get("workers", [])
+        ]
+        return cls(
+            session=str(data["session"]),
+            repo_root=str(data.get("repo_root", "")),
+            worktree_root=str(data.get("worktree_root", "")),
+            coordination_root=str(data.get("coordination_root", "")),
+            task=data.get("task"),
+            agents=list(data.get("agents", [])),
+            harness=data.get("harness"),
+            launcher=str(data.get("launcher", "")),
+            base_ref=str(data.get("base_ref", "HEAD")),
+            seed_paths=list(data.get("seed_paths", [])),
+            workers=workers,
+            base_commit=data.get("base_commit"),
+            created_at=str(data.get("created_at", "")),
+            tool=str(data.get("tool", "")),
+            mode=str(data.get("mode", "write-only")),
+            tmux_session=data.get("tmux_session"),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+def session_record_for(plan: OrchestrationPlan, base_commit: str | None = None) -> SessionRecord:
+    return SessionRecord(
+        session=plan.session_name,
+        repo_root=plan.repo_root,
+        worktree_root=plan.worktree_root,
+        coordination_root=plan.coordination_root,
+        task=plan.task,
+        agents=list(plan.agents),
+        harness=plan.harness,
+        launcher=plan.launcher_template,
+        base_ref=plan.base_ref,
+        base_commit=base_commit,
+        seed_paths=list(plan.seed_paths),
+        workers=[
+            WorkerRecord(
+                name=w.worker_name,
+                slug=w.worker_slug,
+                branch=w.branch_name,
+                worktree=w.worktree_path,
+                launch_command=w.launch_command,
+                seed_paths=list(w.seed_paths),
+            )
+            for w in plan.workers
+        ],
+        extra=dict(plan.extra_meta),
+    )
+
+
+def write_session_record(coordination_dir: str, record: SessionRecord) -> None:
+    text = json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n"
+    atomic_write_text(os.path.join(coordination_dir, SESSION_FILE), text)
+
+
+def read_session_record(coordination_dir: str) -> SessionRecord | None:
+    path = os.path.join(coordination_dir, SESSION_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return SessionRecord.from_json(data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        # A damaged session.json must not hide the worker files next to it.
+        return None
+
+
+def _ensure_root(coordination_root: str, repo_root: str) -> None:
+    """Create the root; inside the repo, keep it out of `git status` with a .gitignore."""
+    if os.path.isdir(coordination_root):
+        return
+    os.makedirs(coordination_root, exist_ok=True)
+    real_root = os.path.realpath(coordination_root)
+    if real_root.startswith(os.path.realpath(repo_root) + os.sep):
+        atomic_write_text(os.path.join(coordination_root, ".gitignore"), "*\n")
+
+
+def materialize_plan(
+    plan: OrchestrationPlan, *, base_commit: str | None = None, mode: str = "write-only"
+) -> SessionRecord:
+    """Write the session's coordination files; the directory must not exist yet."""
+    _ensure_root(plan.coordination_root, plan.repo_root)
+    os.mkdir(plan.coordination_dir)
+    record = session_record_for(plan, base_commit)
+    record.mode = mode
+    for worker in plan.workers:
+        os.mkdir(worker.coordination_dir)
+        atomic_write_text(
+            worker.task_file_path,
+            worker_task_md(
+                worker_name=worker.worker_name,
+                session_name=plan.session_name,
+                repo_root=plan.repo_root,
+                worktree_path=worker.worktree_path,
+                branch_name=worker.branch_name,
+                status_file=worker.status_file_path,
+                handoff_file=worker.handoff_file_path,
+                objective=worker.task,
+                seed_paths=worker.seed_paths,
+            ),
+        )
+        atomic_write_text(worker.handoff_file_path, initial_handoff_md(worker.worker_name))
+        atomic_write_text(
+            worker.status_file_path,
+            render_status(
+                StatusRecord(
+                    name=worker.worker_name,
+                    branch=worker.branch_name,
+                    worktree=worker.worktree_path,
+                )
+            ),
+        )
+    write_session_record(plan.coordination_dir, record)
+    return record

@@ -1,0 +1,290 @@
+"""Carrying out a plan: pre-flight checks, coordination files, worktrees, tmux.
+
+Every resource ``execute_plan`` creates is pushed on an undo stack first; any
+failure (or Ctrl-C) pops it in reverse so nothing half-made is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kodelyth_ecc import gitrepo, naming, tmux
+from kodelyth_ecc.coordination import (
+    SessionRecord,
+    materialize_plan,
+    write_session_record,
+)
+from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.launchers import get_harness, missing_program
+from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
+from kodelyth_ecc.teardown import TeardownTarget, teardown
+
+
+@dataclass
+class ExecutionResult:
+    session_name: str
+    coordination_dir: str
+    base_commit: str
+    panes: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def attach_command(self) -> str:
+        return f"tmux attach -t {self.session_name}"
+
+
+def missing_harness_program(plan: OrchestrationPlan) -> str | None:
+    """The harness program, if some worker uses the harness template and it is not on PATH."""
+    harness = get_harness(plan.harness or "claude")
+    if not any(w.launcher_template == harness.template for w in plan.workers):
+        return None
+    return missing_program(harness)
+
+
+def plan_warnings(plan: OrchestrationPlan) -> list[str]:
+    """What would stop ``--execute``, reported by dry-run instead of failing."""
+    warnings = []
+    program = missing_harness_program(plan)
+    if program:
+        warnings.append(
+            f"{program} is not on PATH: --execute will refuse to start the {plan.harness} harness"
+        )
+    if not tmux.available():
+        warnings.append("tmux is not on PATH: --execute needs it")
+    taken = collisions(plan, execute=True)
+    if taken and not plan.replace_existing:
+        warnings.append(
+            f"session {plan.session_name!r} is taken ({'; '.join(taken)}): "
+            "--execute will refuse without --replace"
+        )
+    return warnings
+
+
+def collisions(plan: OrchestrationPlan, *, execute: bool) -> list[str]:
+    found = []
+    if os.path.lexists(plan.coordination_dir):
+        found.append(f"coordination dir {plan.coordination_dir} exists")
+    if not execute:
+        return found
+    if tmux.has_session(plan.session_name):
+        found.append(f"tmux session {plan.session_name!r} exists")
+    for worker in plan.workers:
+        if gitrepo.branch_exists(plan.repo_root, worker.branch_name):
+            found.append(f"branch {worker.branch_name} exists")
+        if os.path.lexists(worker.worktree_path):
+            found.append(f"worktree path {worker.worktree_path} exists")
+    return found
+
+
+def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
+    """Make sure the session's names are free, tearing down the old session on --replace."""
+    taken = collisions(plan, execute=execute)
+    if not taken:
+        return
+    if not plan.replace_existing:
+        raise KodelythError(
+            f"session {plan.session_name!r} is already taken: {taken[0]}"
+            f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; "
+            "pick another --session, or pass --replace to tear the old one down"
+        )
+    teardown(
+        plan.session_name,
+        plan.coordination_root,
+        repo_root=plan.repo_root,
+        purge=True,
+        extra_targets=[
+            TeardownTarget(w.worker_slug, w.branch_name, w.worktree_path) for w in plan.workers
+        ],
+    )
+    still = collisions(plan, execute=execute)
+    if still:
+        raise KodelythError(f"--replace could not free session {plan.session_name!r}: {still[0]}")
+
+
+def write_plan_files(plan: OrchestrationPlan) -> SessionRecord:
+    """``--write-only``: the coordination files and nothing else."""
+    gitrepo.repo_root(plan.repo_root)
+    _claim_names(plan, execute=False)
+    try:
+        return materialize_plan(plan, mode="write-only")
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(plan.coordination_dir)
+        raise
+
+
+def _copy_seeds(repo_root: str, worktree: str, seeds: tuple[str, ...]) -> None:
+    for rel in seeds:
+        src = os.path.join(repo_root, rel)
+        dst = os.path.join(worktree, rel)
+        if os.path.isdir(src) and not os.path.islink(src):
+            shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _pane_commands(plan: OrchestrationPlan, path_env: str) -> list[list[str]]:
+    target = f"={plan.session_name}:{WINDOW_NAME}"
+    banner = (
+        'printf "Session: %s\\nCoordination: %s\\nStatus: kodelyth-ecc status %s\\n" '
+        '"$1" "$2" "$1"; exec "${SHELL:-/bin/sh}"'
+    )
+    commands = [
+        [
+            "new-session",
+            "-d",
+            "-s",
+            plan.session_name,
+            "-n",
+            WINDOW_NAME,
+            "-c",
+            plan.repo_root,
+            "-x",
+            "200",
+            "-y",
+            "50",
+            "-P",
+            "-F",
+            "#{pane_id}",
+            "/bin/sh",
+            "-c",
+            banner,
+            "sh",
+            plan.session_name,
+            plan.coordination_dir,
+        ],
+        ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
+    ]
+    for worker in plan.workers:
+        commands += [
+            [
+                "split-window",
+                "-t",
+                target,
+                "-c",
+                worker.worktree_path,
+                "-e",
+                f"PATH={path_env}",
+                "-P",
+                "-F",
+                "#{pane_id}",
+                *plan.runner_argv(worker),
+            ],
+            # split-window without -d made the new pane active: title it.
+            ["select-pane", "-t", target, "-T", worker.worker_slug],
+            ["select-layout", "-t", target, "tiled"],
+        ]
+    return commands
+
+
+def _rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    failures = []
+    for description, action in reversed(undo):
+        try:
+            action()
+        except Exception as exc:  # keep undoing the rest
+            failures.append(f"{description}: {exc}")
+    return failures
+
+
+def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
+    """Create everything and start the workers; on any failure undo it all."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    gitrepo.repo_root(plan.repo_root)
+    tmux.require()
+    program = missing_harness_program(plan)
+    if program:
+        raise KodelythError(
+            f"{program} is not on PATH, so the {plan.harness} harness cannot start: install it, "
+            "or choose another --harness or --launcher-cmd"
+        )
+    commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+    _claim_names(plan, execute=True)
+    lap("preflight")
+
+    undo: list[tuple[str, Callable[[], None]]] = []
+    step = "writing coordination files"
+    root_existed = os.path.isdir(plan.coordination_root)
+
+    def remove_coordination() -> None:
+        if os.path.isdir(plan.coordination_dir):
+            shutil.rmtree(plan.coordination_dir)
+        if not root_existed and os.path.isdir(plan.coordination_root):
+            shutil.rmtree(plan.coordination_root)
+
+    try:
+        undo.append(("coordination dir", remove_coordination))
+        record = materialize_plan(plan, base_commit=commit, mode="execute")
+        lap("coordination")
+
+        for worker in plan.workers:
+            step = f"creating the worktree for {worker.worker_slug}"
+
+            def remove_worktree(w: str = worker.worktree_path, b: str = worker.branch_name) -> None:
+                if os.path.realpath(w) in gitrepo.worktrees(plan.repo_root):
+                    gitrepo.worktree_remove(plan.repo_root, w)
+                gitrepo.worktree_prune(plan.repo_root)
+                if gitrepo.branch_exists(plan.repo_root, b):
+                    gitrepo.branch_delete(plan.repo_root, b)
+
+            undo.append((f"worktree {worker.worktree_path}", remove_worktree))
+            gitrepo.worktree_add(plan.repo_root, worker.branch_name, worker.worktree_path, commit)
+            step = f"copying seeds into {worker.worktree_path}"
+            _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
+        lap("worktrees")
+
+        step = "creating the tmux session"
+        def kill_tmux() -> None:
+            tmux.kill_session(plan.session_name)
+
+        undo.append((f"tmux session {plan.session_name}", kill_tmux))
+        out = tmux.run_sequence(_pane_commands(plan, os.environ.get("PATH", os.defpath)))
+        pane_ids = [line.strip() for line in out.stdout.splitlines() if line.startswith("%")]
+        if len(pane_ids) != len(plan.workers) + 1:
+            raise KodelythError(
+                f"tmux reported {len(pane_ids)} panes for {len(plan.workers) + 1} expected"
+            )
+        panes = {w.worker_slug: pane for w, pane in zip(plan.workers, pane_ids[1:], strict=True)}
+        record.tmux_session = plan.session_name
+        for worker_record in record.workers:
+            worker_record.pane_id = panes[worker_record.slug]
+        write_session_record(plan.coordination_dir, record)
+        lap("tmux")
+
+        step = "launching the workers"
+        tmux.run_sequence(
+            [
+                *(
+                    ["wait-for", "-S", naming.gate_channel(plan.session_name, w.worker_slug)]
+                    for w in plan.workers
+                ),
+                ["select-pane", "-t", pane_ids[0]],
+            ]
+        )
+        lap("launch")
+    except BaseException as exc:
+        failures = _rollback(undo)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        reason = exc.message if isinstance(exc, KodelythError) else f"{type(exc).__name__}: {exc}"
+        tail = (
+            f"; could not undo {'; '.join(failures)}"
+            if failures
+            else "; everything this run created was removed"
+        )
+        raise KodelythError(f"--execute failed while {step}: {reason}{tail}") from exc
+    return ExecutionResult(plan.session_name, plan.coordination_dir, commit, panes, timings)

@@ -1,0 +1,116 @@
+"""The git operations a swarm needs, each one call through ``cmd_output``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+
+from kodelyth_ecc.errors import CalledProcessError, KodelythError
+from kodelyth_ecc.process import cmd_output, scrubbed_env
+
+
+def git(*args: str, cwd: str, check: bool = True) -> str:
+    return cmd_output("git", *args, cwd=cwd, check=check).stdout
+
+
+def repo_root(cwd: str | None = None) -> str:
+    """The top of the git work tree containing ``cwd``."""
+    where = cwd or os.getcwd()
+    result = cmd_output("git", "rev-parse", "--show-toplevel", cwd=where, check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise KodelythError(
+            f"{where} is not inside a git work tree: cd into your repository (or run `git init`)"
+        )
+    return os.path.normpath(result.stdout.strip())
+
+
+def resolve_commit(repo: str, ref: str) -> str:
+    result = cmd_output(
+        "git",
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "--end-of-options",
+        f"{ref}^{{commit}}",
+        cwd=repo,
+        check=False,
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        raise KodelythError(
+            f"base ref {ref!r} does not resolve to a commit in {repo}: "
+            "pass an existing branch, tag or SHA with --base-ref"
+        )
+    return result.stdout.strip()
+
+
+def branch_exists(repo: str, branch: str) -> bool:
+    result = cmd_output(
+        "git", "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", cwd=repo, check=False
+    )
+    return result.returncode == 0
+
+
+def worktrees(repo: str) -> dict[str, str | None]:
+    """Registered worktree paths (real paths) mapped to their branch, if any."""
+    out = git("worktree", "list", "--porcelain", cwd=repo)
+    found: dict[str, str | None] = {}
+    path: str | None = None
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            path = os.path.realpath(line[len("worktree ") :])
+            found[path] = None
+        elif line.startswith("branch ") and path is not None:
+            found[path] = line[len("branch ") :].removeprefix("refs/heads/")
+    return found
+
+
+def worktree_add(repo: str, branch: str, path: str, commit: str) -> None:
+    git("worktree", "add", "--quiet", "-b", branch, path, commit, cwd=repo)
+
+
+def worktree_remove(repo: str, path: str) -> None:
+    git("worktree", "remove", "--force", "--force", path, cwd=repo)
+
+
+def worktree_prune(repo: str) -> None:
+    git("worktree", "prune", cwd=repo, check=False)
+
+
+def branch_delete(repo: str, branch: str) -> None:
+    git("branch", "-D", "--quiet", branch, cwd=repo)
+
+
+def _excludes(paths: Sequence[str]) -> list[str]:
+    return ["--", ".", *(f":(exclude,top){p}" for p in paths)]
+
+
+def uncommitted_changes(worktree: str, ignore_paths: Sequence[str] = ()) -> list[str]:
+    """``git status --porcelain`` lines, untracked files included, seeds excluded."""
+    out = git(
+        "status", "--porcelain", "--untracked-files=all", *_excludes(ignore_paths), cwd=worktree
+    )
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def commits_ahead(repo: str, branch: str, base: str) -> int:
+    result = cmd_output(
+        "git", "rev-list", "--count", f"{base}..refs/heads/{branch}", cwd=repo, check=False
+    )
+    return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else 0
+
+
+def diff_against(worktree: str, base: str) -> str:
+    """Everything in the worktree that differs from ``base`` (commits, edits, new files).
+
+    Uses a throwaway index so the worktree's own index is left untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
+        env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
+        for args in (("read-tree", "HEAD"), ("add", "--all")):
+            result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
+            if result.returncode != 0:
+                raise CalledProcessError(
+                    ("git", *args), result.returncode, result.stdout, result.stderr
+                )
+        return cmd_output("git", "diff", "--cached", "--binary", base, cwd=worktree, env=env).stdout

@@ -1,0 +1,116 @@
+"""Launcher templates: how a worker's agent is started, per harness.
+
+A template is a shell command with ``{placeholder}`` fields. Each field exists
+as ``{x}``/``{x_raw}`` (the raw value) and ``{x_sh}`` (single-quoted for the
+shell). Built-in templates only use ``_sh`` fields.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kodelyth_ecc.errors import UsageError
+
+PLACEHOLDERS = (
+    "worker_name",
+    "worker_slug",
+    "session_name",
+    "repo_root",
+    "worktree_path",
+    "branch_name",
+    "task_file",
+    "handoff_file",
+    "status_file",
+)
+_KNOWN = frozenset(name + suffix for name in PLACEHOLDERS for suffix in ("", "_raw", "_sh"))
+# `${var}` is shell syntax, not a placeholder.
+_FIELD = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Harness:
+    name: str
+    program: str | None
+    template: str
+
+
+_PROMPT = '"$(cat {task_file_sh})"'
+HARNESSES: Mapping[str, Harness] = {
+    h.name: h
+    for h in (
+        Harness(
+            "claude",
+            "claude",
+            f"claude --print --dangerously-skip-permissions {_PROMPT} 2>&1 "
+            "| tee -a {handoff_file_sh}",
+        ),
+        Harness(
+            "codex",
+            "codex",
+            f"codex exec --full-auto {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
+        ),
+        Harness(
+            "opencode",
+            "opencode",
+            f"opencode run {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
+        ),
+        Harness(
+            "windsurf",
+            "windsurf",
+            f"windsurf chat {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
+        ),
+        Harness(
+            "echo",
+            None,
+            "printf 'demo worker %s\\n' {worker_slug_sh} | tee -a {handoff_file_sh}",
+        ),
+    )
+}
+DEFAULT_HARNESS = "claude"
+
+
+def get_harness(name: str) -> Harness:
+    try:
+        return HARNESSES[name]
+    except KeyError:
+        choices = ", ".join(HARNESSES)
+        raise UsageError(f"unknown harness {name!r}: use one of {choices}") from None
+
+
+def missing_program(harness: Harness, path: str | None = None) -> str | None:
+    """The harness's program if it cannot be found on PATH, else None."""
+    if harness.program is None or shutil.which(harness.program, path=path):
+        return None
+    return harness.program
+
+
+def shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def validate_template(template: str) -> str:
+    if not template.strip():
+        raise UsageError(
+            "empty launcher template: give a shell command, e.g. 'my-agent {task_file_sh}'"
+        )
+    unknown = sorted({m for m in _FIELD.findall(template) if m not in _KNOWN})
+    if unknown:
+        names = ", ".join("{" + u + "}" for u in unknown)
+        raise UsageError(
+            f"unknown placeholder {names} in launcher template: "
+            f"use {{{PLACEHOLDERS[0]}}}, ... ({', '.join(PLACEHOLDERS)}), each also as _sh or _raw"
+        )
+    return template
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    validate_template(template)
+    fields: dict[str, str] = {}
+    for name in PLACEHOLDERS:
+        raw = values[name]
+        fields[name] = fields[name + "_raw"] = raw
+        fields[name + "_sh"] = shell_quote(raw)
+    return _FIELD.sub(lambda m: fields[m.group(1)], template)

@@ -1,0 +1,186 @@
+"""Command-line entry point: parses arguments and dispatches; the work lives in
+``kodelyth_ecc.commands``. Command modules are imported only once chosen, so
+``--help`` and ``--version`` stay fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from kodelyth_ecc import __version__
+from kodelyth_ecc.errors import EXIT_INTERRUPTED, EXIT_USAGE, KodelythError
+
+PROG = "kodelyth-ecc"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _add_coordination_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--coordination-root",
+        "--coord-root",
+        dest="coordination_root",
+        metavar="DIR",
+        help="where session directories live (default: <repo>/.orchestration)",
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Run AI coding agents as a swarm in git worktrees and tmux panes.",
+        epilog="Run `kodelyth-ecc demo` to see a swarm of echo workers in a throwaway repo.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    swarm = sub.add_parser(
+        "swarm",
+        help="plan or start N agents on one task",
+        description=(
+            "Plan a swarm of agents on one task, each in its own git worktree and tmux pane. "
+            "The default mode is a dry-run that prints the plan and creates nothing."
+        ),
+    )
+    swarm.add_argument("--task", help="what the agents should do (required unless --plan)")
+    swarm.add_argument(
+        "--agents",
+        default="4",
+        metavar="N|a,b,c",
+        help="how many agents (1-12, picked from the task's keywords) or their names (default 4)",
+    )
+    swarm.add_argument(
+        "--harness",
+        default="claude",
+        help="claude, codex, opencode, windsurf or echo (no AI; for demos) (default claude)",
+    )
+    swarm.add_argument(
+        "--launcher-cmd",
+        metavar="TEMPLATE",
+        help="shell command starting each agent, with {task_file_sh}, {handoff_file_sh}, ...",
+    )
+    swarm.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="file or directory of the repo copied into every worktree (repeatable)",
+    )
+    swarm.add_argument("--session", metavar="NAME", help="session name (default swarm-<date>-<N>a)")
+    swarm.add_argument(
+        "--worktree-root", metavar="DIR", help="where worktrees go (default: the repo's parent)"
+    )
+    _add_coordination_root(swarm)
+    swarm.add_argument(
+        "--base-ref", metavar="REF", help="commit the worktrees start from (default HEAD)"
+    )
+    swarm.add_argument(
+        "--replace", action="store_true", help="tear down a session of the same name first"
+    )
+    swarm.add_argument(
+        "--plan", metavar="FILE", help="a hand-written plan (JSON) instead of --task"
+    )
+    mode = swarm.add_mutually_exclusive_group()
+    mode.add_argument("--write-only", action="store_true", help="write coordination files only")
+    mode.add_argument("--json", action="store_true", help="print the plan as JSON")
+    mode.add_argument(
+        "--execute",
+        action="store_true",
+        help="create worktrees and tmux panes and start the agents",
+    )
+
+    status = sub.add_parser(
+        "status",
+        help="list sessions, or show one session's workers",
+        description=(
+            "Without SESSION, one line per session. With it, one row per worker. "
+            "--wait exits 0 when all completed, 1 if any failed or was lost, 124 on timeout."
+        ),
+    )
+    status.add_argument("session", nargs="?", metavar="SESSION")
+    _add_coordination_root(status)
+    status.add_argument("--json", action="store_true", help="print JSON on stdout")
+    status.add_argument("--wait", action="store_true", help="block until every worker is done")
+    status.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="with --wait: give up after S seconds"
+    )
+
+    down = sub.add_parser(
+        "teardown",
+        help="stop a session and remove its worktrees and branches",
+        description=(
+            "Kill the session's tmux session and remove its worktrees and branches. Worktrees "
+            "holding uncommitted changes or new commits are refused unless --force, which "
+            "first saves them as patches under <coordination-root>/<session>.teardown/."
+        ),
+    )
+    down.add_argument("session", metavar="SESSION")
+    _add_coordination_root(down)
+    down.add_argument(
+        "--force",
+        action="store_true",
+        help="remove worktrees with unsaved work (after saving a patch)",
+    )
+    down.add_argument("--purge", action="store_true", help="also delete the coordination dir")
+    down.add_argument("--json", action="store_true", help="print what was removed as JSON")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run an echo swarm in a throwaway repo and show the result",
+        description=(
+            "Create a throwaway git repo in a temporary directory, run a 3-worker echo swarm "
+            "(no AI needed), wait for it and print the status table and where everything is."
+        ),
+    )
+    demo.add_argument(
+        "--dir", metavar="DIR", help="parent directory for the demo (default: a temp dir)"
+    )
+    demo.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="how long to wait (default 60)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"kodelyth_ecc.commands.{args.command}")
+    try:
+        code: int = module.run(args)
+        return code
+    except KodelythError as exc:
+        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

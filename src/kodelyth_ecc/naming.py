@@ -1,0 +1,63 @@
+"""Names derived from a session and its workers: slugs, branches, worktree paths.
+
+Session and worker slugs become directory names, tmux session names and branch
+names, so they are restricted to characters that are safe in all three.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+
+from kodelyth_ecc.errors import UsageError
+
+_SLUG_RUN = re.compile(r"[^a-z0-9]+")
+# Letters, digits and the separators people put in agent names ("Fix Bug",
+# "tdd_guide", "api.guardian"). Anything a shell would interpret is refused.
+_WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
+# tmux turns '.' and ':' in session names into '_', and names become directories.
+_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def slugify(name: str) -> str:
+    return _SLUG_RUN.sub("-", name.lower()).strip("-")
+
+
+def validate_worker_name(name: str) -> str:
+    if not name or not name.strip():
+        raise UsageError("empty agent name: give names separated by single commas, e.g. a,b,c")
+    if not _WORKER_NAME.fullmatch(name) or len(name) > 64:
+        raise UsageError(
+            f"invalid agent name {name!r}: use letters, digits, spaces, '.', '_' or '-' "
+            "(at most 64 characters, starting with a letter or digit)"
+        )
+    return name
+
+
+def validate_session_name(name: str) -> str:
+    if not _SESSION_NAME.fullmatch(name) or len(name) > 100:
+        raise UsageError(
+            f"invalid session name {name!r}: use letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def default_session_name(agent_count: int, today: _dt.date | None = None) -> str:
+    day = today or _dt.date.today()
+    return f"swarm-{day.isoformat()}-{agent_count}a"
+
+
+def branch_name(session: str, slug: str) -> str:
+    return f"orchestrator-{session}-{slug}"
+
+
+def worktree_path(worktree_root: str, repo_root: str, session: str, slug: str) -> str:
+    repo_name = os.path.basename(os.path.normpath(repo_root))
+    return os.path.join(worktree_root, f"{repo_name}-{session}-{slug}")
+
+
+def gate_channel(session: str, slug: str) -> str:
+    """tmux wait-for channel a worker's runner blocks on until every pane exists."""
+    return f"kodelyth-go-{session}-{slug}"

@@ -1,0 +1,497 @@
+"""Plans: what a swarm will create, computed without touching the disk.
+
+``build_swarm_plan`` turns a task and an agent count or list into a
+``PlanConfig``; ``build_orchestration_plan`` turns any config (from a swarm, a
+hand-written plan file or a replay) into the ``OrchestrationPlan`` that
+``materialize_plan`` and ``execute_plan`` carry out. ``to_json`` uses the key
+names of the earlier JavaScript tool so scripts written against it keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kodelyth_ecc import naming
+from kodelyth_ecc.agents import DEFAULT_AGENTS, MAX_AGENTS, MIN_AGENTS, pick_agents
+from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.launchers import (
+    DEFAULT_HARNESS,
+    get_harness,
+    render_template,
+    shell_quote,
+    validate_template,
+)
+from kodelyth_ecc.prompts import agent_prompt
+
+WINDOW_NAME = "orchestrator"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One worker as a config names it: ``task`` becomes its ``## Objective``."""
+
+    name: str
+    task: str
+    launcher_command: str | None = None
+    seed_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    session_name: str
+    repo_root: str
+    workers: tuple[WorkerSpec, ...]
+    worktree_root: str | None = None
+    coordination_root: str | None = None
+    base_ref: str = "HEAD"
+    launcher_command: str | None = None
+    seed_paths: tuple[str, ...] = ()
+    replace_existing: bool = False
+    # What the session was asked to do, recorded in session.json for export.
+    task: str | None = None
+    harness: str | None = None
+    agents: tuple[str, ...] = ()
+    extra_meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessionName": self.session_name,
+            "repoRoot": self.repo_root,
+            "worktreeRoot": self.worktree_root,
+            "coordinationRoot": self.coordination_root,
+            "baseRef": self.base_ref,
+            "replaceExisting": self.replace_existing,
+            "launcherCommand": self.launcher_command,
+            "seedPaths": list(self.seed_paths),
+            "workers": [
+                {
+                    "name": w.name,
+                    "task": w.task,
+                    "launcherCommand": w.launcher_command or self.launcher_command,
+                    "seedPaths": list(w.seed_paths),
+                }
+                for w in self.workers
+            ],
+            "_meta": {
+                "task": self.task,
+                "harness": self.harness,
+                "pickedAgents": list(self.agents),
+                "count": len(self.workers),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    worker_name: str
+    worker_slug: str
+    task: str
+    branch_name: str
+    worktree_path: str
+    coordination_dir: str
+    task_file_path: str
+    handoff_file_path: str
+    status_file_path: str
+    transcript_file_path: str
+    launcher_template: str
+    launch_command: str
+    seed_paths: tuple[str, ...]
+    git_args: tuple[str, ...]
+
+    @property
+    def git_command(self) -> str:
+        return " ".join(["git", *(shell_quote(a) for a in self.git_args)])
+
+
+@dataclass(frozen=True)
+class OrchestrationPlan:
+    session_name: str
+    repo_root: str
+    worktree_root: str
+    coordination_root: str
+    coordination_dir: str
+    base_ref: str
+    replace_existing: bool
+    seed_paths: tuple[str, ...]
+    workers: tuple[WorkerPlan, ...]
+    launcher_template: str
+    task: str | None
+    harness: str | None
+    agents: tuple[str, ...]
+    shell: tuple[str, ...]
+    extra_meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def runner_argv(self, worker: WorkerPlan) -> list[str]:
+        """The pane's command: our runner, started without any interactive shell."""
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        bootstrap = (
+            f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from kodelyth_ecc.runner import main; sys.exit(main())"
+        )
+        return [
+            sys.executable,
+            "-I",
+            "-c",
+            bootstrap,
+            "--name",
+            worker.worker_name,
+            "--status-file",
+            worker.status_file_path,
+            "--transcript",
+            worker.transcript_file_path,
+            "--gate",
+            naming.gate_channel(self.session_name, worker.worker_slug),
+            "--branch",
+            worker.branch_name,
+            "--worktree",
+            worker.worktree_path,
+            "--",
+            *self.shell,
+            worker.launch_command,
+        ]
+
+    def tmux_commands(self) -> list[dict[str, Any]]:
+        """The tmux calls ``execute_plan`` makes, for display; pane ids are only known then."""
+        target = f"={self.session_name}:{WINDOW_NAME}"
+        commands: list[dict[str, Any]] = [
+            _tmux(
+                "Create detached tmux session",
+                "new-session",
+                "-d",
+                "-s",
+                self.session_name,
+                "-n",
+                WINDOW_NAME,
+                "-c",
+                self.repo_root,
+            ),
+            _tmux(
+                "Keep finished panes readable",
+                "set-option",
+                "-w",
+                "-t",
+                target,
+                "remain-on-exit",
+                "on",
+            ),
+        ]
+        for worker in self.workers:
+            commands += [
+                _tmux(
+                    f"Create pane for {worker.worker_slug} (runner waits for launch)",
+                    "split-window",
+                    "-t",
+                    target,
+                    "-c",
+                    worker.worktree_path,
+                    *self.runner_argv(worker),
+                ),
+                _tmux(
+                    f"Label pane {worker.worker_slug}",
+                    "select-pane",
+                    "-t",
+                    "<pane-id>",
+                    "-T",
+                    worker.worker_slug,
+                ),
+                _tmux("Arrange panes in tiled layout", "select-layout", "-t", target, "tiled"),
+            ]
+        commands += [
+            _tmux(
+                f"Launch worker {worker.worker_slug}",
+                "wait-for",
+                "-S",
+                naming.gate_channel(self.session_name, worker.worker_slug),
+            )
+            for worker in self.workers
+        ]
+        return commands
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sessionName": self.session_name,
+            "repoRoot": self.repo_root,
+            "worktreeRoot": self.worktree_root,
+            "coordinationRoot": self.coordination_root,
+            "coordinationDir": self.coordination_dir,
+            "baseRef": self.base_ref,
+            "replaceExisting": self.replace_existing,
+            "seedPaths": list(self.seed_paths),
+            "tmuxCommands": self.tmux_commands(),
+            "workerPlans": [
+                {
+                    "workerName": w.worker_name,
+                    "workerSlug": w.worker_slug,
+                    "task": w.task,
+                    "branchName": w.branch_name,
+                    "worktreePath": w.worktree_path,
+                    "coordinationDir": w.coordination_dir,
+                    "taskFilePath": w.task_file_path,
+                    "handoffFilePath": w.handoff_file_path,
+                    "statusFilePath": w.status_file_path,
+                    "transcriptFilePath": w.transcript_file_path,
+                    "repoRoot": self.repo_root,
+                    "sessionName": self.session_name,
+                    "seedPaths": list(w.seed_paths),
+                    "gitArgs": list(w.git_args),
+                    "gitCommand": w.git_command,
+                    "launcherTemplate": w.launcher_template,
+                    "launchCommand": w.launch_command,
+                }
+                for w in self.workers
+            ],
+        }
+
+
+def _tmux(description: str, *args: str) -> dict[str, Any]:
+    return {"cmd": "tmux", "args": list(args), "description": description}
+
+
+def parse_agents(value: str | int | Sequence[str]) -> int | list[str]:
+    """``--agents`` takes a count (``4``) or a comma-separated list (``a,b,c``)."""
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        count = int(value.strip())
+    else:
+        names = value.split(",") if isinstance(value, str) else list(value)
+        return [naming.validate_worker_name(name.strip()) for name in names]
+    if not MIN_AGENTS <= count <= MAX_AGENTS:
+        raise UsageError(
+            f"--agents {count} is out of range: give a count from {MIN_AGENTS} to "
+            f"{MAX_AGENTS}, or a list of names like a,b,c"
+        )
+    return count
+
+
+def build_swarm_plan(
+    task: str,
+    *,
+    repo_root: str,
+    agents: str | int | Sequence[str] = DEFAULT_AGENTS,
+    harness: str = DEFAULT_HARNESS,
+    launcher_command: str | None = None,
+    seed_paths: Sequence[str] = (),
+    session_name: str | None = None,
+    worktree_root: str | None = None,
+    coordination_root: str | None = None,
+    base_ref: str = "HEAD",
+    replace_existing: bool = False,
+    today: _dt.date | None = None,
+) -> PlanConfig:
+    """A config for N specialists sharing one task, each given an agent-shaped prompt."""
+    if not task or not task.strip():
+        raise UsageError('missing task: pass --task "what the agents should do" (or --plan FILE)')
+    task = task.strip()
+    picked = parse_agents(agents)
+    names = pick_agents(task, picked) if isinstance(picked, int) else picked
+    get_harness(harness)
+    if launcher_command is not None:
+        validate_template(launcher_command)
+    session = session_name or naming.default_session_name(len(names), today)
+    workers = tuple(WorkerSpec(name=n, task=agent_prompt(n, task)) for n in names)
+    return PlanConfig(
+        session_name=session,
+        repo_root=repo_root,
+        workers=workers,
+        worktree_root=worktree_root,
+        coordination_root=coordination_root,
+        base_ref=base_ref,
+        launcher_command=launcher_command,
+        seed_paths=tuple(seed_paths),
+        replace_existing=replace_existing,
+        task=task,
+        harness=harness,
+        agents=tuple(names),
+    )
+
+
+def _str_field(
+    data: Mapping[str, Any], key: str, where: str, *, required: bool = False
+) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise UsageError(f"plan file: {where} needs a {key!r} string")
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"plan file: {where}.{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"plan file: {where}.{key} must be a list of strings")
+    return tuple(value)
+
+
+def plan_config_from_json(
+    data: object, *, default_repo_root: str | None = None, harness: str | None = None
+) -> PlanConfig:
+    """Read a hand-written plan (the JavaScript tool's keys) into a ``PlanConfig``."""
+    if not isinstance(data, dict):
+        raise UsageError("plan file must hold a JSON object with 'sessionName' and 'workers'")
+    session = _str_field(data, "sessionName", "the plan", required=True)
+    repo_root = _str_field(data, "repoRoot", "the plan") or default_repo_root
+    if repo_root is None:
+        raise UsageError("plan file has no 'repoRoot' and we are not inside a git repository")
+    raw_workers = data.get("workers")
+    if not isinstance(raw_workers, list) or not raw_workers:
+        raise UsageError("plan file: 'workers' must be a non-empty list of {name, task} objects")
+    workers = []
+    for index, raw in enumerate(raw_workers):
+        where = f"workers[{index}]"
+        if not isinstance(raw, dict):
+            raise UsageError(f"plan file: {where} must be an object with 'name' and 'task'")
+        name = _str_field(raw, "name", where, required=True)
+        task = _str_field(raw, "task", where, required=True)
+        assert name is not None and task is not None
+        workers.append(
+            WorkerSpec(
+                name=name,
+                task=task,
+                launcher_command=_str_field(raw, "launcherCommand", where),
+                seed_paths=_str_list(raw, "seedPaths", where),
+            )
+        )
+    return PlanConfig(
+        session_name=session or "",
+        repo_root=repo_root,
+        workers=tuple(workers),
+        worktree_root=_str_field(data, "worktreeRoot", "the plan"),
+        coordination_root=_str_field(data, "coordinationRoot", "the plan"),
+        base_ref=_str_field(data, "baseRef", "the plan") or "HEAD",
+        launcher_command=_str_field(data, "launcherCommand", "the plan"),
+        seed_paths=_str_list(data, "seedPaths", "the plan"),
+        replace_existing=bool(data.get("replaceExisting", False)),
+        harness=harness,
+        agents=tuple(w.name for w in workers),
+    )
+
+
+def normalize_seed_paths(seed_paths: Sequence[str], repo_root: str) -> tuple[str, ...]:
+    """Seeds as repo-relative paths; each must exist and stay inside the repo."""
+    real_root = os.path.realpath(repo_root)
+    normalized: list[str] = []
+    for entry in seed_paths:
+        if not entry.strip():
+            raise UsageError("empty --seed path: name a file or directory inside the repo")
+        candidate = os.path.join(repo_root, entry)
+        real = os.path.realpath(candidate)
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise UsageError(
+                f"seed path {entry!r} is outside the repo {repo_root}: seeds must be inside it"
+            )
+        if not os.path.lexists(candidate):
+            raise UsageError(f"seed path {entry!r} does not exist in {repo_root}: check the path")
+        rel = os.path.relpath(real, real_root)
+        if rel == ".":
+            raise UsageError(
+                f"seed path {entry!r} is the whole repo: name a file or directory in it"
+            )
+        if rel not in normalized:
+            normalized.append(rel)
+    return tuple(normalized)
+
+
+def _launch_shell() -> tuple[str, ...]:
+    """bash without start-up files, with pipefail so `agent | tee` keeps the agent's exit code."""
+    bash = shutil.which("bash")
+    if bash:
+        return (bash, "--noprofile", "--norc", "-o", "pipefail", "-c")
+    return ("/bin/sh", "-c")
+
+
+def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
+    session = naming.validate_session_name(config.session_name)
+    if not os.path.isabs(config.repo_root):
+        raise UsageError(f"repo root {config.repo_root!r} must be an absolute path")
+    repo_root = os.path.normpath(config.repo_root)
+    worktree_root = os.path.abspath(config.worktree_root or os.path.dirname(repo_root))
+    coordination_root = os.path.abspath(
+        config.coordination_root or os.path.join(repo_root, ".orchestration")
+    )
+    coordination_dir = os.path.join(coordination_root, session)
+    harness = get_harness(config.harness or DEFAULT_HARNESS)
+    default_template = config.launcher_command or harness.template
+    shared_seeds = normalize_seed_paths(config.seed_paths, repo_root)
+    if not config.workers:
+        raise UsageError("a plan needs at least one worker")
+
+    workers: list[WorkerPlan] = []
+    seen: dict[str, str] = {}
+    for spec in config.workers:
+        naming.validate_worker_name(spec.name)
+        slug = naming.slugify(spec.name)
+        if slug in seen:
+            raise UsageError(
+                f"workers {seen[slug]!r} and {spec.name!r} share the slug {slug!r}: "
+                "give every worker a distinct name"
+            )
+        seen[slug] = spec.name
+        worker_dir = os.path.join(coordination_dir, slug)
+        branch = naming.branch_name(session, slug)
+        worktree = naming.worktree_path(worktree_root, repo_root, session, slug)
+        template = validate_template(spec.launcher_command or default_template)
+        seeds = tuple(
+            dict.fromkeys(shared_seeds + normalize_seed_paths(spec.seed_paths, repo_root))
+        )
+        files = {
+            "task_file": os.path.join(worker_dir, "task.md"),
+            "handoff_file": os.path.join(worker_dir, "handoff.md"),
+            "status_file": os.path.join(worker_dir, "status.md"),
+        }
+        launch = render_template(
+            template,
+            {
+                "worker_name": spec.name,
+                "worker_slug": slug,
+                "session_name": session,
+                "repo_root": repo_root,
+                "worktree_path": worktree,
+                "branch_name": branch,
+                **files,
+            },
+        )
+        workers.append(
+            WorkerPlan(
+                worker_name=spec.name,
+                worker_slug=slug,
+                task=spec.task,
+                branch_name=branch,
+                worktree_path=worktree,
+                coordination_dir=worker_dir,
+                task_file_path=files["task_file"],
+                handoff_file_path=files["handoff_file"],
+                status_file_path=files["status_file"],
+                transcript_file_path=os.path.join(worker_dir, "transcript.log"),
+                launcher_template=template,
+                launch_command=launch,
+                seed_paths=seeds,
+                git_args=("worktree", "add", "-b", branch, worktree, config.base_ref),
+            )
+        )
+    return OrchestrationPlan(
+        session_name=session,
+        repo_root=repo_root,
+        worktree_root=worktree_root,
+        coordination_root=coordination_root,
+        coordination_dir=coordination_dir,
+        base_ref=config.base_ref,
+        replace_existing=config.replace_existing,
+        seed_paths=shared_seeds,
+        workers=tuple(workers),
+        launcher_template=default_template,
+        task=config.task,
+        harness=harness.name,
+        agents=config.agents or tuple(w.worker_name for w in workers),
+        shell=_launch_shell(),
+        extra_meta=dict(config.extra_meta),
+    )

@@ -1,0 +1,84 @@
+"""The one place that runs external programs (git, tmux).
+
+Errors carry the command, exit code, stdout and stderr. ``GIT_*`` variables that
+would redirect git to another repository (as set inside a git hook) are scrubbed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kodelyth_ecc.errors import CalledProcessError, KodelythError
+
+# Variables a user may legitimately set for git; everything else GIT_* is dropped.
+_GIT_KEEP = frozenset(
+    {
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_NO_VERIFY",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_AUTHOR_DATE",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "GIT_COMMITTER_DATE",
+        "GIT_TERMINAL_PROMPT",
+        "GIT_ASKPASS",
+    }
+)
+
+_INSTALL_HINTS = {
+    "git": "install git (e.g. `apt-get install git`) and make sure it is on PATH",
+    "tmux": "install tmux (e.g. `apt-get install tmux`) and make sure it is on PATH",
+}
+
+
+@dataclass(frozen=True)
+class CmdResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _GIT_KEEP}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def cmd_output(
+    *cmd: str,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+) -> CmdResult:
+    """Run ``cmd`` and capture its output as text; raise on failure when ``check``."""
+    try:
+        proc = subprocess.run(
+            list(cmd),
+            cwd=cwd,
+            env=dict(env) if env is not None else scrubbed_env(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        program = cmd[0]
+        hint = _INSTALL_HINTS.get(program, f"install {program} or put it on PATH")
+        raise KodelythError(f"{program} was not found: {hint}") from exc
+    result = CmdResult(proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise CalledProcessError(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return result

@@ -1,0 +1,151 @@
+"""The worker runner: what each tmux pane runs instead of an interactive shell.
+
+It waits for the launch signal (so no agent starts before every pane exists),
+keeps ``status.md`` true (pending -> running -> completed/failed), runs the
+launcher in a pseudo-terminal and copies its output both to the pane and to
+``transcript.log``. Standard library only: it starts in every pane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import termios
+import time
+import tty
+from collections.abc import Sequence
+
+from kodelyth_ecc.fsutil import atomic_write_text
+from kodelyth_ecc.statusfile import StatusRecord, render_status
+
+_DROP_ENV = ("BASH_ENV", "ENV")
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        try:
+            written = os.write(fd, data)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        data = data[written:]
+
+
+def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
+    """Run ``argv`` on a new pty; tee its output to stdout and the transcript."""
+    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    pid, master = pty.fork()
+    if pid == 0:  # pragma: no cover - the child execs or exits
+        try:
+            os.execvpe(argv[0], list(argv), env)  # noqa: S606 - argv is ours, no shell
+        except OSError as exc:
+            os.write(2, f"kodelyth-ecc runner: cannot start {argv[0]}: {exc}\n".encode())
+        os._exit(127)
+
+    stdin_tty = os.isatty(0)
+    saved_attrs = None
+    if stdin_tty:
+        _copy_winsize(0, master)
+        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(0, master))
+        with contextlib.suppress(termios.error):
+            saved_attrs = termios.tcgetattr(0)
+            tty.setraw(0)
+    try:
+        with open(transcript_path, "ab", buffering=0) as transcript:
+            inputs = [master, 0] if stdin_tty else [master]
+            while True:
+                try:
+                    ready, _, _ = select.select(inputs, [], [])
+                except InterruptedError:
+                    continue
+                if master in ready:
+                    try:
+                        data = os.read(master, 65536)
+                    except OSError as exc:
+                        if exc.errno == errno.EIO:  # the child side closed
+                            break
+                        raise
+                    if not data:
+                        break
+                    transcript.write(data)
+                    _write_all(1, data)
+                if 0 in ready:
+                    data = os.read(0, 4096)
+                    if data:
+                        _write_all(master, data)
+                    else:
+                        inputs.remove(0)
+    finally:
+        if saved_attrs is not None:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)
+        os.close(master)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kodelyth-ecc-runner")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--status-file", required=True)
+    parser.add_argument("--transcript", required=True)
+    parser.add_argument("--gate", help="tmux wait-for channel to block on before starting")
+    parser.add_argument("--branch")
+    parser.add_argument("--worktree")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    if not args.command:
+        parser.error("no command to run")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    record = StatusRecord(name=args.name, branch=args.branch, worktree=args.worktree)
+    if args.gate:
+        gate = subprocess.run(["tmux", "wait-for", args.gate], check=False)
+        if gate.returncode != 0:
+            print(f"kodelyth-ecc runner: launch signal {args.gate!r} failed", file=sys.stderr)
+            return 1
+    record.state = "running"
+    record.started = _utc_now()
+    atomic_write_text(args.status_file, render_status(record))
+    start = time.monotonic()
+    try:
+        code = run_in_pty(args.command, args.transcript)
+    except OSError as exc:
+        print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
+        code = 127
+    record.duration_s = time.monotonic() - start
+    record.finished = _utc_now()
+    record.exit_code = code
+    record.state = "completed" if code == 0 else "failed"
+    atomic_write_text(args.status_file, render_status(record))
+    print(
+        f"\n[kodelyth-ecc] {args.name}: {record.state} (exit {code}) in {record.duration_s:.1f}s",
+        flush=True,
+    )
+    return code

@@ -1,0 +1,198 @@
+"""What the workers of a session are doing, read from their ``status.md`` and
+their tmux panes. A worker whose pane died while it was running (or before it
+ever started) is ``lost``: its runner could not record an outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kodelyth_ecc import naming, tmux
+from kodelyth_ecc.coordination import SESSION_FILE, SessionRecord, read_session_record
+from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.statusfile import DONE_STATES, LOST, STATES, parse_status
+
+POLL_INTERVAL_S = 0.1
+
+
+class WaitTimeout(KodelythError):
+    """``wait_for_session`` ran out of time; carries the last status seen."""
+
+    def __init__(self, message: str, status: SessionStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class WorkerStatus:
+    name: str
+    slug: str
+    state: str
+    recorded_state: str
+    exit_code: int | None = None
+    duration_s: float | None = None
+    started: str | None = None
+    finished: str | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    pane_id: str | None = None
+    pane_alive: bool | None = None
+    handoff_bytes: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in DONE_STATES
+
+
+@dataclass
+class SessionStatus:
+    session: str
+    coordination_dir: str
+    workers: list[WorkerStatus]
+    tmux_alive: bool | None
+    record: SessionRecord | None = field(default=None, repr=False)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((*STATES, LOST), 0)
+        for worker in self.workers:
+            counts[worker.state] = counts.get(worker.state, 0) + 1
+        return counts
+
+    @property
+    def done(self) -> bool:
+        return all(w.done for w in self.workers)
+
+    @property
+    def all_completed(self) -> bool:
+        return all(w.state == "completed" for w in self.workers)
+
+
+def _worker_dirs(coordination_dir: str) -> list[str]:
+    names = []
+    with os.scandir(coordination_dir) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                names.append(entry.name)
+    return sorted(names)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def collect_status(session: str, coordination_root: str) -> SessionStatus:
+    naming.validate_session_name(session)
+    coordination_dir = os.path.join(coordination_root, session)
+    if not os.path.isdir(coordination_dir):
+        raise KodelythError(
+            f"no session {session!r} under {coordination_root}: "
+            "run `kodelyth-ecc status` to list sessions, or pass --coordination-root"
+        )
+    record = read_session_record(coordination_dir)
+    # Panes first, files second: a runner records its outcome before its pane dies,
+    # so a file still saying "running" after the pane is gone means the worker is lost.
+    executed = record is not None and record.tmux_session is not None
+    panes = tmux.panes(session) if executed else None
+    pane_of = {w.slug: w.pane_id for w in record.workers} if record else {}
+    slugs = [w.slug for w in record.workers] if record else []
+    slugs += [s for s in _worker_dirs(coordination_dir) if s not in slugs]
+
+    workers = []
+    for slug in slugs:
+        worker_dir = os.path.join(coordination_dir, slug)
+        text = _read(os.path.join(worker_dir, "status.md"))
+        if text is None and not os.path.isdir(worker_dir):
+            continue
+        parsed = parse_status(text or "", slug)
+        pane_id = pane_of.get(slug)
+        alive: bool | None = None
+        if executed and pane_id:
+            pane = (panes or {}).get(pane_id)
+            alive = pane is not None and not pane.dead
+        state = parsed.state
+        if alive is False and state in ("pending", "running"):
+            state = LOST
+        try:
+            handoff: int | None = os.path.getsize(os.path.join(worker_dir, "handoff.md"))
+        except OSError:
+            handoff = None
+        workers.append(
+            WorkerStatus(
+                name=parsed.name or slug,
+                slug=slug,
+                state=state,
+                recorded_state=parsed.state,
+                exit_code=parsed.exit_code,
+                duration_s=parsed.duration_s,
+                started=parsed.started,
+                finished=parsed.finished,
+                branch=parsed.branch,
+                worktree=parsed.worktree,
+                pane_id=pane_id,
+                pane_alive=alive,
+                handoff_bytes=handoff,
+            )
+        )
+    return SessionStatus(
+        session=session,
+        coordination_dir=coordination_dir,
+        workers=workers,
+        tmux_alive=(panes is not None) if executed else None,
+        record=record,
+    )
+
+
+def list_sessions(coordination_root: str) -> list[SessionStatus]:
+    """Every session under the root: directories with a session.json or worker dirs."""
+    if not os.path.isdir(coordination_root):
+        return []
+    found = []
+    for name in sorted(os.listdir(coordination_root)):
+        path = os.path.join(coordination_root, name)
+        if name.startswith(".") or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            naming.validate_session_name(name)
+        except KodelythError:
+            continue
+        if not os.path.exists(os.path.join(path, SESSION_FILE)) and not _worker_dirs(path):
+            continue
+        found.append(collect_status(name, coordination_root))
+    return found
+
+
+def wait_for_session(
+    session: str,
+    coordination_root: str,
+    *,
+    timeout: float | None = None,
+    on_poll: Callable[[SessionStatus], None] | None = None,
+) -> SessionStatus:
+    """Block until every worker is completed, failed or lost."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = collect_status(session, coordination_root)
+        if on_poll:
+            on_poll(status)
+        if status.done:
+            return status
+        if status.record is not None and status.record.tmux_session is None:
+            raise KodelythError(
+                f"session {session!r} was written with --write-only and never started: "
+                "nothing to wait for (run it with `swarm --plan` / `--execute`)"
+            )
+        if deadline is not None and time.monotonic() >= deadline:
+            waiting = ", ".join(w.slug for w in status.workers if not w.done)
+            raise WaitTimeout(
+                f"timed out after {timeout:g}s waiting for {waiting}: "
+                "raise --timeout or check the panes with `tmux attach -t " + session + "`",
+                status,
+            )
+        time.sleep(POLL_INTERVAL_S)

@@ -1,0 +1,74 @@
+"""The ``status.md`` contract: ``- Key: value`` bullets, rewritten atomically.
+
+Also reads what the earlier JavaScript tool wrote (``- State: not started``
+with ``state: completed`` appended), so its coordination dirs keep working.
+This module is imported by the worker runner, so it uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+STATES = ("pending", "running", "completed", "failed")
+# Computed by status collection, never written by a runner.
+LOST = "lost"
+DONE_STATES = frozenset({"completed", "failed", LOST})
+
+_BULLET = re.compile(r"^\s*(?:-\s+)?([A-Za-z][A-Za-z ]*?)\s*:\s*(.*?)\s*$")
+_STATE_ALIASES = {"not started": "pending", "done": "completed", "success": "completed"}
+
+
+@dataclass
+class StatusRecord:
+    name: str
+    state: str = "pending"
+    started: str | None = None
+    finished: str | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    branch: str | None = None
+    worktree: str | None = None
+
+
+def render_status(record: StatusRecord) -> str:
+    fields: list[tuple[str, str | None]] = [
+        ("State", record.state),
+        ("Started", record.started),
+        ("Finished", record.finished),
+        ("Exit code", None if record.exit_code is None else str(record.exit_code)),
+        ("Duration", None if record.duration_s is None else f"{record.duration_s:.2f}s"),
+        ("Branch", f"`{record.branch}`" if record.branch else None),
+        ("Worktree", f"`{record.worktree}`" if record.worktree else None),
+    ]
+    bullets = "".join(f"- {key}: {value}\n" for key, value in fields if value is not None)
+    return f"# Status: {record.name}\n\n{bullets}"
+
+
+def parse_status(text: str, default_name: str = "") -> StatusRecord:
+    record = StatusRecord(name=default_name)
+    for line in text.splitlines():
+        if line.startswith("# Status:"):
+            record.name = line[len("# Status:") :].strip() or default_name
+            continue
+        match = _BULLET.match(line)
+        if not match:
+            continue
+        key, value = match.group(1).lower(), match.group(2).strip().strip("`")
+        if key == "state":
+            state = value.lower()
+            record.state = _STATE_ALIASES.get(state, state)
+        elif key == "started":
+            record.started = value or None
+        elif key == "finished":
+            record.finished = value or None
+        elif key == "exit code":
+            record.exit_code = int(value) if re.fullmatch(r"-?\d+", value) else None
+        elif key == "duration":
+            number = value.rstrip("s")
+            record.duration_s = float(number) if re.fullmatch(r"\d+(\.\d+)?", number) else None
+        elif key == "branch":
+            record.branch = value or None
+        elif key == "worktree":
+            record.worktree = value or None
+    return record

@@ -1,0 +1,165 @@
+"""Safe teardown of a session: tmux session, worktrees, branches, and optionally
+its coordination dir.
+
+Work is never destroyed silently: a worktree with uncommitted changes or
+commits beyond its base is refused unless ``force``, and even then its changes
+are first saved as a patch under ``<coordination-root>/<session>.teardown/``
+(outside the session dir, so ``purge`` keeps it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kodelyth_ecc import gitrepo, naming, tmux
+from kodelyth_ecc.coordination import read_session_record
+from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.fsutil import atomic_write_text
+from kodelyth_ecc.statusfile import parse_status
+
+
+@dataclass(frozen=True)
+class TeardownTarget:
+    slug: str
+    branch: str
+    worktree: str
+    seed_paths: tuple[str, ...] = ()
+
+
+@dataclass
+class TeardownResult:
+    session: str
+    killed_tmux: bool = False
+    removed_worktrees: list[str] = field(default_factory=list)
+    deleted_branches: list[str] = field(default_factory=list)
+    saved_patches: list[str] = field(default_factory=list)
+    purged: str | None = None
+
+
+@dataclass(frozen=True)
+class _Work:
+    target: TeardownTarget
+    changes: int
+    ahead: int
+    has_worktree: bool
+
+
+def _targets_from_dir(coordination_dir: str, session: str, repo_root: str) -> list[TeardownTarget]:
+    """Workers of a session without session.json (e.g. written by the JS tool)."""
+    targets: list[TeardownTarget] = []
+    if not os.path.isdir(coordination_dir):
+        return targets
+    for entry in sorted(os.scandir(coordination_dir), key=lambda e: e.name):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        slug = entry.name
+        branch = naming.branch_name(session, slug)
+        worktree = naming.worktree_path(os.path.dirname(repo_root), repo_root, session, slug)
+        try:
+            with open(os.path.join(entry.path, "status.md"), encoding="utf-8") as fh:
+                status = parse_status(fh.read(), slug)
+            branch = status.branch or branch
+            worktree = status.worktree or worktree
+        except OSError:
+            pass
+        targets.append(TeardownTarget(slug, branch, worktree))
+    return targets
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def teardown(
+    session: str,
+    coordination_root: str,
+    *,
+    repo_root: str | None = None,
+    force: bool = False,
+    purge: bool = False,
+    extra_targets: Iterable[TeardownTarget] = (),
+) -> TeardownResult:
+    naming.validate_session_name(session)
+    coordination_dir = os.path.join(coordination_root, session)
+    record = read_session_record(coordination_dir)
+    repo = (record.repo_root if record and record.repo_root else None) or repo_root
+    if repo is None:
+        raise KodelythError(
+            f"cannot tell which repository session {session!r} belongs to: run this inside it"
+        )
+    if record is not None:
+        targets = [
+            TeardownTarget(w.slug, w.branch, w.worktree, tuple(w.seed_paths))
+            for w in record.workers
+        ]
+        base = record.base_commit
+    else:
+        targets = _targets_from_dir(coordination_dir, session, repo)
+        base = None
+    known = {t.slug for t in targets}
+    targets += [t for t in extra_targets if t.slug not in known]
+    base = base or "HEAD"
+
+    registered = gitrepo.worktrees(repo)
+    present: list[TeardownTarget] = []
+    work: list[_Work] = []
+    for target in targets:
+        changes = 0
+        if os.path.realpath(target.worktree) in registered:
+            present.append(target)
+            changes = len(gitrepo.uncommitted_changes(target.worktree, target.seed_paths))
+        elif os.path.lexists(target.worktree):
+            raise KodelythError(
+                f"{target.worktree} exists but is not a worktree of {repo}: "
+                "move it away yourself; teardown only removes worktrees it can account for"
+            )
+        ahead = (
+            gitrepo.commits_ahead(repo, target.branch, base)
+            if gitrepo.branch_exists(repo, target.branch)
+            else 0
+        )
+        if changes or ahead:
+            work.append(_Work(target, changes, ahead, target in present))
+
+    if work and not force:
+        first = work[0]
+        detail = ", ".join(
+            f"{w.target.slug} ({w.changes} uncommitted, {w.ahead} commits ahead)" for w in work
+        )
+        raise KodelythError(
+            f"refusing to tear down {session!r}: unsaved work in {detail}; commit or push it, "
+            f"or pass --force to save it as a patch first (e.g. {first.target.worktree})"
+        )
+
+    result = TeardownResult(session)
+    result.killed_tmux = tmux.kill_session(session)
+    if work:
+        salvage_dir = os.path.join(coordination_root, f"{session}.teardown")
+        os.makedirs(salvage_dir, exist_ok=True)
+        stamp = _stamp()
+        for item in work:
+            if item.has_worktree:
+                patch = gitrepo.diff_against(item.target.worktree, base)
+            else:
+                patch = gitrepo.git(
+                    "diff", "--binary", base, f"refs/heads/{item.target.branch}", cwd=repo
+                )
+            path = os.path.join(salvage_dir, f"{item.target.slug}-{stamp}.patch")
+            atomic_write_text(path, patch)
+            result.saved_patches.append(path)
+    for target in present:
+        gitrepo.worktree_remove(repo, target.worktree)
+        result.removed_worktrees.append(target.worktree)
+    gitrepo.worktree_prune(repo)
+    for target in targets:
+        if gitrepo.branch_exists(repo, target.branch):
+            gitrepo.branch_delete(repo, target.branch)
+            result.deleted_branches.append(target.branch)
+    if purge and os.path.isdir(coordination_dir):
+        shutil.rmtree(coordination_dir)
+        result.purged = coordination_dir
+    return result
