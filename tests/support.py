@@ -18,7 +18,7 @@ DEFAULT_TIMEOUT = 20.0
 
 
 def retry_until(
-    predicate: Callable[[], T | None | bool],
+    predicate: Callable[[], T | bool | None],
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = 0.05,
     message: str = "condition",
