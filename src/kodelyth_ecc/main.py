@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from kodelyth_ecc import __version__
-from kodelyth_ecc.errors import EXIT_INTERRUPTED, EXIT_USAGE, KodelythError
+from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, KodelythError
 
 PROG = "kodelyth-ecc"
 
@@ -184,3 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:
+        if os.environ.get("KODELYTH_DEBUG"):
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            "(please report it; rerun with KODELYTH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
