@@ -31,10 +31,14 @@ class Sandbox:
         return self.repo / ".orchestration"
 
 
+# Looked up once, before any test can take tmux off PATH, so cleanup always works.
+TMUX = shutil.which("tmux") or "tmux"
+
+
 def _kill_tmux_server(tmpdir: Path) -> None:
     env = {**os.environ, "TMUX_TMPDIR": str(tmpdir)}
     env.pop("TMUX", None)
-    subprocess.run(["tmux", "kill-server"], env=env, capture_output=True, check=False)
+    subprocess.run([TMUX, "kill-server"], env=env, capture_output=True, check=False)
 
 
 @pytest.fixture(autouse=True)

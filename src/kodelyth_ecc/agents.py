@@ -58,12 +58,13 @@ ROTATION = (
     "doc-updater",
 )
 
+# One pattern per agent, matched against the lower-cased task. (re.IGNORECASE would do
+# the same, but compiling these with it costs tens of milliseconds at every start-up.)
 _PATTERNS = tuple(
     (
         agent,
         re.compile(
-            "|".join(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])" for word in words),
-            re.IGNORECASE,
+            r"(?<![a-z0-9])(?:" + "|".join(re.escape(word) for word in words) + r")(?![a-z0-9])"
         ),
     )
     for agent, words in KEYWORD_RULES
@@ -71,7 +72,9 @@ _PATTERNS = tuple(
 
 
 def matched_agents(task: str) -> list[str]:
-    return [agent for agent, pattern in _PATTERNS if pattern.search(task)]
+    """Agents whose keywords appear in ``task`` as whole words, in priority order."""
+    text = task.lower()
+    return [agent for agent, pattern in _PATTERNS if pattern.search(text)]
 
 
 def pick_agents(task: str, count: int = DEFAULT_AGENTS) -> list[str]:

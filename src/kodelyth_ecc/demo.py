@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 
 from kodelyth_ecc.process import cmd_output
@@ -20,7 +21,14 @@ _FILES = {
 def make_demo_repo(parent: str | None = None) -> str:
     """A fresh repository with one commit, in a new temporary directory."""
     base = tempfile.mkdtemp(prefix="kodelyth-demo-", dir=parent)
-    repo = os.path.join(base, "demo-repo")
+    try:
+        return _fill_repo(os.path.join(base, "demo-repo"))
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+
+
+def _fill_repo(repo: str) -> str:
     os.mkdir(repo)
     for rel, text in _FILES.items():
         path = os.path.join(repo, rel)

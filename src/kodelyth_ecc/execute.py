@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from kodelyth_ecc.coordination import (
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.launchers import get_harness, missing_program
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
-from kodelyth_ecc.teardown import TeardownTarget, teardown
+from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
 
 
 @dataclass
@@ -92,15 +93,22 @@ def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
             f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; "
             "pick another --session, or pass --replace to tear the old one down"
         )
-    teardown(
-        plan.session_name,
-        plan.coordination_root,
-        repo_root=plan.repo_root,
-        purge=True,
-        extra_targets=[
-            TeardownTarget(w.worker_slug, w.branch_name, w.worktree_path) for w in plan.workers
-        ],
-    )
+    try:
+        teardown(
+            plan.session_name,
+            plan.coordination_root,
+            repo_root=plan.repo_root,
+            purge=True,
+            extra_targets=[
+                TeardownTarget(w.worker_slug, w.branch_name, w.worktree_path) for w in plan.workers
+            ],
+        )
+    except UnsavedWork as exc:
+        raise KodelythError(
+            f"--replace refused: session {plan.session_name!r} holds unsaved work in "
+            f"{exc.detail}; commit it, or run `kodelyth-ecc teardown {plan.session_name} "
+            "--force` (it saves a patch first) and start again"
+        ) from exc
     still = collisions(plan, execute=execute)
     if still:
         raise KodelythError(f"--replace could not free session {plan.session_name!r}: {still[0]}")
@@ -129,7 +137,7 @@ def _copy_seeds(repo_root: str, worktree: str, seeds: tuple[str, ...]) -> None:
             shutil.copy2(src, dst, follow_symlinks=False)
 
 
-def _pane_commands(plan: OrchestrationPlan, path_env: str) -> list[list[str]]:
+def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[list[str]]:
     target = f"={plan.session_name}:{WINDOW_NAME}"
     banner = (
         'printf "Session: %s\\nCoordination: %s\\nStatus: kodelyth-ecc status %s\\n" '
@@ -174,7 +182,7 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str) -> list[list[str]]:
                 "-P",
                 "-F",
                 "#{pane_id}",
-                *plan.runner_argv(worker),
+                *plan.runner_argv(worker, run_id),
             ],
             # split-window without -d made the new pane active: title it.
             ["select-pane", "-t", target, "-T", worker.worker_slug],
@@ -248,11 +256,13 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         lap("worktrees")
 
         step = "creating the tmux session"
+
         def kill_tmux() -> None:
             tmux.kill_session(plan.session_name)
 
         undo.append((f"tmux session {plan.session_name}", kill_tmux))
-        out = tmux.run_sequence(_pane_commands(plan, os.environ.get("PATH", os.defpath)))
+        run_id = secrets.token_hex(4)
+        out = tmux.run_sequence(_pane_commands(plan, os.environ.get("PATH", os.defpath), run_id))
         pane_ids = [line.strip() for line in out.stdout.splitlines() if line.startswith("%")]
         if len(pane_ids) != len(plan.workers) + 1:
             raise KodelythError(
@@ -269,7 +279,11 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         tmux.run_sequence(
             [
                 *(
-                    ["wait-for", "-S", naming.gate_channel(plan.session_name, w.worker_slug)]
+                    [
+                        "wait-for",
+                        "-S",
+                        naming.gate_channel(plan.session_name, w.worker_slug, run_id),
+                    ]
                     for w in plan.workers
                 ),
                 ["select-pane", "-t", pane_ids[0]],

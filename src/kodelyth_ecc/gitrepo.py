@@ -100,14 +100,19 @@ def commits_ahead(repo: str, branch: str, base: str) -> int:
     return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else 0
 
 
-def diff_against(worktree: str, base: str) -> str:
+def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) -> str:
     """Everything in the worktree that differs from ``base`` (commits, edits, new files).
 
-    Uses a throwaway index so the worktree's own index is left untouched.
+    ``include_ignored`` are paths taken even if ``.gitignore`` covers them (edited
+    seeds such as a local ``.env``). Uses a throwaway index so the worktree's own
+    index is left untouched.
     """
+    steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), ("add", "--all")]
+    if include_ignored:
+        steps.append(("add", "--force", "--", *include_ignored))
     with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
         env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
-        for args in (("read-tree", "HEAD"), ("add", "--all")):
+        for args in steps:
             result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
             if result.returncode != 0:
                 raise CalledProcessError(

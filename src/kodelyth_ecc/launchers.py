@@ -26,8 +26,9 @@ PLACEHOLDERS = (
     "status_file",
 )
 _KNOWN = frozenset(name + suffix for name in PLACEHOLDERS for suffix in ("", "_raw", "_sh"))
-# `${var}` is shell syntax, not a placeholder.
-_FIELD = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `${var}` is shell syntax, not a placeholder; `{{` and `}}` are literal braces
+# (for `awk '{{print $1}}'`).
+_FIELD = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,19 @@ def validate_template(template: str) -> str:
         raise UsageError(
             "empty launcher template: give a shell command, e.g. 'my-agent {task_file_sh}'"
         )
-    unknown = sorted({m for m in _FIELD.findall(template) if m not in _KNOWN})
+    unknown = sorted(
+        {
+            m.group(1)
+            for m in _FIELD.finditer(template)
+            if m.group(1) is not None and m.group(1) not in _KNOWN
+        }
+    )
     if unknown:
         names = ", ".join("{" + u + "}" for u in unknown)
         raise UsageError(
             f"unknown placeholder {names} in launcher template: "
-            f"use {{{PLACEHOLDERS[0]}}}, ... ({', '.join(PLACEHOLDERS)}), each also as _sh or _raw"
+            f"use one of {', '.join(PLACEHOLDERS)} (each also as _sh or _raw), "
+            "or write a literal brace as {{ or }}"
         )
     return template
 
@@ -113,4 +121,4 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
         raw = values[name]
         fields[name] = fields[name + "_raw"] = raw
         fields[name + "_sh"] = shell_quote(raw)
-    return _FIELD.sub(lambda m: fields[m.group(1)], template)
+    return _FIELD.sub(lambda m: fields[m.group(1)] if m.group(1) else m.group(0)[0], template)

@@ -66,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     swarm.add_argument("--task", help="what the agents should do (required unless --plan)")
     swarm.add_argument(
         "--agents",
-        default="4",
         metavar="N|a,b,c",
         help="how many agents (1-12, picked from the task's keywords) or their names (default 4)",
     )

@@ -58,6 +58,10 @@ def worktree_path(worktree_root: str, repo_root: str, session: str, slug: str) -
     return os.path.join(worktree_root, f"{repo_name}-{session}-{slug}")
 
 
-def gate_channel(session: str, slug: str) -> str:
-    """tmux wait-for channel a worker's runner blocks on until every pane exists."""
-    return f"kodelyth-go-{session}-{slug}"
+def gate_channel(session: str, slug: str, run_id: str) -> str:
+    """tmux wait-for channel a worker's runner blocks on until every pane exists.
+
+    ``run_id`` is fresh for every ``--execute``: a signal left pending on the server
+    by an interrupted launch must not start a later run's worker early.
+    """
+    return f"kodelyth-go-{session}-{slug}-{run_id}"

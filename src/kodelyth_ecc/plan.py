@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,8 @@ from kodelyth_ecc.launchers import (
 from kodelyth_ecc.prompts import agent_prompt
 
 WINDOW_NAME = "orchestrator"
+# Shown where the per-run id of the launch channels goes (chosen by execute_plan).
+RUN_ID_PLACEHOLDER = "<run-id>"
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class OrchestrationPlan:
     shell: tuple[str, ...]
     extra_meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def runner_argv(self, worker: WorkerPlan) -> list[str]:
+    def runner_argv(self, worker: WorkerPlan, run_id: str = RUN_ID_PLACEHOLDER) -> list[str]:
         """The pane's command: our runner, started without any interactive shell."""
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         bootstrap = (
@@ -146,7 +149,7 @@ class OrchestrationPlan:
             "--transcript",
             worker.transcript_file_path,
             "--gate",
-            naming.gate_channel(self.session_name, worker.worker_slug),
+            naming.gate_channel(self.session_name, worker.worker_slug, run_id),
             "--branch",
             worker.branch_name,
             "--worktree",
@@ -207,7 +210,7 @@ class OrchestrationPlan:
                 f"Launch worker {worker.worker_slug}",
                 "wait-for",
                 "-S",
-                naming.gate_channel(self.session_name, worker.worker_slug),
+                naming.gate_channel(self.session_name, worker.worker_slug, RUN_ID_PLACEHOLDER),
             )
             for worker in self.workers
         ]
@@ -257,10 +260,14 @@ def parse_agents(value: str | int | Sequence[str]) -> int | list[str]:
     """``--agents`` takes a count (``4``) or a comma-separated list (``a,b,c``)."""
     if isinstance(value, int):
         count = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
         count = int(value.strip())
     else:
         names = value.split(",") if isinstance(value, str) else list(value)
+        if len(names) > MAX_AGENTS:
+            raise UsageError(
+                f"--agents names {len(names)} agents: a swarm has at most {MAX_AGENTS}"
+            )
         return [naming.validate_worker_name(name.strip()) for name in names]
     if not MIN_AGENTS <= count <= MAX_AGENTS:
         raise UsageError(
@@ -325,6 +332,13 @@ def _str_field(
     return value
 
 
+def _bool_field(data: Mapping[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise UsageError(f"plan file: {where}.{key} must be true or false, got {value!r}")
+    return value
+
+
 def _str_list(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -370,31 +384,49 @@ def plan_config_from_json(
         base_ref=_str_field(data, "baseRef", "the plan") or "HEAD",
         launcher_command=_str_field(data, "launcherCommand", "the plan"),
         seed_paths=_str_list(data, "seedPaths", "the plan"),
-        replace_existing=bool(data.get("replaceExisting", False)),
+        replace_existing=_bool_field(data, "replaceExisting", "the plan"),
         harness=harness,
         agents=tuple(w.name for w in workers),
     )
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def normalize_seed_paths(seed_paths: Sequence[str], repo_root: str) -> tuple[str, ...]:
-    """Seeds as repo-relative paths; each must exist and stay inside the repo."""
-    real_root = os.path.realpath(repo_root)
+    """Seeds as repo-relative paths; each must exist and stay inside the repo.
+
+    A seed keeps the name it was given (a symlink ``.env`` stays ``.env``), but what
+    it points to, through any symlink, must be inside the repo too.
+    """
+    root = os.path.normpath(repo_root)
+    real_root = os.path.realpath(root)
     normalized: list[str] = []
     for entry in seed_paths:
         if not entry.strip():
             raise UsageError("empty --seed path: name a file or directory inside the repo")
-        candidate = os.path.join(repo_root, entry)
-        real = os.path.realpath(candidate)
-        if real != real_root and not real.startswith(real_root + os.sep):
+        lexical = os.path.normpath(os.path.join(root, entry))
+        real = os.path.realpath(lexical)
+        if not _inside(real, real_root):
             raise UsageError(
                 f"seed path {entry!r} is outside the repo {repo_root}: seeds must be inside it"
             )
-        if not os.path.lexists(candidate):
+        if not os.path.lexists(lexical):
             raise UsageError(f"seed path {entry!r} does not exist in {repo_root}: check the path")
-        rel = os.path.relpath(real, real_root)
+        if _inside(lexical, root):
+            rel = os.path.relpath(lexical, root)
+        elif _inside(lexical, real_root):
+            rel = os.path.relpath(lexical, real_root)
+        else:  # named through a symlink to the repo: only the real path is repo-relative
+            rel = os.path.relpath(real, real_root)
         if rel == ".":
             raise UsageError(
                 f"seed path {entry!r} is the whole repo: name a file or directory in it"
+            )
+        if ".git" in {*rel.split(os.sep), *os.path.relpath(real, real_root).split(os.sep)}:
+            raise UsageError(
+                f"seed path {entry!r} is inside git's own data (.git): seed work files only"
             )
         if rel not in normalized:
             normalized.append(rel)

@@ -31,6 +31,7 @@ _GIT_KEEP = frozenset(
         "GIT_COMMITTER_DATE",
         "GIT_TERMINAL_PROMPT",
         "GIT_ASKPASS",
+        "GIT_CEILING_DIRECTORIES",
     }
 )
 
@@ -75,6 +76,8 @@ def cmd_output(
             check=False,
         )
     except FileNotFoundError as exc:
+        if cwd is not None and not os.path.isdir(cwd):
+            raise KodelythError(f"directory {cwd} does not exist: check the path") from exc
         program = cmd[0]
         hint = _INSTALL_HINTS.get(program, f"install {program} or put it on PATH")
         raise KodelythError(f"{program} was not found: {hint}") from exc

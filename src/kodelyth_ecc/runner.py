@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -32,6 +33,35 @@ _DROP_ENV = ("BASH_ENV", "ENV")
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Escape sequences that set the terminal title (OSC 0, 1 and 2, ended by BEL or
+# ST). Agents send them (Claude Code titles its terminal); in a tmux pane they
+# would replace the worker's slug as the pane title, so the runner drops them.
+_TITLE_SEQ = re.compile(rb"\x1b\][012];[^\x07\x1b]*(?:\x07|\x1b\\)")
+# The unfinished start of such a sequence at the end of a read.
+_TITLE_START = re.compile(rb"\x1b(?:\](?:[012](?:;[^\x07\x1b]*\x1b?)?)?)?\Z")
+_MAX_HELD = 4096
+
+
+class TitleFilter:
+    """Removes title-setting sequences from a byte stream read in arbitrary chunks."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = _TITLE_SEQ.sub(b"", self._held + data)
+        self._held = b""
+        start = _TITLE_START.search(data)
+        if start and len(data) - start.start() <= _MAX_HELD:
+            self._held = data[start.start() :]
+            data = data[: start.start()]
+        return data
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
 
 
 def _copy_winsize(src: int, dst: int) -> None:
@@ -71,6 +101,7 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
         with contextlib.suppress(termios.error):
             saved_attrs = termios.tcgetattr(0)
             tty.setraw(0)
+    titles = TitleFilter()
     try:
         with open(transcript_path, "ab", buffering=0) as transcript:
             inputs = [master, 0] if stdin_tty else [master]
@@ -89,13 +120,14 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
                     if not data:
                         break
                     transcript.write(data)
-                    _write_all(1, data)
+                    _write_all(1, titles.feed(data))
                 if 0 in ready:
                     data = os.read(0, 4096)
                     if data:
                         _write_all(master, data)
                     else:
                         inputs.remove(0)
+            _write_all(1, titles.flush())
     finally:
         if saved_attrs is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)

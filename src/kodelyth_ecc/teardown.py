@@ -10,6 +10,7 @@ are first saved as a patch under ``<coordination-root>/<session>.teardown/``
 from __future__ import annotations
 
 import datetime as _dt
+import filecmp
 import os
 import shutil
 from collections.abc import Iterable
@@ -20,6 +21,15 @@ from kodelyth_ecc.coordination import read_session_record
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import atomic_write_text
 from kodelyth_ecc.statusfile import parse_status
+
+
+class UnsavedWork(KodelythError):
+    """Teardown refused: some worktree or branch holds work that is not saved elsewhere."""
+
+    def __init__(self, message: str, session: str, detail: str) -> None:
+        super().__init__(message)
+        self.session = session
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class _Work:
     changes: int
     ahead: int
     has_worktree: bool
+    edited_seeds: tuple[str, ...] = ()
 
 
 def _targets_from_dir(coordination_dir: str, session: str, repo_root: str) -> list[TeardownTarget]:
@@ -68,6 +79,37 @@ def _targets_from_dir(coordination_dir: str, session: str, repo_root: str) -> li
             pass
         targets.append(TeardownTarget(slug, branch, worktree))
     return targets
+
+
+def _same_content(a: str, b: str) -> bool:
+    if os.path.islink(a) or os.path.islink(b):
+        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
+    if not os.path.isfile(a) or not os.path.isfile(b):
+        return False
+    return filecmp.cmp(a, b, shallow=False)
+
+
+def seed_changes(repo: str, worktree: str, seeds: Iterable[str]) -> list[str]:
+    """Seeded paths (repo-relative) whose worktree copy no longer matches the repo's.
+
+    Seeds are exempt from the unsaved-work check only while they are what was
+    seeded: a worker's edit to a seeded file, or a file it added inside a seeded
+    directory, is work like any other.
+    """
+    changed: list[str] = []
+    for rel in seeds:
+        top = os.path.join(worktree, rel)
+        if os.path.isdir(top) and not os.path.islink(top):
+            for dirpath, dirnames, filenames in os.walk(top):
+                links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+                for name in sorted(filenames + links):
+                    path = os.path.join(dirpath, name)
+                    inner = os.path.relpath(path, worktree)
+                    if not _same_content(os.path.join(repo, inner), path):
+                        changed.append(inner)
+        elif os.path.lexists(top) and not _same_content(os.path.join(repo, rel), top):
+            changed.append(rel)
+    return changed
 
 
 def _stamp() -> str:
@@ -103,15 +145,23 @@ def teardown(
     known = {t.slug for t in targets}
     targets += [t for t in extra_targets if t.slug not in known]
     base = base or "HEAD"
+    if not targets and not os.path.isdir(coordination_dir) and not tmux.has_session(session):
+        raise KodelythError(
+            f"no session {session!r} under {coordination_root}: "
+            "run `kodelyth-ecc status` to list sessions, or pass --coordination-root"
+        )
 
     registered = gitrepo.worktrees(repo)
     present: list[TeardownTarget] = []
     work: list[_Work] = []
     for target in targets:
         changes = 0
+        edited_seeds: list[str] = []
         if os.path.realpath(target.worktree) in registered:
             present.append(target)
+            edited_seeds = seed_changes(repo, target.worktree, target.seed_paths)
             changes = len(gitrepo.uncommitted_changes(target.worktree, target.seed_paths))
+            changes += len(edited_seeds)
         elif os.path.lexists(target.worktree):
             raise KodelythError(
                 f"{target.worktree} exists but is not a worktree of {repo}: "
@@ -123,16 +173,18 @@ def teardown(
             else 0
         )
         if changes or ahead:
-            work.append(_Work(target, changes, ahead, target in present))
+            work.append(_Work(target, changes, ahead, target in present, tuple(edited_seeds)))
 
     if work and not force:
         first = work[0]
         detail = ", ".join(
             f"{w.target.slug} ({w.changes} uncommitted, {w.ahead} commits ahead)" for w in work
         )
-        raise KodelythError(
+        raise UnsavedWork(
             f"refusing to tear down {session!r}: unsaved work in {detail}; commit or push it, "
-            f"or pass --force to save it as a patch first (e.g. {first.target.worktree})"
+            f"or pass --force to save it as a patch first (e.g. {first.target.worktree})",
+            session,
+            detail,
         )
 
     result = TeardownResult(session)
@@ -143,7 +195,9 @@ def teardown(
         stamp = _stamp()
         for item in work:
             if item.has_worktree:
-                patch = gitrepo.diff_against(item.target.worktree, base)
+                patch = gitrepo.diff_against(
+                    item.target.worktree, base, include_ignored=item.edited_seeds
+                )
             else:
                 patch = gitrepo.git(
                     "diff", "--binary", base, f"refs/heads/{item.target.branch}", cwd=repo

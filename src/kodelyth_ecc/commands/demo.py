@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 
 from kodelyth_ecc.commands.status import print_table, wait_exit_code
@@ -17,12 +19,17 @@ DEMO_TASK = "review the auth module for security bugs and missing tests"
 def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     repo = make_demo_repo(args.dir)
+    try:
+        config = build_swarm_plan(
+            DEMO_TASK, repo_root=repo, agents=3, harness="echo", session_name=demo_session_name()
+        )
+        plan = build_orchestration_plan(config)
+        result = execute_plan(plan)
+    except BaseException:
+        # Nothing started: the throwaway repo is of no use to anyone.
+        shutil.rmtree(os.path.dirname(repo), ignore_errors=True)
+        raise
     out.write(f"demo repo     {repo}\n")
-    config = build_swarm_plan(
-        DEMO_TASK, repo_root=repo, agents=3, harness="echo", session_name=demo_session_name()
-    )
-    plan = build_orchestration_plan(config)
-    result = execute_plan(plan)
     out.write(f"swarm         {plan.session_name}: {len(plan.workers)} echo workers started\n")
     status = wait_for_session(plan.session_name, plan.coordination_root, timeout=args.timeout)
     out.write("\n")

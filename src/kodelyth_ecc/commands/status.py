@@ -63,7 +63,8 @@ def print_table(status: SessionStatus, out: TextIO) -> None:
 
 def _summary(status: SessionStatus) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in status.counts().items() if n)
-    return f"{status.session}  {len(status.workers)} workers: {counts or 'none'}"
+    total = len(status.workers)
+    return f"{status.session}  {total} worker{'' if total == 1 else 's'}: {counts or 'none'}"
 
 
 def wait_exit_code(status: SessionStatus) -> int:

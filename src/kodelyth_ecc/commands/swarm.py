@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from kodelyth_ecc import gitrepo
+from kodelyth_ecc.agents import DEFAULT_AGENTS
 from kodelyth_ecc.commands._common import print_json
+from kodelyth_ecc.coordination import write_session_record
 from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.execute import execute_plan, plan_warnings, write_plan_files
 from kodelyth_ecc.plan import (
@@ -40,6 +43,8 @@ def _config_from_args(args: argparse.Namespace) -> PlanConfig:
             raise UsageError(
                 "--task and --plan are exclusive: a plan file names each worker's task"
             )
+        if args.agents is not None:
+            raise UsageError("--agents and --plan are exclusive: a plan file names its workers")
         data = _load_plan_file(args.plan)
         try:
             default_root: str | None = gitrepo.repo_root()
@@ -64,7 +69,7 @@ def _config_from_args(args: argparse.Namespace) -> PlanConfig:
     return build_swarm_plan(
         args.task,
         repo_root=gitrepo.repo_root(),
-        agents=args.agents,
+        agents=args.agents if args.agents is not None else DEFAULT_AGENTS,
         harness=args.harness,
         launcher_command=args.launcher_cmd,
         seed_paths=args.seed,
@@ -95,10 +100,26 @@ def _print_plan(plan: OrchestrationPlan, commit: str) -> None:
         out.write(f"    launch    {worker.launch_command}\n")
 
 
+def _check_repo_root(plan: OrchestrationPlan) -> None:
+    """A plan file can name any repoRoot: make sure it is a git work tree before using it."""
+    if not os.path.isdir(plan.repo_root):
+        raise KodelythError(
+            f"repo root {plan.repo_root} does not exist: fix 'repoRoot' in the plan file"
+        )
+    gitrepo.repo_root(plan.repo_root)
+
+
 def run(args: argparse.Namespace) -> int:
     plan = build_orchestration_plan(_config_from_args(args))
+    if args.plan:
+        _check_repo_root(plan)
     if args.write_only:
-        write_plan_files(plan)
+        # Resolve the base ref first: a typo must fail before anything is written, and
+        # session.json records the commit it resolved to.
+        commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+        record = write_plan_files(plan)
+        record.base_commit = commit
+        write_session_record(plan.coordination_dir, record)
         sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
         return 0
     if args.execute:
@@ -113,11 +134,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+    for warning in plan_warnings(plan):
+        sys.stderr.write(f"warning: {warning}\n")
     if args.json:
         print_json(plan.to_json())
         return 0
-    for warning in plan_warnings(plan):
-        sys.stderr.write(f"warning: {warning}\n")
     _print_plan(plan, commit)
     sys.stderr.write(
         "dry run: nothing was created; add --execute to start it, --write-only to write files\n"
