@@ -117,6 +117,9 @@ class Sandbox:
         # Unix socket paths are limited to 108 bytes: keep the tmux dir short.
         self.tmux_dir = Path(tempfile.mkdtemp(prefix="kb-", dir="/tmp"))
         self.socket = str(self.tmux_dir / f"tmux-{os.getuid()}" / "default")
+        # `tmux -S` does not create the socket's directory (a plain `tmux` under
+        # TMUX_TMPDIR does); make it as tmux would, private to us.
+        os.makedirs(os.path.dirname(self.socket), mode=0o700, exist_ok=True)
         self.home = self.root / "home"
         self.home.mkdir()
         self.inherited_no_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
@@ -160,6 +163,11 @@ class Sandbox:
 
     def kill_tmux(self) -> None:
         self.tmux("kill-server", check=False)
+        # The dying server unlinks its socket on the way out; a server started before
+        # that would lose its socket to it. Wait (bounded) until it is gone.
+        deadline = time.monotonic() + 5
+        while os.path.exists(self.socket) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
 
     def close(self) -> None:
         # Cleaning up must not itself be interrupted half-way.

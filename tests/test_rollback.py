@@ -235,7 +235,8 @@ def test_ctrl_c_rolls_everything_back(
         # Something to roll back exists when the interrupt comes.
         assert (sandbox.coord_root / "rb" / "first" / "task.md").is_file()
         assert worktree_of(sandbox, "rb", "first").is_dir()
-        assert has_session("rb") == (tool == "tmux")
+        # The panes (runners held at the launch gate) exist before the worktrees.
+        assert has_session("rb")
         if target == "group":
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C at a terminal
         else:

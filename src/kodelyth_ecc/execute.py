@@ -21,8 +21,8 @@ from kodelyth_ecc.coordination import (
     write_session_record,
 )
 from kodelyth_ecc.errors import KodelythError
-from kodelyth_ecc.launchers import get_harness, missing_program
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
+from kodelyth_ecc.preflight import collisions, missing_harness_program
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
 
 
@@ -37,49 +37,6 @@ class ExecutionResult:
     @property
     def attach_command(self) -> str:
         return f"tmux attach -t {self.session_name}"
-
-
-def missing_harness_program(plan: OrchestrationPlan) -> str | None:
-    """The harness program, if some worker uses the harness template and it is not on PATH."""
-    harness = get_harness(plan.harness or "claude")
-    if not any(w.launcher_template == harness.template for w in plan.workers):
-        return None
-    return missing_program(harness)
-
-
-def plan_warnings(plan: OrchestrationPlan) -> list[str]:
-    """What would stop ``--execute``, reported by dry-run instead of failing."""
-    warnings = []
-    program = missing_harness_program(plan)
-    if program:
-        warnings.append(
-            f"{program} is not on PATH: --execute will refuse to start the {plan.harness} harness"
-        )
-    if not tmux.available():
-        warnings.append("tmux is not on PATH: --execute needs it")
-    taken = collisions(plan, execute=True)
-    if taken and not plan.replace_existing:
-        warnings.append(
-            f"session {plan.session_name!r} is taken ({'; '.join(taken)}): "
-            "--execute will refuse without --replace"
-        )
-    return warnings
-
-
-def collisions(plan: OrchestrationPlan, *, execute: bool) -> list[str]:
-    found = []
-    if os.path.lexists(plan.coordination_dir):
-        found.append(f"coordination dir {plan.coordination_dir} exists")
-    if not execute:
-        return found
-    if tmux.has_session(plan.session_name):
-        found.append(f"tmux session {plan.session_name!r} exists")
-    for worker in plan.workers:
-        if gitrepo.branch_exists(plan.repo_root, worker.branch_name):
-            found.append(f"branch {worker.branch_name} exists")
-        if os.path.lexists(worker.worktree_path):
-            found.append(f"worktree path {worker.worktree_path} exists")
-    return found
 
 
 def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
@@ -114,12 +71,12 @@ def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
         raise KodelythError(f"--replace could not free session {plan.session_name!r}: {still[0]}")
 
 
-def write_plan_files(plan: OrchestrationPlan) -> SessionRecord:
+def write_plan_files(plan: OrchestrationPlan, base_commit: str | None = None) -> SessionRecord:
     """``--write-only``: the coordination files and nothing else."""
     gitrepo.repo_root(plan.repo_root)
     _claim_names(plan, execute=False)
     try:
-        return materialize_plan(plan, mode="write-only")
+        return materialize_plan(plan, base_commit=base_commit, mode="write-only")
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(plan.coordination_dir)
@@ -176,7 +133,7 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
                 "-t",
                 target,
                 "-c",
-                worker.worktree_path,
+                plan.repo_root,
                 "-e",
                 f"PATH={path_env}",
                 "-P",
@@ -239,22 +196,8 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         record = materialize_plan(plan, base_commit=commit, mode="execute")
         lap("coordination")
 
-        for worker in plan.workers:
-            step = f"creating the worktree for {worker.worker_slug}"
-
-            def remove_worktree(w: str = worker.worktree_path, b: str = worker.branch_name) -> None:
-                if os.path.realpath(w) in gitrepo.worktrees(plan.repo_root):
-                    gitrepo.worktree_remove(plan.repo_root, w)
-                gitrepo.worktree_prune(plan.repo_root)
-                if gitrepo.branch_exists(plan.repo_root, b):
-                    gitrepo.branch_delete(plan.repo_root, b)
-
-            undo.append((f"worktree {worker.worktree_path}", remove_worktree))
-            gitrepo.worktree_add(plan.repo_root, worker.branch_name, worker.worktree_path, commit)
-            step = f"copying seeds into {worker.worktree_path}"
-            _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
-        lap("worktrees")
-
+        # Panes first: their runners start (and wait at the launch gate) while git
+        # creates the worktrees, instead of after it.
         step = "creating the tmux session"
 
         def kill_tmux() -> None:
@@ -274,6 +217,22 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
             worker_record.pane_id = panes[worker_record.slug]
         write_session_record(plan.coordination_dir, record)
         lap("tmux")
+
+        for worker in plan.workers:
+            step = f"creating the worktree for {worker.worker_slug}"
+
+            def remove_worktree(w: str = worker.worktree_path, b: str = worker.branch_name) -> None:
+                if os.path.realpath(w) in gitrepo.worktrees(plan.repo_root):
+                    gitrepo.worktree_remove(plan.repo_root, w)
+                gitrepo.worktree_prune(plan.repo_root)
+                if gitrepo.branch_exists(plan.repo_root, b):
+                    gitrepo.branch_delete(plan.repo_root, b)
+
+            undo.append((f"worktree {worker.worktree_path}", remove_worktree))
+            gitrepo.worktree_add(plan.repo_root, worker.branch_name, worker.worktree_path, commit)
+            step = f"copying seeds into {worker.worktree_path}"
+            _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
+        lap("worktrees")
 
         step = "launching the workers"
         tmux.run_sequence(

@@ -1,22 +1,26 @@
-"""Atomic file writes: readers see the old file or the new one, never half of one."""
+"""Atomic file writes: readers see the old file or the new one, never half of one.
+
+Imported by the worker runner in every pane, so it stays small (no tempfile or
+pathlib). The temporary file is created next to the target with O_EXCL and the
+usual permissions (0o666 less the umask), then renamed over it.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from pathlib import Path
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    target = os.fspath(path)
+    head, name = os.path.split(target)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        if os.path.exists(tmp):
             os.unlink(tmp)
         raise
 

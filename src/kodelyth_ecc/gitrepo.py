@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 
 from kodelyth_ecc.errors import CalledProcessError, KodelythError
@@ -23,6 +22,21 @@ def repo_root(cwd: str | None = None) -> str:
             f"{where} is not inside a git work tree: cd into your repository (or run `git init`)"
         )
     return os.path.normpath(result.stdout.strip())
+
+
+def locate(ref: str, cwd: str | None = None) -> tuple[str, str | None]:
+    """The work tree's top and the commit ``ref`` names (None if it names none),
+    in one git call: a dry-run pays for every process it starts."""
+    where = cwd or os.getcwd()
+    result = cmd_output(
+        "git", "rev-parse", "--show-toplevel", "--verify", "--quiet", "--end-of-options",
+        f"{ref}^{{commit}}", cwd=where, check=False,
+    )  # fmt: skip
+    lines = result.stdout.split("\n")
+    if result.returncode not in (0, 1) or not lines[0].strip():
+        return repo_root(where), None  # raises the not-a-repository error
+    commit = lines[1].strip() if result.returncode == 0 and len(lines) > 1 else ""
+    return os.path.normpath(lines[0].strip()), commit or None
 
 
 def resolve_commit(repo: str, ref: str) -> str:
@@ -49,6 +63,12 @@ def branch_exists(repo: str, branch: str) -> bool:
         "git", "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", cwd=repo, check=False
     )
     return result.returncode == 0
+
+
+def branches(repo: str, prefix: str = "") -> set[str]:
+    """Local branch names starting with ``prefix``, in one git call."""
+    out = git("for-each-ref", "--format=%(refname)", f"refs/heads/{prefix}*", cwd=repo)
+    return {line.removeprefix("refs/heads/") for line in out.splitlines() if line}
 
 
 def worktrees(repo: str) -> dict[str, str | None]:
@@ -110,6 +130,8 @@ def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) 
     steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), ("add", "--all")]
     if include_ignored:
         steps.append(("add", "--force", "--", *include_ignored))
+    import tempfile  # only teardown --force needs it; keep it off the start-up path
+
     with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
         env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
         for args in steps:

@@ -8,11 +8,11 @@ shell). Built-in templates only use ``_sh`` fields.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.process import which
+from kodelyth_ecc.records import Record
 
 PLACEHOLDERS = (
     "worker_name",
@@ -31,8 +31,7 @@ _KNOWN = frozenset(name + suffix for name in PLACEHOLDERS for suffix in ("", "_r
 _FIELD = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-@dataclass(frozen=True)
-class Harness:
+class Harness(Record):
     name: str
     program: str | None
     template: str
@@ -83,7 +82,7 @@ def get_harness(name: str) -> Harness:
 
 def missing_program(harness: Harness, path: str | None = None) -> str | None:
     """The harness's program if it cannot be found on PATH, else None."""
-    if harness.program is None or shutil.which(harness.program, path=path):
+    if harness.program is None or which(harness.program, path=path):
         return None
     return harness.program
 

@@ -9,10 +9,13 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, KodelythError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 PROG = "kodelyth-ecc"
 

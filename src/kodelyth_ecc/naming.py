@@ -6,11 +6,15 @@ names, so they are restricted to characters that are safe in all three.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import re
+import time
 
 from kodelyth_ecc.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 # Letters, digits and the separators people put in agent names ("Fix Bug",
@@ -45,8 +49,8 @@ def validate_session_name(name: str) -> str:
 
 
 def default_session_name(agent_count: int, today: _dt.date | None = None) -> str:
-    day = today or _dt.date.today()
-    return f"swarm-{day.isoformat()}-{agent_count}a"
+    day = today.isoformat() if today else time.strftime("%Y-%m-%d")
+    return f"swarm-{day}-{agent_count}a"
 
 
 def branch_name(session: str, slug: str) -> str:

@@ -9,14 +9,11 @@ names of the earlier JavaScript tool so scripts written against it keep working.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import re
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
 
 from kodelyth_ecc import naming
 from kodelyth_ecc.agents import DEFAULT_AGENTS, MAX_AGENTS, MIN_AGENTS, pick_agents
@@ -28,15 +25,22 @@ from kodelyth_ecc.launchers import (
     shell_quote,
     validate_template,
 )
+from kodelyth_ecc.process import which
 from kodelyth_ecc.prompts import agent_prompt
+from kodelyth_ecc.records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime
+    from typing import Any
 
 WINDOW_NAME = "orchestrator"
+_NO_META: Mapping[str, Any] = MappingProxyType({})
 # Shown where the per-run id of the launch channels goes (chosen by execute_plan).
 RUN_ID_PLACEHOLDER = "<run-id>"
 
 
-@dataclass(frozen=True)
-class WorkerSpec:
+class WorkerSpec(Record):
     """One worker as a config names it: ``task`` becomes its ``## Objective``."""
 
     name: str
@@ -45,8 +49,7 @@ class WorkerSpec:
     seed_paths: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PlanConfig:
+class PlanConfig(Record):
     session_name: str
     repo_root: str
     workers: tuple[WorkerSpec, ...]
@@ -60,7 +63,7 @@ class PlanConfig:
     task: str | None = None
     harness: str | None = None
     agents: tuple[str, ...] = ()
-    extra_meta: Mapping[str, Any] = field(default_factory=dict)
+    extra_meta: Mapping[str, Any] = _NO_META
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,8 +93,7 @@ class PlanConfig:
         }
 
 
-@dataclass(frozen=True)
-class WorkerPlan:
+class WorkerPlan(Record):
     worker_name: str
     worker_slug: str
     task: str
@@ -112,8 +114,7 @@ class WorkerPlan:
         return " ".join(["git", *(shell_quote(a) for a in self.git_args)])
 
 
-@dataclass(frozen=True)
-class OrchestrationPlan:
+class OrchestrationPlan(Record):
     session_name: str
     repo_root: str
     worktree_root: str
@@ -128,7 +129,7 @@ class OrchestrationPlan:
     harness: str | None
     agents: tuple[str, ...]
     shell: tuple[str, ...]
-    extra_meta: Mapping[str, Any] = field(default_factory=dict)
+    extra_meta: Mapping[str, Any] = _NO_META
 
     def runner_argv(self, worker: WorkerPlan, run_id: str = RUN_ID_PLACEHOLDER) -> list[str]:
         """The pane's command: our runner, started without any interactive shell."""
@@ -153,6 +154,8 @@ class OrchestrationPlan:
             "--branch",
             worker.branch_name,
             "--worktree",
+            worker.worktree_path,
+            "--cwd",
             worker.worktree_path,
             "--",
             *self.shell,
@@ -192,7 +195,7 @@ class OrchestrationPlan:
                     "-t",
                     target,
                     "-c",
-                    worker.worktree_path,
+                    self.repo_root,
                     *self.runner_argv(worker),
                 ),
                 _tmux(
@@ -290,7 +293,7 @@ def build_swarm_plan(
     coordination_root: str | None = None,
     base_ref: str = "HEAD",
     replace_existing: bool = False,
-    today: _dt.date | None = None,
+    today: datetime.date | None = None,
 ) -> PlanConfig:
     """A config for N specialists sharing one task, each given an agent-shaped prompt."""
     if not task or not task.strip():
@@ -435,7 +438,7 @@ def normalize_seed_paths(seed_paths: Sequence[str], repo_root: str) -> tuple[str
 
 def _launch_shell() -> tuple[str, ...]:
     """bash without start-up files, with pipefail so `agent | tee` keeps the agent's exit code."""
-    bash = shutil.which("bash")
+    bash = which("bash")
     if bash:
         return (bash, "--noprofile", "--norc", "-o", "pipefail", "-c")
     return ("/bin/sh", "-c")

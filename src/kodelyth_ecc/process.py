@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from kodelyth_ecc.errors import CalledProcessError, KodelythError
+from kodelyth_ecc.records import Record
 
 # Variables a user may legitimately set for git; everything else GIT_* is dropped.
 _GIT_KEEP = frozenset(
@@ -41,11 +41,22 @@ _INSTALL_HINTS = {
 }
 
 
-@dataclass(frozen=True)
-class CmdResult:
+class CmdResult(Record):
     returncode: int
     stdout: str
     stderr: str
+
+
+def which(program: str, path: str | None = None) -> str | None:
+    """``shutil.which`` for a bare program name, without importing shutil (and its
+    compression modules) on the start-up path."""
+    for directory in (path if path is not None else os.environ.get("PATH", os.defpath)).split(
+        os.pathsep
+    ):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

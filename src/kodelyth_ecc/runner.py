@@ -3,14 +3,13 @@
 It waits for the launch signal (so no agent starts before every pane exists),
 keeps ``status.md`` true (pending -> running -> completed/failed), runs the
 launcher in a pseudo-terminal and copies its output both to the pane and to
-``transcript.log``. Standard library only: it starts in every pane.
+``transcript.log``. Standard library only, and few modules of it: it starts in
+every pane, and its start-up is part of every swarm's launch time.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import os
@@ -18,7 +17,6 @@ import pty
 import re
 import select
 import signal
-import subprocess
 import sys
 import termios
 import time
@@ -32,7 +30,7 @@ _DROP_ENV = ("BASH_ENV", "ENV")
 
 
 def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # Escape sequences that set the terminal title (OSC 0, 1 and 2, ended by BEL or
@@ -137,37 +135,51 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
     return 128 - code if code < 0 else code
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kodelyth-ecc-runner")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--status-file", required=True)
-    parser.add_argument("--transcript", required=True)
-    parser.add_argument("--gate", help="tmux wait-for channel to block on before starting")
-    parser.add_argument("--branch")
-    parser.add_argument("--worktree")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command and args.command[0] == "--":
-        args.command = args.command[1:]
-    if not args.command:
-        parser.error("no command to run")
-    return args
+_OPTIONS = ("--name", "--status-file", "--transcript", "--gate", "--branch", "--worktree", "--cwd")
+
+
+def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``--opt value`` pairs, then ``--`` and the command. No argparse: it would add to the
+    start-up of every pane, and these arguments are written by ``execute_plan`` only."""
+    options: dict[str, str] = {}
+    rest = list(argv)
+    while rest and rest[0] != "--":
+        if rest[0] not in _OPTIONS or len(rest) < 2:
+            raise SystemExit(f"kodelyth-ecc runner: unexpected argument {rest[0]!r}")
+        options[rest[0][2:]] = rest[1]
+        del rest[:2]
+    command = rest[1:]
+    missing = [o for o in ("name", "status-file", "transcript") if o not in options]
+    if missing or not command:
+        raise SystemExit(f"kodelyth-ecc runner: missing {', '.join(missing) or 'command'}")
+    return options, command
+
+
+def _wait_for_launch(channel: str) -> bool:
+    """Block on the tmux channel that ``execute_plan`` signals once every pane exists."""
+    try:
+        argv = ["tmux", "wait-for", channel]
+        return os.spawnvp(os.P_WAIT, "tmux", argv) == 0  # noqa: S606 - fixed argv, no shell
+    except OSError:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(argv)
-    record = StatusRecord(name=args.name, branch=args.branch, worktree=args.worktree)
-    if args.gate:
-        gate = subprocess.run(["tmux", "wait-for", args.gate], check=False)
-        if gate.returncode != 0:
-            print(f"kodelyth-ecc runner: launch signal {args.gate!r} failed", file=sys.stderr)
-            return 1
+    options, command = _parse(sys.argv[1:] if argv is None else argv)
+    name = options["name"]
+    record = StatusRecord(name=name, branch=options.get("branch"), worktree=options.get("worktree"))
+    gate = options.get("gate")
+    if gate and not _wait_for_launch(gate):
+        print(f"kodelyth-ecc runner: launch signal {gate!r} failed", file=sys.stderr)
+        return 1
+    if "cwd" in options:
+        os.chdir(options["cwd"])
     record.state = "running"
     record.started = _utc_now()
-    atomic_write_text(args.status_file, render_status(record))
+    atomic_write_text(options["status-file"], render_status(record))
     start = time.monotonic()
     try:
-        code = run_in_pty(args.command, args.transcript)
+        code = run_in_pty(command, options["transcript"])
     except OSError as exc:
         print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
         code = 127
@@ -175,9 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.finished = _utc_now()
     record.exit_code = code
     record.state = "completed" if code == 0 else "failed"
-    atomic_write_text(args.status_file, render_status(record))
+    atomic_write_text(options["status-file"], render_status(record))
     print(
-        f"\n[kodelyth-ecc] {args.name}: {record.state} (exit {code}) in {record.duration_s:.1f}s",
+        f"\n[kodelyth-ecc] {name}: {record.state} (exit {code}) in {record.duration_s:.1f}s",
         flush=True,
     )
     return code

@@ -2,13 +2,12 @@
 
 Also reads what the earlier JavaScript tool wrote (``- State: not started``
 with ``state: completed`` appended), so its coordination dirs keep working.
-This module is imported by the worker runner, so it uses the standard library only.
+This module is imported by the worker runner, so it stays small and stdlib-only.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 STATES = ("pending", "running", "completed", "failed")
 # Computed by status collection, never written by a runner.
@@ -19,16 +18,51 @@ _BULLET = re.compile(r"^\s*(?:-\s+)?([A-Za-z][A-Za-z ]*?)\s*:\s*(.*?)\s*$")
 _STATE_ALIASES = {"not started": "pending", "done": "completed", "success": "completed"}
 
 
-@dataclass
 class StatusRecord:
-    name: str
-    state: str = "pending"
-    started: str | None = None
-    finished: str | None = None
-    exit_code: int | None = None
-    duration_s: float | None = None
-    branch: str | None = None
-    worktree: str | None = None
+    """One worker's status. A plain class: the runner imports this in every pane,
+    and ``dataclasses`` (with ``inspect``) would double its start-up time."""
+
+    __slots__ = (
+        "branch",
+        "duration_s",
+        "exit_code",
+        "finished",
+        "name",
+        "started",
+        "state",
+        "worktree",
+    )
+
+    def __init__(  # noqa: PLR0917 - mirrors the bullets, usually called by keyword
+        self,
+        name: str,
+        state: str = "pending",
+        started: str | None = None,
+        finished: str | None = None,
+        exit_code: int | None = None,
+        duration_s: float | None = None,
+        branch: str | None = None,
+        worktree: str | None = None,
+    ) -> None:
+        self.name = name
+        self.state = state
+        self.started = started
+        self.finished = finished
+        self.exit_code = exit_code
+        self.duration_s = duration_s
+        self.branch = branch
+        self.worktree = worktree
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StatusRecord):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"StatusRecord({fields})"
 
 
 def render_status(record: StatusRecord) -> str:

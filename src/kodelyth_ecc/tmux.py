@@ -3,23 +3,22 @@ match: tmux would otherwise accept a prefix of another session's name)."""
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from kodelyth_ecc.errors import KodelythError
-from kodelyth_ecc.process import CmdResult, cmd_output
+from kodelyth_ecc.process import CmdResult, cmd_output, which
+from kodelyth_ecc.records import Record
 
 
-@dataclass(frozen=True)
-class PaneState:
+class PaneState(Record):
     pane_id: str
     dead: bool
     dead_status: int | None
 
 
 def available() -> bool:
-    return shutil.which("tmux") is not None
+    return which("tmux") is not None
 
 
 def require() -> None:
@@ -44,8 +43,18 @@ def run_sequence(commands: Sequence[Sequence[str]]) -> CmdResult:
     return cmd_output(*argv)
 
 
+def _server_socket() -> str:
+    """Where the default server listens (what a plain `tmux` client connects to)."""
+    attached = os.environ.get("TMUX")
+    if attached:
+        return attached.split(",", 1)[0]
+    base = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    return os.path.join(base, f"tmux-{os.getuid()}", "default")
+
+
 def has_session(name: str) -> bool:
-    if not available():
+    # No socket, no server, no session: skip spawning a client (a dry-run asks this).
+    if not os.path.exists(_server_socket()) or not available():
         return False
     return cmd_output("tmux", "has-session", "-t", f"={name}", check=False).returncode == 0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import Any
 
 from kodelyth_ecc import gitrepo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 JSON_SCHEMA_PREFIX = "kodelyth"
 
@@ -19,6 +21,8 @@ def coordination_root(explicit: str | None) -> str:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

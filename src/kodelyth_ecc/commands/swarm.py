@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.agents import DEFAULT_AGENTS
 from kodelyth_ecc.commands._common import print_json
-from kodelyth_ecc.coordination import write_session_record
 from kodelyth_ecc.errors import KodelythError, UsageError
-from kodelyth_ecc.execute import execute_plan, plan_warnings, write_plan_files
 from kodelyth_ecc.plan import (
     OrchestrationPlan,
     PlanConfig,
@@ -24,6 +20,8 @@ from kodelyth_ecc.plan import (
 
 
 def _load_plan_file(path: str) -> object:
+    import json
+
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -37,7 +35,8 @@ def _load_plan_file(path: str) -> object:
         raise UsageError(f"cannot read plan file {path}: {exc}") from None
 
 
-def _config_from_args(args: argparse.Namespace) -> PlanConfig:
+def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]:
+    """The plan config, and the base commit when it was found on the way."""
     if args.plan:
         if args.task:
             raise UsageError(
@@ -63,12 +62,13 @@ def _config_from_args(args: argparse.Namespace) -> PlanConfig:
             changes["seed_paths"] = (*config.seed_paths, *args.seed)
         if args.replace:
             changes["replace_existing"] = True
-        return dataclasses.replace(config, **changes)
+        return config._replace(**changes), None
     if not args.task or not args.task.strip():
         raise UsageError('missing --task: say what the agents should do, e.g. --task "audit auth"')
-    return build_swarm_plan(
+    repo_root, commit = gitrepo.locate(args.base_ref or "HEAD")
+    config = build_swarm_plan(
         args.task,
-        repo_root=gitrepo.repo_root(),
+        repo_root=repo_root,
         agents=args.agents if args.agents is not None else DEFAULT_AGENTS,
         harness=args.harness,
         launcher_command=args.launcher_cmd,
@@ -79,6 +79,7 @@ def _config_from_args(args: argparse.Namespace) -> PlanConfig:
         base_ref=args.base_ref or "HEAD",
         replace_existing=args.replace,
     )
+    return config, commit
 
 
 def _print_plan(plan: OrchestrationPlan, commit: str) -> None:
@@ -110,19 +111,23 @@ def _check_repo_root(plan: OrchestrationPlan) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    plan = build_orchestration_plan(_config_from_args(args))
+    config, commit = _config_from_args(args)
+    plan = build_orchestration_plan(config)
     if args.plan:
         _check_repo_root(plan)
+    # The dry-run path imports only planning modules: start-up time is a feature.
     if args.write_only:
+        from kodelyth_ecc.execute import write_plan_files
+
         # Resolve the base ref first: a typo must fail before anything is written, and
         # session.json records the commit it resolved to.
-        commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
-        record = write_plan_files(plan)
-        record.base_commit = commit
-        write_session_record(plan.coordination_dir, record)
+        commit = commit or gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+        write_plan_files(plan, base_commit=commit)
         sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
         return 0
     if args.execute:
+        from kodelyth_ecc.execute import execute_plan
+
         result = execute_plan(plan)
         sys.stdout.write(
             f"started {plan.session_name}: {len(plan.workers)} workers from "
@@ -133,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
             f"  clean up      kodelyth-ecc teardown {plan.session_name}\n"
         )
         return 0
-    commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+    from kodelyth_ecc.preflight import plan_warnings
+
+    commit = commit or gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
     for warning in plan_warnings(plan):
         sys.stderr.write(f"warning: {warning}\n")
     if args.json:
