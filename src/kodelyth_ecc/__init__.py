@@ -31,9 +31,26 @@ _API = {
     "teardown": "kodelyth_ecc.teardown",
     "pick_agents": "kodelyth_ecc.agents",
     "KodelythError": "kodelyth_ecc.errors",
+    "Bundle": "kodelyth_ecc.bundle",
+    "BundleWorker": "kodelyth_ecc.bundle",
+    "BundleError": "kodelyth_ecc.bundle",
+    "read_bundle": "kodelyth_ecc.bundle",
+    "decode_bundle": "kodelyth_ecc.bundle",
+    "encode_bundle": "kodelyth_ecc.bundle",
+    "validate_bundle": "kodelyth_ecc.bundle",
+    "write_bundle": "kodelyth_ecc.bundle",
+    "export_bundle": "kodelyth_ecc.export",
+    "import_bundle": "kodelyth_ecc.importer",
+    "next_replay_name": "kodelyth_ecc.replay",
+    "extract_task": "kodelyth_ecc.replay",
+    "build_replay_plan_config": "kodelyth_ecc.replay",
+    "choose_base": "kodelyth_ecc.replay",
 }
 
 __all__ = [
+    "Bundle",
+    "BundleError",
+    "BundleWorker",
     "ExecutionResult",
     "KodelythError",
     "OrchestrationPlan",
@@ -42,24 +59,47 @@ __all__ = [
     "WorkerSpec",
     "__version__",
     "build_orchestration_plan",
+    "build_replay_plan_config",
     "build_swarm_plan",
+    "choose_base",
     "collect_status",
+    "decode_bundle",
+    "encode_bundle",
     "execute_plan",
+    "export_bundle",
+    "extract_task",
+    "import_bundle",
     "list_sessions",
     "materialize_plan",
+    "next_replay_name",
     "pick_agents",
     "plan_config_from_json",
+    "read_bundle",
     "teardown",
+    "validate_bundle",
     "wait_for_session",
+    "write_bundle",
 ]
 
 if TYPE_CHECKING:
     from typing import Any
 
     from kodelyth_ecc.agents import pick_agents
+    from kodelyth_ecc.bundle import (
+        Bundle,
+        BundleError,
+        BundleWorker,
+        decode_bundle,
+        encode_bundle,
+        read_bundle,
+        validate_bundle,
+        write_bundle,
+    )
     from kodelyth_ecc.coordination import materialize_plan
     from kodelyth_ecc.errors import KodelythError
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
+    from kodelyth_ecc.export import export_bundle
+    from kodelyth_ecc.importer import import_bundle
     from kodelyth_ecc.plan import (
         OrchestrationPlan,
         PlanConfig,
@@ -68,6 +108,12 @@ if TYPE_CHECKING:
         build_orchestration_plan,
         build_swarm_plan,
         plan_config_from_json,
+    )
+    from kodelyth_ecc.replay import (
+        build_replay_plan_config,
+        choose_base,
+        extract_task,
+        next_replay_name,
     )
     from kodelyth_ecc.status import collect_status, list_sessions, wait_for_session
     from kodelyth_ecc.teardown import teardown

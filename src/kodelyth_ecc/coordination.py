@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kodelyth_ecc import __version__
+from kodelyth_ecc.errors import SessionTaken
 from kodelyth_ecc.fsutil import atomic_write_text
 from kodelyth_ecc.plan import OrchestrationPlan
 from kodelyth_ecc.prompts import initial_handoff_md, worker_task_md
@@ -198,35 +200,47 @@ def materialize_plan(
 ) -> SessionRecord:
     """Write the session's coordination files; the directory must not exist yet."""
     _ensure_root(plan.coordination_root, plan.repo_root)
-    os.mkdir(plan.coordination_dir)
-    record = session_record_for(plan, base_commit)
-    record.mode = mode
-    for worker in plan.workers:
-        os.mkdir(worker.coordination_dir)
-        atomic_write_text(
-            worker.task_file_path,
-            worker_task_md(
-                worker_name=worker.worker_name,
-                session_name=plan.session_name,
-                repo_root=plan.repo_root,
-                worktree_path=worker.worktree_path,
-                branch_name=worker.branch_name,
-                status_file=worker.status_file_path,
-                handoff_file=worker.handoff_file_path,
-                objective=worker.task,
-                seed_paths=worker.seed_paths,
-            ),
-        )
-        atomic_write_text(worker.handoff_file_path, initial_handoff_md(worker.worker_name))
-        atomic_write_text(
-            worker.status_file_path,
-            render_status(
-                StatusRecord(
-                    name=worker.worker_name,
-                    branch=worker.branch_name,
-                    worktree=worker.worktree_path,
-                )
-            ),
-        )
-    write_session_record(plan.coordination_dir, record)
+    try:
+        # The claim on the name: mkdir is atomic, so of two runs racing for one
+        # session exactly one gets here.
+        os.mkdir(plan.coordination_dir)
+    except FileExistsError:
+        raise SessionTaken(
+            f"session {plan.session_name!r} is already taken: {plan.coordination_dir} exists; "
+            "pick another --session, or pass --replace"
+        ) from None
+    try:
+        record = session_record_for(plan, base_commit)
+        record.mode = mode
+        for worker in plan.workers:
+            os.mkdir(worker.coordination_dir)
+            atomic_write_text(
+                worker.task_file_path,
+                worker_task_md(
+                    worker_name=worker.worker_name,
+                    session_name=plan.session_name,
+                    repo_root=plan.repo_root,
+                    worktree_path=worker.worktree_path,
+                    branch_name=worker.branch_name,
+                    status_file=worker.status_file_path,
+                    handoff_file=worker.handoff_file_path,
+                    objective=worker.task,
+                    seed_paths=worker.seed_paths,
+                ),
+            )
+            atomic_write_text(worker.handoff_file_path, initial_handoff_md(worker.worker_name))
+            atomic_write_text(
+                worker.status_file_path,
+                render_status(
+                    StatusRecord(
+                        name=worker.worker_name,
+                        branch=worker.branch_name,
+                        worktree=worker.worktree_path,
+                    )
+                ),
+            )
+        write_session_record(plan.coordination_dir, record)
+    except BaseException:
+        shutil.rmtree(plan.coordination_dir, ignore_errors=True)
+        raise
     return record

@@ -31,6 +31,10 @@ class UsageError(KodelythError):
     exit_code = EXIT_USAGE
 
 
+class SessionTaken(KodelythError):
+    """The session's coordination dir appeared first (another run claimed the name)."""
+
+
 class CalledProcessError(KodelythError):
     """A git or tmux call failed; keeps everything needed to explain why."""
 

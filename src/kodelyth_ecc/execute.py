@@ -6,7 +6,6 @@ failure (or Ctrl-C) pops it in reverse so nothing half-made is left behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -20,7 +19,7 @@ from kodelyth_ecc.coordination import (
     materialize_plan,
     write_session_record,
 )
-from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.errors import KodelythError, SessionTaken
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
 from kodelyth_ecc.preflight import collisions, missing_harness_program
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
@@ -75,12 +74,8 @@ def write_plan_files(plan: OrchestrationPlan, base_commit: str | None = None) ->
     """``--write-only``: the coordination files and nothing else."""
     gitrepo.repo_root(plan.repo_root)
     _claim_names(plan, execute=False)
-    try:
-        return materialize_plan(plan, base_commit=base_commit, mode="write-only")
-    except BaseException:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(plan.coordination_dir)
-        raise
+    # materialize_plan cleans up after itself, and never touches a dir it did not create.
+    return materialize_plan(plan, base_commit=base_commit, mode="write-only")
 
 
 def _copy_seeds(repo_root: str, worktree: str, seeds: tuple[str, ...]) -> None:
@@ -186,14 +181,19 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
     root_existed = os.path.isdir(plan.coordination_root)
 
     def remove_coordination() -> None:
-        if os.path.isdir(plan.coordination_dir):
+        # Only what this run made: a racing run may own the dir (SessionTaken) or the root.
+        if created and os.path.isdir(plan.coordination_dir):
             shutil.rmtree(plan.coordination_dir)
         if not root_existed and os.path.isdir(plan.coordination_root):
-            shutil.rmtree(plan.coordination_root)
+            leftovers = set(os.listdir(plan.coordination_root)) - {".gitignore"}
+            if not leftovers:
+                shutil.rmtree(plan.coordination_root)
 
+    created = False
     try:
         undo.append(("coordination dir", remove_coordination))
         record = materialize_plan(plan, base_commit=commit, mode="execute")
+        created = True
         lap("coordination")
 
         # Panes first: their runners start (and wait at the launch gate) while git
@@ -251,7 +251,7 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         lap("launch")
     except BaseException as exc:
         failures = _rollback(undo)
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, SessionTaken)):
             raise
         reason = exc.message if isinstance(exc, KodelythError) else f"{type(exc).__name__}: {exc}"
         tail = (

@@ -121,16 +121,33 @@ def commits_ahead(repo: str, branch: str, base: str) -> int:
 
 
 def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) -> str:
-    """Everything in the worktree that differs from ``base`` (commits, edits, new files).
+    """Everything in the worktree that differs from ``base`` (commits, edits, new files),
+    as a binary-safe patch for ``git apply``.
 
     ``include_ignored`` are paths taken even if ``.gitignore`` covers them (edited
-    seeds such as a local ``.env``). Uses a throwaway index so the worktree's own
-    index is left untouched.
+    seeds such as a local ``.env``).
+    """
+    patch, _ = worktree_changes(worktree, base, binary=True, include_ignored=include_ignored)
+    return patch
+
+
+def worktree_changes(
+    worktree: str,
+    base: str,
+    *,
+    binary: bool = False,
+    stat: bool = False,
+    include_ignored: Sequence[str] = (),
+) -> tuple[str, str]:
+    """(patch, diffstat) of the worktree against ``base``: commits, edits and new files.
+
+    Uses a throwaway index so the worktree's own index is left untouched. Without
+    ``binary``, binary files show as "Binary files differ" (text-only patches).
     """
     steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), ("add", "--all")]
     if include_ignored:
         steps.append(("add", "--force", "--", *include_ignored))
-    import tempfile  # only teardown --force needs it; keep it off the start-up path
+    import tempfile  # only teardown and export need it; keep it off the start-up path
 
     with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
         env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
@@ -140,4 +157,21 @@ def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) 
                 raise CalledProcessError(
                     ("git", *args), result.returncode, result.stdout, result.stderr
                 )
-        return cmd_output("git", "diff", "--cached", "--binary", base, cwd=worktree, env=env).stdout
+        diff = ["git", "diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames"]
+        patch = cmd_output(*diff, *(["--binary"] if binary else []), base, cwd=worktree, env=env)
+        summary = cmd_output(*diff, "--stat", base, cwd=worktree, env=env).stdout if stat else ""
+        return patch.stdout, summary
+
+
+def commit_exists(repo: str, sha: str) -> bool:
+    result = cmd_output(
+        "git", "cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}", cwd=repo, check=False
+    )
+    return result.returncode == 0
+
+
+def is_ancestor(repo: str, ancestor: str, descendant: str) -> bool:
+    result = cmd_output(
+        "git", "merge-base", "--is-ancestor", ancestor, descendant, cwd=repo, check=False
+    )
+    return result.returncode == 0

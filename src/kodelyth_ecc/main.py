@@ -38,6 +38,26 @@ def _add_coordination_root(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _byte_size(text: str) -> int:
+    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = raw[-1:] if raw[-1:] in units and raw[-1:] else ""
+    number = raw[: -len(unit)] if unit else raw
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use bytes, or e.g. 512M, 1G")
+    return int(number) * units[unit]
+
+
+def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-bundle-size",
+        type=_byte_size,
+        default=256 * 1024**2,
+        metavar="SIZE",
+        help="refuse bundles larger than this (default 256M)",
+    )
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -147,6 +167,95 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--purge", action="store_true", help="also delete the coordination dir")
     down.add_argument("--json", action="store_true", help="print what was removed as JSON")
 
+    export = sub.add_parser(
+        "session-export",
+        help="bundle a session into one portable JSON file",
+        description=(
+            "Bundle a session's coordination dir (task, handoff and status of every worker, "
+            "plus each worker's diff and transcript) into kodelyth.session-bundle/v1 JSON. "
+            "Meta comes from the session's session.json; these flags override it."
+        ),
+    )
+    export.add_argument(
+        "session", metavar="SESSION", help="directory name under the coordination root"
+    )
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        help="output file, - for stdout (default <coord-root>/<session>.bundle.json)",
+    )
+    export.add_argument("--task", help="set meta.task")
+    export.add_argument("--agents", metavar="a,b,c", help="set meta.agents")
+    export.add_argument("--harness", help="set meta.harness")
+    export.add_argument("--base-ref", metavar="REF", help="set meta.base_ref")
+    _add_coordination_root(export)
+
+    imp = sub.add_parser(
+        "session-import",
+        help="restore a bundle as a coordination dir",
+        description=(
+            "Validate a bundle completely, then restore it as a coordination dir (written to a "
+            "temporary sibling and renamed into place). Bundles are untrusted input."
+        ),
+    )
+    imp.add_argument("bundle", metavar="BUNDLE.json")
+    imp.add_argument(
+        "--target", metavar="DIR", help="output directory (default <coord-root>/<session>)"
+    )
+    imp.add_argument(
+        "--overwrite", action="store_true", help="replace an existing target directory"
+    )
+    _add_coordination_root(imp)
+    _add_max_bundle_size(imp)
+
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a bundle or session with variations",
+        description=(
+            "Re-run a bundle (a .json file) or a session with another harness, agents or base "
+            "ref, as <origin>-replay-N. The default mode is a dry-run that shows what differs "
+            "from the origin. --wait exits like `status --wait` (0, 1, 124)."
+        ),
+    )
+    replay.add_argument("target", metavar="BUNDLE.json|SESSION")
+    replay.add_argument(
+        "--harness", help="override the harness (claude, codex, opencode, windsurf, echo)"
+    )
+    replay.add_argument("--agents", metavar="a,b,c", help="replace the agent list")
+    replay.add_argument(
+        "--base-ref", metavar="REF", help="commit the replay's worktrees start from"
+    )
+    replay.add_argument(
+        "--session", metavar="NAME", help="replay session name (default <origin>-replay-N)"
+    )
+    replay.add_argument(
+        "--replace", action="store_true", help="tear down a session of the same name first"
+    )
+    replay.add_argument(
+        "--trust-launcher",
+        action="store_true",
+        help="run the launcher template recorded in the bundle (never done otherwise)",
+    )
+    _add_coordination_root(replay)
+    _add_max_bundle_size(replay)
+    replay_mode = replay.add_mutually_exclusive_group()
+    replay_mode.add_argument(
+        "--write-only", action="store_true", help="write coordination files only"
+    )
+    replay_mode.add_argument(
+        "--json", action="store_true", help='print {"planConfig", "plan"} as JSON'
+    )
+    replay_mode.add_argument("--execute", action="store_true", help="start the replay")
+    replay.add_argument(
+        "--wait", action="store_true", help="with --execute: block until every worker is done"
+    )
+    replay.add_argument(
+        "--timeout", type=_positive_float, metavar="S", help="with --wait: give up after S seconds"
+    )
+    replay.add_argument(
+        "--export", metavar="FILE", help="with --execute: then write the replay's bundle"
+    )
+
     demo = sub.add_parser(
         "demo",
         help="run an echo swarm in a throwaway repo and show the result",
@@ -171,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"kodelyth_ecc.commands.{args.command}")
+    module = importlib.import_module(f"kodelyth_ecc.commands.{args.command.replace('-', '_')}")
     try:
         code: int = module.run(args)
         return code

@@ -1,0 +1,173 @@
+"""``kodelyth-ecc replay``: re-run a bundle or session with variations."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from kodelyth_ecc import gitrepo
+from kodelyth_ecc.commands._common import print_json
+from kodelyth_ecc.errors import EXIT_WAIT_TIMEOUT, SessionTaken, UsageError
+from kodelyth_ecc.launchers import HARNESSES
+from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration_plan
+from kodelyth_ecc.replay import (
+    BaseChoice,
+    build_replay_plan_config,
+    choose_base,
+    differences,
+    load_replay_source,
+    recover_tasks,
+)
+
+MAX_NAME_RACES = 20
+
+
+def _print_dry_run(
+    *,
+    bundle_session: str, config: PlanConfig, plan: OrchestrationPlan, base: BaseChoice,
+    commit: str, diffs: list[tuple[str, str, str]], task_note: str,
+) -> None:  # fmt: skip
+    out = sys.stdout
+    out.write(f"Replay        {bundle_session} -> {plan.session_name}\n")
+    out.write(
+        f"Workers       {len(plan.workers)}: {', '.join(w.worker_slug for w in plan.workers)}\n"
+    )
+    out.write(f"Harness       {plan.harness}\n")
+    out.write(f"Base          {base.ref} ({commit[:12]}): {base.reason}\n")
+    out.write(f"Task          {task_note}\n")
+    out.write(f"Coordination  {plan.coordination_dir}\n")
+    if diffs:
+        out.write("Differs from the origin:\n")
+        for what, before, after in diffs:
+            out.write(f"  {what:<8} {before} -> {after}\n")
+    else:
+        out.write("Differs from the origin: nothing (same task, agents, harness and base)\n")
+    for worker in plan.workers:
+        out.write(f"  {worker.worker_slug}: {worker.launch_command}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.wait or args.export or args.timeout is not None) and not args.execute:
+        raise UsageError("--wait, --timeout and --export only apply with --execute")
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout only applies with --wait")
+    repo_root = gitrepo.repo_root()
+    coord_root = (
+        os.path.abspath(args.coordination_root)
+        if args.coordination_root
+        else os.path.join(repo_root, ".orchestration")
+    )
+    bundle, digest = load_replay_source(args.target, coord_root, max_bytes=args.max_bundle_size)
+    base = choose_base(bundle, repo_root, args.base_ref)
+    commit = gitrepo.resolve_commit(repo_root, base.ref)
+
+    def configure(start: int = 1) -> tuple[PlanConfig, OrchestrationPlan]:
+        from kodelyth_ecc.replay import next_replay_name
+
+        name = args.session
+        if name is None:
+            slugs = [w.slug for w in bundle.workers]
+            if args.agents:
+                from kodelyth_ecc.naming import slugify
+
+                slugs = [slugify(a) for a in args.agents.split(",")]
+            name = next_replay_name(bundle.session, coord_root, repo_root, slugs=slugs, start=start)
+        config = build_replay_plan_config(
+            bundle,
+            repo_root=repo_root,
+            coordination_root=coord_root,
+            harness=args.harness,
+            agents=args.agents,
+            base_ref=args.base_ref,
+            session_name=name,
+            replace_existing=args.replace,
+            trust_launcher=args.trust_launcher,
+            bundle_sha256=digest,
+            base=base,
+        )
+        if args.session is None:
+            variation = dict(config.extra_meta["variation"])
+            variation.pop("session", None)
+            config = config._replace(extra_meta={**config.extra_meta, "variation": variation})
+        return config, build_orchestration_plan(config)
+
+    config, plan = configure()
+    for warning in base.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    launcher = bundle.meta.get("launcher")
+    builtin = {h.template for h in HARNESSES.values()}
+    if isinstance(launcher, str) and launcher not in builtin and not args.trust_launcher:
+        sys.stderr.write(
+            "note: the bundle's own launcher template is not used (replaying a stranger's "
+            "bundle must not run their shell commands); pass --trust-launcher to use it\n"
+        )
+
+    if args.json:
+        print_json({"planConfig": config.to_json(), "plan": plan.to_json()})
+        return 0
+    if args.write_only:
+        from kodelyth_ecc.execute import write_plan_files
+
+        write_plan_files(plan, base_commit=commit)
+        sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
+        return 0
+    if not args.execute:
+        from kodelyth_ecc.preflight import plan_warnings
+
+        for warning in plan_warnings(plan):
+            sys.stderr.write(f"warning: {warning}\n")
+        tasks = recover_tasks(bundle)
+        note = (
+            (tasks.shared or "").splitlines()[0][:100]
+            if tasks.shared
+            else f"each worker's own task ({tasks.source} blocks differ between workers)"
+        )
+        _print_dry_run(
+            bundle_session=bundle.session,
+            config=config,
+            plan=plan,
+            base=base,
+            commit=commit,
+            diffs=differences(bundle, config),
+            task_note=note,
+        )
+        sys.stderr.write("dry run: nothing was created; add --execute to start the replay\n")
+        return 0
+
+    from kodelyth_ecc.execute import execute_plan
+
+    for attempt in range(MAX_NAME_RACES):
+        try:
+            result = execute_plan(plan)
+            break
+        except SessionTaken:
+            # Another replay of the same bundle claimed this name a moment ago.
+            if args.session is not None or attempt == MAX_NAME_RACES - 1:
+                raise
+            number = int(plan.session_name.rsplit("-", 1)[1])
+            config, plan = configure(start=number + 1)
+    sys.stdout.write(
+        f"started {plan.session_name} (replay of {bundle.session}): {len(plan.workers)} workers "
+        f"from {base.ref} ({result.base_commit[:12]})\n"
+    )
+    code = 0
+    if args.wait:
+        from kodelyth_ecc.commands.status import print_table, wait_exit_code
+        from kodelyth_ecc.status import WaitTimeout, wait_for_session
+
+        try:
+            status = wait_for_session(plan.session_name, coord_root, timeout=args.timeout)
+            code = wait_exit_code(status)
+        except WaitTimeout as exc:
+            status = exc.status
+            code = EXIT_WAIT_TIMEOUT
+            sys.stderr.write(f"kodelyth-ecc: {exc.message}\n")
+        print_table(status, sys.stdout)
+    if args.export:
+        from kodelyth_ecc.bundle import write_bundle
+        from kodelyth_ecc.export import export_bundle
+
+        write_bundle(export_bundle(plan.session_name, coord_root), args.export)
+        sys.stdout.write(f"wrote {args.export}\n")
+    return code

@@ -1,0 +1,134 @@
+"""``import_bundle``: restore a validated bundle as a coordination dir.
+
+Every check happens before the first write. Files go into a fresh temporary
+sibling of the target and the whole directory is renamed into place; with
+``overwrite`` the old directory goes only after the new one is complete.
+Nothing is written through a symlink, and restored files are byte-identical
+to the bundle's strings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from kodelyth_ecc.bundle import Bundle, validate_bundle
+from kodelyth_ecc.coordination import SessionRecord, utc_now, write_session_record
+from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.export import DIFF_FILE, DIFFSTAT_FILE, TRANSCRIPT_FILE
+
+_META_FIELDS = ("task", "agents", "harness", "base_ref", "base_commit", "launcher", "seed_paths")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    session: str
+    target: str
+    workers: int
+    replaced: bool
+
+
+def _write_new(path: str, text: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o666)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def _session_record(bundle: Bundle, source: str | None) -> SessionRecord:
+    """What session.json keeps of an imported bundle: its meta, never paths that
+    teardown would act on (no repo root, no worktrees, no tmux session)."""
+    meta = bundle.meta
+    extra = {
+        # Kept verbatim so that exporting the import yields the same meta.
+        "bundle_meta": dict(meta),
+        "imported_from": {
+            "bundle": source,
+            "exported_at": bundle.exported_at,
+            "exported_by": bundle.exported_by,
+            "imported_at": utc_now(),
+        },
+    }
+    return SessionRecord(
+        session=bundle.session,
+        repo_root="",
+        worktree_root="",
+        coordination_root="",
+        task=meta.get("task"),
+        agents=list(meta.get("agents") or []),
+        harness=meta.get("harness"),
+        launcher=meta.get("launcher") or "",
+        base_ref=meta.get("base_ref") or "HEAD",
+        seed_paths=list(meta.get("seed_paths") or []),
+        workers=[],
+        base_commit=meta.get("base_commit"),
+        created_at=meta.get("created_at") or "",
+        tool=meta.get("tool") or "",
+        mode="imported",
+        extra=extra,
+    )
+
+
+def import_bundle(
+    bundle: Bundle,
+    target: str,
+    *,
+    overwrite: bool = False,
+    source: str | None = None,
+) -> ImportResult:
+    validate_bundle(bundle, source or "bundle")
+    target = os.path.abspath(target)
+    parent = os.path.dirname(target)
+    if os.path.islink(target):
+        raise KodelythError(
+            f"{target} is a symlink: refusing to import through it; remove it first"
+        )
+    exists = os.path.lexists(target)
+    if exists and not overwrite:
+        raise KodelythError(f"{target} already exists: pass --overwrite to replace it, or --target")
+    if exists and not os.path.isdir(target):
+        raise KodelythError(f"{target} exists and is not a directory: move it away first")
+    os.makedirs(parent, exist_ok=True)
+
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.import-", dir=parent)
+    try:
+        for worker in bundle.workers:
+            worker_dir = os.path.join(staging, worker.slug)
+            os.mkdir(worker_dir)
+            _write_new(os.path.join(worker_dir, "task.md"), worker.task)
+            _write_new(os.path.join(worker_dir, "handoff.md"), worker.handoff)
+            _write_new(os.path.join(worker_dir, "status.md"), worker.status)
+            for name, text in (
+                (TRANSCRIPT_FILE, worker.transcript),
+                (DIFF_FILE, worker.diff),
+                (DIFFSTAT_FILE, worker.diffstat),
+            ):
+                if text is not None:
+                    _write_new(os.path.join(worker_dir, name), text)
+        record = _session_record(bundle, source)
+        write_session_record(staging, record)
+        os.chmod(staging, 0o755 & ~_umask())
+        if exists:
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
+            previous = os.path.join(old, "previous")
+            os.rename(target, previous)
+            try:
+                os.rename(staging, target)
+            except BaseException:
+                os.rename(previous, target)  # put the old one back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ImportResult(bundle.session, target, len(bundle.workers), exists)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
