@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from kodelyth_ecc.bundle import read_bundle
 from tests.conftest import Sandbox
 from tests.support import git, run_cli
 from tests.swarm_helpers import bin_dir_with, has_session, orchestrator_branches
@@ -20,28 +26,55 @@ def _lines(text: str, label: str) -> list[str]:
     ]
 
 
-def test_demo_runs_an_echo_swarm_and_shows_where_everything_is(
+def _bash(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command the demo printed, as a user pasting it into bash would."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def _kodelyth_on_path() -> bool:
+    return Path(sys.executable).with_name("kodelyth-ecc").exists()
+
+
+def test_demo_runs_an_echo_swarm_replays_it_and_shows_where_everything_is(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    parent = tmp_path / "demo-parent"
+    # A space in the path: every command the demo prints must survive being pasted.
+    parent = tmp_path / "demo parent"
     parent.mkdir()
     # Run from outside any repository, as on a fresh machine.
     result = run_cli("demo", "--dir", str(parent), "--timeout", "30", cwd=tmp_path)
     assert result.code == 0, result
     assert "Traceback" not in result.stderr
 
-    table = result.stdout.split("\n\n")[1].splitlines()
+    blocks = result.stdout.split("\n\n")
+    table = blocks[1].splitlines()
     assert table[0].split() == ["WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF"]
     rows = [row.split() for row in table[1:]]
     assert len(rows) == 3
     assert {row[1] for row in rows} == {"completed"}
     assert {row[2] for row in rows} == {"0"}
+    first_agents = sorted(row[0] for row in rows)
+
+    # The replay, with another agent list, and its own table.
+    (replay_line,) = _lines(result.stdout, "replay")
+    replay_table = blocks[3].splitlines()
+    assert replay_table[0].split()[0] == "WORKER"
+    replay_rows = [row.split() for row in replay_table[1:]]
+    assert sorted(row[0] for row in replay_rows) == ["security-reviewer", "tdd-guide"]
+    assert {(row[1], row[2]) for row in replay_rows} == {("completed", "0")}
 
     (attach,) = _lines(result.stdout, "tmux")
     match = re.fullmatch(r"tmux attach -t (demo-[0-9a-f]+)", attach.strip())
     assert match, attach
     session = match.group(1)
+    replay = f"{session}-replay-1"
+    assert replay_line == f"{replay}: agents security-reviewer, tdd-guide"
+    assert f"\n              tmux attach -t {replay}\n" in result.stdout
     assert has_session(session)  # on the sandbox's own tmux server
+    assert has_session(replay)
 
     (repo_line,) = _lines(result.stdout, "demo repo")
     repo = Path(repo_line.strip())
@@ -50,19 +83,58 @@ def test_demo_runs_an_echo_swarm_and_shows_where_everything_is(
     worktrees = [Path(p.strip()) for p in _lines(result.stdout, "worktree")]
     assert len(worktrees) == 3
     assert all(w.is_dir() and parent in w.parents for w in worktrees)
-    assert len(orchestrator_branches(repo)) == 3
+    assert len(orchestrator_branches(repo)) == 3 + 2
     (coord,) = _lines(result.stdout, "coordination")
     (handoff,) = _lines(result.stdout, "handoff")
     assert Path(coord.strip()).is_dir()
     slug = Path(handoff.strip()).parent.name
     assert f"demo worker {slug}" in Path(handoff.strip()).read_text()
-    # The printed clean-up command really cleans up.
     (status_line,) = _lines(result.stdout, "status")
-    assert status_line.strip() == f"cd {repo} && kodelyth-ecc status {session}"
-    down = run_cli("teardown", session, "--purge", cwd=repo)
-    assert down.code == 0, down
-    assert not has_session(session)
-    assert orchestrator_branches(repo) == []
+    assert status_line == f"cd {shlex.quote(str(repo))} && kodelyth-ecc status"
+
+    # Both bundles exist, validate, and the second says it replays the first.
+    exported = [Path(p) for p in _lines(result.stdout, "exported")]
+    (bundles_line,) = _lines(result.stdout, "bundles")
+    second_line = result.stdout.split(f"bundles       {bundles_line}\n", 1)[1].splitlines()[0]
+    assert exported == [Path(bundles_line), Path(second_line.strip())]
+    first, second = exported
+    assert first.name == f"{session}.bundle.json"
+    assert second.name == f"{replay}.bundle.json"
+    origin = read_bundle(str(first))
+    again = read_bundle(str(second))
+    assert origin.session == session
+    assert [w.slug for w in origin.workers] == first_agents
+    assert again.session == replay
+    assert [w.slug for w in again.workers] == ["security-reviewer", "tdd-guide"]
+    assert again.meta["replay_of"] == {
+        "session": session,
+        "bundle_sha256": hashlib.sha256(first.read_bytes()).hexdigest(),
+    }
+    assert again.meta["variation"] == {"agents": ["security-reviewer", "tdd-guide"]}
+    assert again.meta["task"] == origin.meta["task"]
+
+    # The printed compare command runs and shows the agents that differ.
+    compare = result.stdout.split("compare       ", 1)[1].split("\nclean up", 1)[0]
+    assert compare.count("jq -r") == 2
+    if shutil.which("jq"):
+        diff = _bash(compare, cwd=tmp_path)
+        assert diff.returncode == 1, diff  # diff: the handoffs differ
+        assert "> tdd-guide:" in diff.stdout
+        assert "tdd-guide" not in first_agents
+    # The printed clean-up command really cleans up, both sessions and the directory.
+    (clean,) = _lines(result.stdout, "clean up")
+    if _kodelyth_on_path():
+        down = _bash(clean, cwd=tmp_path)
+        assert down.returncode == 0, down
+        assert not has_session(session)
+        assert not has_session(replay)
+        assert not repo.exists()
+        assert list(parent.iterdir()) == []
+    else:
+        for name in (session, replay):
+            down_one = run_cli("teardown", name, "--purge", cwd=repo)
+            assert down_one.code == 0, down_one
+        assert orchestrator_branches(repo) == []
     # Nothing touched the sandbox's own repository.
     assert orchestrator_branches(sandbox.repo) == []
     assert not sandbox.coord_root.exists()

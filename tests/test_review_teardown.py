@@ -4,9 +4,10 @@ HEAD, and a worktree directory someone already deleted by hand."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from tests.conftest import Sandbox
-from tests.support import git
+from tests.support import git, tmux
 from tests.swarm_helpers import (
     branch_of,
     has_session,
@@ -89,4 +90,83 @@ def test_worktree_deleted_by_hand_keeps_the_branch_commits_safe(sandbox: Sandbox
     assert forced.code == 0, forced
     (patch,) = sorted((sandbox.coord_root / "gone2.teardown").glob("alpha-*.patch"))
     assert "+committed" in patch.read_text()
+    assert orchestrator_branches(sandbox.repo) == []
+
+
+def test_js_session_force_patch_keeps_committed_work(sandbox: Sandbox) -> None:
+    """Without session.json the base is the repo's HEAD, not each worktree's own HEAD:
+    a patch against the worktree's HEAD would leave out what the worker committed."""
+    import json
+
+    session = "js-like"
+    coord = sandbox.coord_root / session / "alpha"
+    coord.mkdir(parents=True)
+    worktree = worktree_of(sandbox, session, "alpha")
+    branch = branch_of(session, "alpha")
+    git(sandbox.repo, "worktree", "add", "--quiet", "-b", branch, str(worktree))
+    (coord / "status.md").write_text(
+        f"# Status: alpha\n\n- State: not started\n- Branch: `{branch_of(session, 'alpha')}`\n"
+        f"- Worktree: `{worktree}`\n\nstate: completed\n"
+    )
+    (worktree / "committed.txt").write_text("committed by the worker\n")
+    git(worktree, "add", "committed.txt")
+    git(worktree, "commit", "--quiet", "--no-gpg-sign", "-m", "work")
+    refused = sandbox.cli("teardown", session)
+    assert refused.code == 1, refused
+    forced = sandbox.cli("teardown", session, "--force", "--json")
+    assert forced.code == 0, forced
+    (patch,) = json.loads(forced.stdout)["saved_patches"]
+    with open(patch, encoding="utf-8") as fh:
+        assert "+committed by the worker" in fh.read()
+
+
+def test_a_tmux_session_that_is_not_ours_is_left_alone(sandbox: Sandbox) -> None:
+    """`teardown NAME` with no coordination dir must not kill the user's own tmux
+    session that happens to be called NAME."""
+    tmux("new-session", "-d", "-s", "mywork")
+    result = sandbox.cli("teardown", "mywork")
+    assert result.code == 1, result
+    (line,) = result.stderr.strip().splitlines()
+    assert "no session 'mywork'" in line and "tmux kill-session" in line, line
+    assert has_session("mywork")
+
+
+def test_teardown_under_the_wrong_root_touches_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    coord = tmp_path / "coord"
+    started(sandbox, "away", "--coordination-root", str(coord))
+    waited = sandbox.cli("status", "away", "--coordination-root", str(coord), "--wait")
+    assert waited.code == 0, waited
+    result = sandbox.cli("teardown", "away")  # forgot --coordination-root
+    assert result.code == 1, result
+    assert "--coordination-root" in result.stderr
+    assert has_session("away")
+    assert worktree_of(sandbox, "away", "alpha").is_dir()
+    done = sandbox.cli("teardown", "away", "--coordination-root", str(coord))
+    assert done.code == 0, done
+    assert not has_session("away")
+    assert orchestrator_branches(sandbox.repo) == []
+
+
+def test_a_branch_checked_out_elsewhere_stops_teardown_before_it_starts(
+    sandbox: Sandbox,
+) -> None:
+    started(sandbox, "co")
+    wait_done(sandbox, "co")
+    git(worktree_of(sandbox, "co", "alpha"), "checkout", "--quiet", "--detach")
+    git(sandbox.repo, "checkout", "--quiet", branch_of("co", "alpha"))  # reviewing it
+    result = sandbox.cli("teardown", "co")
+    assert result.code == 1, result
+    (line,) = result.stderr.strip().splitlines()
+    assert f"branch {branch_of('co', 'alpha')} is checked out in" in line, line
+    # Nothing was torn down halfway.
+    assert has_session("co")
+    assert worktree_of(sandbox, "co", "alpha").is_dir()
+    assert worktree_of(sandbox, "co", "beta").is_dir()
+    assert sorted(orchestrator_branches(sandbox.repo)) == [
+        branch_of("co", "alpha"),
+        branch_of("co", "beta"),
+    ]
+    git(sandbox.repo, "checkout", "--quiet", "main")
+    again = sandbox.cli("teardown", "co")
+    assert again.code == 0, again
     assert orchestrator_branches(sandbox.repo) == []

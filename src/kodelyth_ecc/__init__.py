@@ -7,6 +7,7 @@ the CLI start-up path) does not pay for modules a command never uses.
 from __future__ import annotations
 
 import importlib
+import sys
 
 # Not `from typing import TYPE_CHECKING`: importing typing costs every pane's runner
 # and every CLI start-up ~10 ms. Type checkers treat this name the same way.
@@ -124,3 +125,21 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'kodelyth_ecc' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+class _Package(type(sys)):  # type: ignore[misc]
+    """Keeps API functions that share their module's name (``teardown``) reachable.
+
+    Importing the submodule ``kodelyth_ecc.teardown`` (as ``execute_plan`` does)
+    makes the import system bind it here as ``teardown``, over the function of that
+    name; refusing that binding leaves ``kodelyth_ecc.teardown`` to ``__getattr__``,
+    which returns the function. Submodules stay reachable through ``sys.modules``.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _API and isinstance(value, type(sys)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -17,27 +17,33 @@ from typing import Any
 
 import msgspec
 
-from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.bundleformat import (
+    DEFAULT_MAX_BUNDLE_BYTES,
+    RESERVED_SLUGS,
+    SCHEMA,
+    BundleError,
+    check_name,
+    problem,
+    validate_meta,
+    validate_names,
+)
 from kodelyth_ecc.fsutil import atomic_write_bytes
 
-SCHEMA = "kodelyth.session-bundle/v1"
-DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-# One path component: no separators, no `..`, no leading dot, nothing a shell or
-# tmux would read specially. JS-written sessions and slugs all fit.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_META_TYPES: dict[str, tuple[type, ...]] = {
-    "task": (str,),
-    "harness": (str,),
-    "base_ref": (str,),
-    "base_commit": (str,),
-    "launcher": (str,),
-    "created_at": (str,),
-    "tool": (str,),
-}
-
-
-class BundleError(KodelythError):
-    """A bundle that cannot be read or does not validate; the message names the file."""
+__all__ = [
+    "DEFAULT_MAX_BUNDLE_BYTES",
+    "RESERVED_SLUGS",
+    "SCHEMA",
+    "Bundle",
+    "BundleError",
+    "BundleWorker",
+    "check_name",
+    "decode_bundle",
+    "encode_bundle",
+    "read_bundle",
+    "read_bundle_file",
+    "validate_bundle",
+    "write_bundle",
+]
 
 
 class BundleWorker(msgspec.Struct, omit_defaults=True):
@@ -69,47 +75,19 @@ class Bundle(msgspec.Struct):
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters, as editors count) of a byte offset."""
     head = data[:offset]
     line = head.count(b"\n") + 1
-    col = offset - (head.rfind(b"\n") + 1) + 1
+    col = len(head[head.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
     return line, col
-
-
-def _problem(where: str, detail: str) -> BundleError:
-    return BundleError(f"{where} is not a valid session bundle: {detail}")
-
-
-def check_name(value: str, what: str, where: str) -> None:
-    if not _SAFE_NAME.fullmatch(value) or ".." in value:
-        raise _problem(
-            where,
-            f"{what} {value!r} is not one safe path component "
-            "(letters, digits, '.', '_', '-'; no '/', '\\\\', '..' or leading dot)",
-        )
 
 
 def validate_bundle(bundle: Bundle, where: str = "bundle") -> Bundle:
     """Checks a decoded bundle beyond its types; raises ``BundleError`` naming the fix."""
     if bundle.schema != SCHEMA:
-        raise _problem(where, f"schema is {bundle.schema!r}, expected {SCHEMA!r}")
-    check_name(bundle.session, "session", where)
-    if not bundle.workers:
-        raise _problem(where, "it has no workers: a bundle needs at least one")
-    seen: set[str] = set()
-    for index, worker in enumerate(bundle.workers):
-        check_name(worker.slug, f"workers[{index}].slug", where)
-        if worker.slug in seen:
-            raise _problem(where, f"workers[{index}].slug {worker.slug!r} appears twice")
-        seen.add(worker.slug)
-    for key, types in _META_TYPES.items():
-        value = bundle.meta.get(key)
-        if value is not None and not isinstance(value, types):
-            raise _problem(where, f"meta.{key} must be a string, got {type(value).__name__}")
-    agents = bundle.meta.get("agents")
-    if agents is not None and (
-        not isinstance(agents, list) or not all(isinstance(a, str) for a in agents)
-    ):
-        raise _problem(where, "meta.agents must be a list of strings")
+        raise problem(where, f"schema is {bundle.schema!r}, expected {SCHEMA!r}")
+    validate_names(bundle.session, [w.slug for w in bundle.workers], where)
+    validate_meta(bundle.meta, where)
     return bundle
 
 
@@ -120,24 +98,53 @@ def decode_bundle(data: bytes, where: str = "bundle") -> Bundle:
     try:
         bundle = _DECODER.decode(data)
     except msgspec.ValidationError as exc:
-        raise _problem(where, str(exc).replace(" - at `$", " at `$")) from None
-    except msgspec.DecodeError as exc:
-        message = str(exc)
-        match = re.search(r"\(byte (\d+)\)", message)
-        if match:
-            line, col = _line_col(data, int(match.group(1)))
-            message = f"{message.split(' (byte', maxsplit=1)[0]} (line {line}, column {col})"
-        raise BundleError(f"{where} is not valid JSON: {message}") from None
+        raise problem(where, str(exc).replace(" - at `$", " at `$")) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{where} is not valid JSON: {_syntax_error(data, exc)}") from None
     return validate_bundle(bundle, where)
+
+
+def _syntax_error(data: bytes, exc: Exception) -> str:
+    """Why and where (line, column) the JSON breaks. Only on the error path: msgspec
+    gives a byte offset at best (none for truncated input, a string-relative one for
+    bad UTF-8), so the standard library's parser pinpoints it."""
+    import json
+
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "it starts with a byte-order mark (line 1, column 1): save it as UTF-8 without BOM"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line, col = _line_col(data, bad.start)
+        return f"byte 0x{data[bad.start]:02x} is not UTF-8 (line {line}, column {col})"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"{err.msg} (line {err.lineno}, column {err.colno})"
+    except RecursionError:
+        pass
+    # The standard library accepts what JSON does not (NaN, lone surrogates): msgspec's reason.
+    message = str(exc)
+    match = re.search(r"\(byte (\d+)\)", message)
+    line, col = _line_col(data, int(match.group(1)) if match else len(data))
+    return f"{message.split(' (byte', maxsplit=1)[0]} (line {line}, column {col})"
 
 
 def read_bundle(path: str, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundle:
     """Read and validate a bundle file; nothing is trusted before this returns."""
-    return read_bundle_file(path, max_bytes=max_bytes)[0]
+    return decode_bundle(_read_capped(path, max_bytes), path)
 
 
 def read_bundle_file(path: str, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> tuple[Bundle, str]:
     """``read_bundle``, plus the sha256 of the file's bytes (replays record it)."""
+    import hashlib
+
+    data = _read_capped(path, max_bytes)
+    return decode_bundle(data, path), hashlib.sha256(data).hexdigest()
+
+
+def _read_capped(path: str, max_bytes: int) -> bytes:
+    """The file's bytes, refusing anything over ``max_bytes`` before reading it."""
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -155,9 +162,7 @@ def read_bundle_file(path: str, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) ->
         raise BundleError(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > max_bytes:
         raise BundleError(f"{path} grew past the {max_bytes:,}-byte limit while being read")
-    import hashlib
-
-    return decode_bundle(data, path), hashlib.sha256(data).hexdigest()
+    return data
 
 
 _ENCODER = msgspec.json.Encoder()

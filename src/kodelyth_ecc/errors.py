@@ -35,6 +35,10 @@ class SessionTaken(KodelythError):
     """The session's coordination dir appeared first (another run claimed the name)."""
 
 
+# How much of a failed command an error message quotes: enough to recognise it.
+MAX_SHOWN_COMMAND = 300
+
+
 class CalledProcessError(KodelythError):
     """A git or tmux call failed; keeps everything needed to explain why."""
 
@@ -45,4 +49,7 @@ class CalledProcessError(KodelythError):
         self.stderr = stderr
         detail = (stderr.strip() or stdout.strip()).splitlines()
         reason = detail[-1] if detail else "no output"
-        super().__init__(f"`{' '.join(self.cmd)}` exited {returncode}: {reason}")
+        shown = " ".join(self.cmd)
+        if len(shown) > MAX_SHOWN_COMMAND:  # a batch of tmux commands can run to 16 KB
+            shown = shown[: MAX_SHOWN_COMMAND - 1] + "…"
+        super().__init__(f"`{shown}` exited {returncode}: {reason}")

@@ -6,11 +6,12 @@ failure (or Ctrl-C) pops it in reverse so nothing half-made is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from kodelyth_ecc import gitrepo, naming, tmux
@@ -20,6 +21,7 @@ from kodelyth_ecc.coordination import (
     write_session_record,
 )
 from kodelyth_ecc.errors import KodelythError, SessionTaken
+from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
 from kodelyth_ecc.preflight import collisions, missing_harness_program
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
@@ -104,7 +106,7 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
             "-n",
             WINDOW_NAME,
             "-c",
-            plan.repo_root,
+            tmux.literal(plan.repo_root),
             "-x",
             "200",
             "-y",
@@ -128,7 +130,7 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
                 "-t",
                 target,
                 "-c",
-                plan.repo_root,
+                tmux.literal(plan.repo_root),
                 "-e",
                 f"PATH={path_env}",
                 "-P",
@@ -153,8 +155,39 @@ def _rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
     return failures
 
 
+@contextlib.contextmanager
+def _termination_interrupts() -> Iterator[None]:
+    """SIGTERM (``timeout``, ``kill``) and SIGHUP (a closed terminal) stop a run the way
+    Ctrl-C does, so it is rolled back instead of leaving half a session behind.
+    Only where nobody else handles them, and only for the run."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
     """Create everything and start the workers; on any failure undo it all."""
+    with _termination_interrupts():
+        return _execute_plan(plan)
+
+
+def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -179,6 +212,9 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
     undo: list[tuple[str, Callable[[], None]]] = []
     step = "writing coordination files"
     root_existed = os.path.isdir(plan.coordination_root)
+    # Directories above the roots that this run will create (and so must remove).
+    new_coordination_parents = missing_dirs(os.path.dirname(plan.coordination_root))
+    new_worktree_dirs = missing_dirs(plan.worktree_root)
 
     def remove_coordination() -> None:
         # Only what this run made: a racing run may own the dir (SessionTaken) or the root.
@@ -188,6 +224,7 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
             leftovers = set(os.listdir(plan.coordination_root)) - {".gitignore"}
             if not leftovers:
                 shutil.rmtree(plan.coordination_root)
+        remove_empty_dirs(new_coordination_parents)
 
     created = False
     try:
@@ -218,6 +255,7 @@ def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         write_session_record(plan.coordination_dir, record)
         lap("tmux")
 
+        undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))
         for worker in plan.workers:
             step = f"creating the worktree for {worker.worker_slug}"
 

@@ -13,13 +13,26 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
-from kodelyth_ecc import __version__, naming
-from kodelyth_ecc.bundle import SCHEMA, Bundle, BundleWorker, validate_bundle
+from kodelyth_ecc import __version__
+from kodelyth_ecc.bundleformat import (
+    SCHEMA,
+    BundleError,
+    check_name,
+    stream_to_file,
+    valid_utf8,
+    validate_meta,
+    validate_names,
+    write_stream,
+)
 from kodelyth_ecc.coordination import SessionRecord, read_session_record
-from kodelyth_ecc.errors import KodelythError
-from kodelyth_ecc.statusfile import parse_status
+from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.statusfile import STATES, parse_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.bundle import Bundle
 
 MAX_DIFF_BYTES = 1024 * 1024
 MAX_TRANSCRIPT_BYTES = 1024 * 1024
@@ -49,14 +62,23 @@ def strip_terminal_controls(text: str) -> str:
 
 
 def cap_text(text: str, limit: int, *, keep: str = "head") -> str:
-    """At most ``limit`` bytes of UTF-8, with a visible marker saying what was cut."""
+    """At most ``limit`` bytes of UTF-8, the visible marker saying what was cut included,
+    so capping a capped text changes nothing (an imported bundle re-exports as it was)."""
     data = text.encode("utf-8")
     if len(data) <= limit:
         return text
-    marker = f"\n[kodelyth-ecc: truncated, {len(data) - limit:,} of {len(data):,} bytes omitted]\n"
+
+    def marker(kept: int) -> str:
+        omitted = len(data) - kept
+        return f"\n[kodelyth-ecc: truncated, {omitted:,} of {len(data):,} bytes omitted]\n"
+
+    kept = max(0, limit - len(marker(0).encode("utf-8")))  # the longest marker there can be
     if keep == "head":
-        return data[:limit].decode("utf-8", errors="ignore") + marker
-    return marker + data[-limit:].decode("utf-8", errors="ignore")
+        # A character cut in half is dropped whole (at most 3 bytes).
+        head = data[:kept].decode("utf-8", errors="ignore")
+        return head + marker(len(head.encode("utf-8")))
+    tail = data[len(data) - kept :].decode("utf-8", errors="ignore")
+    return marker(len(tail.encode("utf-8"))) + tail
 
 
 def exported_at(now: float | None = None) -> str:
@@ -125,18 +147,29 @@ def _worker_changes(worktree: str | None, base: str | None) -> tuple[str | None,
     return cap_text(patch, MAX_DIFF_BYTES), stat
 
 
-def export_bundle(
+def _check_session(session: str) -> None:
+    """Any name a bundle may carry (a swarm's, or an imported one with a '.'), and
+    nothing that would leave the coordination root."""
+    try:
+        check_name(session, "session", "the export")
+    except BundleError:
+        raise UsageError(
+            f"invalid session name {session!r}: it must be one directory name under the "
+            "coordination root (letters, digits, '.', '_', '-'; starting with a letter or digit)"
+        ) from None
+
+
+def _prepare(
     session: str,
     coordination_root: str,
     *,
-    task: str | None = None,
-    agents: Sequence[str] | None = None,
-    harness: str | None = None,
-    base_ref: str | None = None,
-    include_changes: bool = True,
-) -> Bundle:
-    """Read a session into a validated ``Bundle`` (nothing is written)."""
-    naming.validate_session_name(session)
+    task: str | None,
+    agents: Sequence[str] | None,
+    harness: str | None,
+    base_ref: str | None,
+) -> tuple[dict[str, Any], list[tuple[str, str]], SessionRecord | None]:
+    """Checks, meta and the worker directories, before any file is read."""
+    _check_session(session)
     coordination_dir = os.path.join(coordination_root, session)
     if not os.path.isdir(coordination_dir):
         raise KodelythError(
@@ -149,6 +182,8 @@ def export_bundle(
             f"session {session!r} has no worker directories in {coordination_dir}: "
             "a bundle needs at least one worker"
         )
+    where = f"the export of {session!r}"
+    validate_names(session, slugs, where)
     record = read_session_record(coordination_dir)
     meta = session_meta(record)
     for key, value in (("task", task), ("harness", harness), ("base_ref", base_ref)):
@@ -157,63 +192,129 @@ def export_bundle(
     if agents is not None:
         meta["agents"] = list(agents)
     meta = {k: meta[k] for k in sorted(meta, key=_meta_order)}
+    validate_meta(meta, where)
+    header = {
+        "schema": SCHEMA,
+        "session": session,
+        "exported_at": exported_at(),
+        "exported_by": f"kodelyth-ecc@{__version__}",
+        "meta": meta,
+    }
+    return header, [(slug, os.path.join(coordination_dir, slug)) for slug in slugs], record
 
-    worktree_of = {w.slug: w.worktree for w in record.workers} if record else {}
+
+def _changes(
+    record: SessionRecord | None, slugs: Sequence[str], include: bool
+) -> dict[str, tuple[str | None, str | None]]:
+    """Each worker's diff and diffstat against the base commit, a few git calls at a time."""
     base = record.base_commit if record else None
-    jobs = []
-    for slug in slugs:
-        worker_dir = os.path.join(coordination_dir, slug)
-        texts = [_read_text(os.path.join(worker_dir, name)) or "" for name in WORKER_FILES]
-        status = parse_status(texts[2], slug)
-        jobs.append((slug, worker_dir, texts, status))
+    if not include or not base or record is None:
+        return {}
+    worktree_of = {w.slug: w.worktree for w in record.workers}
+    with_worktrees = [(s, worktree_of[s]) for s in slugs if worktree_of.get(s)]
+    if not with_worktrees:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
 
-    changes: dict[str, tuple[str | None, str | None]] = {}
-    if include_changes and base:
-        with_worktrees = [(s, worktree_of.get(s)) for s, *_ in jobs if worktree_of.get(s)]
-        if with_worktrees:
-            from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(4, len(with_worktrees))) as pool:
+        results = pool.map(lambda item: _worker_changes(item[1], base), with_worktrees)
+        return dict(zip((s for s, _ in with_worktrees), results, strict=True))
 
-            with ThreadPoolExecutor(max_workers=min(4, len(with_worktrees))) as pool:
-                results = pool.map(lambda item: _worker_changes(item[1], base), with_worktrees)
-                changes = dict(zip((s for s, _ in with_worktrees), results, strict=True))
 
-    workers = []
-    for slug, worker_dir, (task_md, handoff_md, status_md), status in jobs:
-        diff, diffstat = changes.get(slug, (None, None))
-        if diff is None:
-            diff = _read_text(os.path.join(worker_dir, DIFF_FILE))
-            diffstat = _read_text(os.path.join(worker_dir, DIFFSTAT_FILE))
-        transcript = _read_text(os.path.join(worker_dir, TRANSCRIPT_FILE))
-        if transcript is not None:
-            transcript = cap_text(
-                strip_terminal_controls(transcript), MAX_TRANSCRIPT_BYTES, keep="tail"
-            )
-        known_state = status.state in ("pending", "running", "completed", "failed")
-        workers.append(
-            BundleWorker(
-                slug=slug,
-                task=task_md,
-                handoff=handoff_md,
-                status=status_md,
-                state=status.state if known_state else None,
-                exit_code=status.exit_code,
-                started_at=status.started,
-                finished_at=status.finished,
-                duration_s=status.duration_s,
-                diff=diff,
-                diffstat=diffstat,
-                transcript=transcript,
-            )
-        )
-    bundle = Bundle(
-        schema=SCHEMA,
-        session=session,
-        exported_at=exported_at(),
-        exported_by=f"kodelyth-ecc@{__version__}",
-        meta=meta,
-        workers=workers,
+def _read_bytes(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def _worker_fields(
+    slug: str, worker_dir: str, changes: dict[str, tuple[str | None, str | None]]
+) -> dict[str, Any]:
+    """One worker as bundle fields; the big texts stay UTF-8 bytes (kept exactly)."""
+    task_md, handoff_md, status_md = (
+        valid_utf8(_read_bytes(os.path.join(worker_dir, name)) or b"") for name in WORKER_FILES
     )
+    status_text = status_md.decode("utf-8")
+    status = parse_status(status_text, slug)
+    diff, diffstat = changes.get(slug, (None, None))
+    if diff is None:
+        diff = _read_text(os.path.join(worker_dir, DIFF_FILE))
+        diffstat = _read_text(os.path.join(worker_dir, DIFFSTAT_FILE))
+    transcript = _read_text(os.path.join(worker_dir, TRANSCRIPT_FILE))
+    if transcript is not None:
+        transcript = cap_text(
+            strip_terminal_controls(transcript), MAX_TRANSCRIPT_BYTES, keep="tail"
+        )
+    # An empty or missing status.md says nothing, not "pending".
+    known_state = bool(status_text.strip()) and status.state in STATES
+    return {
+        "slug": slug,
+        "task": task_md,
+        "handoff": handoff_md,
+        "status": status_md,
+        "state": status.state if known_state else None,
+        "exit_code": status.exit_code,
+        "started_at": status.started,
+        "finished_at": status.finished,
+        "duration_s": status.duration_s,
+        "diff": None if diff is None else diff.encode("utf-8"),
+        "diffstat": None if diffstat is None else diffstat.encode("utf-8"),
+        "transcript": None if transcript is None else transcript.encode("utf-8"),
+    }
+
+
+def export_bundle(
+    session: str,
+    coordination_root: str,
+    *,
+    task: str | None = None,
+    agents: Sequence[str] | None = None,
+    harness: str | None = None,
+    base_ref: str | None = None,
+    include_changes: bool = True,
+) -> Bundle:
+    """Read a session into a validated ``Bundle`` (nothing is written)."""
+    from kodelyth_ecc.bundle import Bundle, BundleWorker, validate_bundle
+
+    header, dirs, record = _prepare(
+        session, coordination_root, task=task, agents=agents, harness=harness, base_ref=base_ref
+    )
+    changes = _changes(record, [s for s, _ in dirs], include_changes)
+    workers = []
+    for slug, worker_dir in dirs:
+        fields = _worker_fields(slug, worker_dir, changes)
+        for key, value in fields.items():
+            if isinstance(value, bytes):
+                fields[key] = value.decode("utf-8")
+        workers.append(BundleWorker(**fields))
+    bundle = Bundle(workers=workers, **header)
     return validate_bundle(bundle, f"the export of {session!r}")
+
+
+def export_to_stream(
+    session: str,
+    coordination_root: str,
+    out: BinaryIO | str,
+    *,
+    task: str | None = None,
+    agents: Sequence[str] | None = None,
+    harness: str | None = None,
+    base_ref: str | None = None,
+    include_changes: bool = True,
+) -> int:
+    """Export straight to a file path (atomically) or an open binary stream, one worker
+    at a time: memory stays at about one worker's files, whatever the session's size.
+    The bytes are those ``encode_bundle(export_bundle(...))`` would give."""
+    header, dirs, record = _prepare(
+        session, coordination_root, task=task, agents=agents, harness=harness, base_ref=base_ref
+    )
+    changes = _changes(record, [s for s, _ in dirs], include_changes)
+    workers = (_worker_fields(slug, worker_dir, changes) for slug, worker_dir in dirs)
+    if isinstance(out, str):
+        return stream_to_file(out, header, workers)
+    return write_stream(out, header, workers)
 
 
 _META_KEYS = (

@@ -27,3 +27,26 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def missing_dirs(path: str) -> list[str]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first: what
+    ``os.makedirs(path)`` (or ``git worktree add`` under it) would create."""
+    missing: list[str] = []
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return missing
+
+
+def remove_empty_dirs(paths: list[str]) -> None:
+    """Remove each of ``paths`` (deepest first) that exists and is empty; keep the rest."""
+    for path in paths:
+        try:  # noqa: SIM105 - contextlib is one more import for every pane's runner
+            os.rmdir(path)
+        except OSError:  # not empty (someone else's files), or already gone
+            pass

@@ -51,6 +51,11 @@ def resolve_commit(repo: str, ref: str) -> str:
         check=False,
     )
     if result.returncode != 0 or not result.stdout.strip():
+        if not git("rev-list", "-n", "1", "--all", cwd=repo, check=False).strip():
+            raise KodelythError(
+                f"the repository {repo} has no commits yet: worktrees start from a commit, "
+                "so commit something first (e.g. `git commit --allow-empty -m init`)"
+            )
         raise KodelythError(
             f"base ref {ref!r} does not resolve to a commit in {repo}: "
             "pass an existing branch, tag or SHA with --base-ref"

@@ -9,6 +9,7 @@ to the bundle's strings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from kodelyth_ecc.bundle import Bundle, validate_bundle
 from kodelyth_ecc.coordination import SessionRecord, utc_now, write_session_record
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.export import DIFF_FILE, DIFFSTAT_FILE, TRANSCRIPT_FILE
+from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
 
 _META_FIELDS = ("task", "agents", "harness", "base_ref", "base_commit", "launcher", "seed_paths")
 
@@ -90,9 +92,13 @@ def import_bundle(
         raise KodelythError(f"{target} already exists: pass --overwrite to replace it, or --target")
     if exists and not os.path.isdir(target):
         raise KodelythError(f"{target} exists and is not a directory: move it away first")
+    created = missing_dirs(parent)
     os.makedirs(parent, exist_ok=True)
-
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.import-", dir=parent)
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.import-", dir=parent)
+    except BaseException:
+        remove_empty_dirs(created)
+        raise
     try:
         for worker in bundle.workers:
             worker_dir = os.path.join(staging, worker.slug)
@@ -113,17 +119,24 @@ def import_bundle(
         if exists:
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
             previous = os.path.join(old, "previous")
-            os.rename(target, previous)
             try:
-                os.rename(staging, target)
+                os.rename(target, previous)
+                try:
+                    os.rename(staging, target)
+                except BaseException:
+                    os.rename(previous, target)  # put the old one back
+                    raise
             except BaseException:
-                os.rename(previous, target)  # put the old one back
+                # Empty unless the old directory could not be put back: then it stays.
+                with contextlib.suppress(OSError):
+                    os.rmdir(old)
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        remove_empty_dirs(created)  # a failed import leaves no trace, not even the parents it made
         raise
     return ImportResult(bundle.session, target, len(bundle.workers), exists)
 

@@ -173,6 +173,20 @@ def load_replay_source(
     return bundle, hashlib.sha256(encode_bundle(bundle)).hexdigest()
 
 
+def replay_agents(bundle: Bundle, agents: str | Sequence[str] | None = None) -> list[str]:
+    """The replay's agent names: ``agents`` (``--agents``), else ``meta.agents``, else
+    the bundle's worker slugs."""
+    if agents is not None:
+        parsed = parse_agents(agents if isinstance(agents, str) else list(agents))
+        if isinstance(parsed, int):
+            raise UsageError("replay --agents takes names (a,b,c), not a count")
+        return parsed
+    meta_agents = bundle.meta.get("agents")
+    if isinstance(meta_agents, list) and meta_agents:
+        return [naming.validate_worker_name(a) for a in meta_agents]
+    return [w.slug for w in bundle.workers]
+
+
 def build_replay_plan_config(
     bundle: Bundle,
     *,
@@ -194,16 +208,7 @@ def build_replay_plan_config(
     coord_root = coordination_root or os.path.join(repo_root, ".orchestration")
     tasks = recover_tasks(bundle)
     slugs = [w.slug for w in bundle.workers]
-
-    if agents is not None:
-        parsed = parse_agents(agents if isinstance(agents, str) else list(agents))
-        if isinstance(parsed, int):
-            raise UsageError("replay --agents takes names (a,b,c), not a count")
-        names = parsed
-    elif isinstance(bundle.meta.get("agents"), list) and bundle.meta["agents"]:
-        names = [naming.validate_worker_name(a) for a in bundle.meta["agents"]]
-    else:
-        names = list(slugs)
+    names = replay_agents(bundle, agents)
 
     bundle_harness = bundle.meta.get("harness")
     if harness is not None:
@@ -249,9 +254,10 @@ def build_replay_plan_config(
     replay_of: dict[str, Any] = {"session": bundle.session}
     if bundle_sha256:
         replay_of["bundle_sha256"] = bundle_sha256
+    origin_seeds = bundle.meta.get("seed_paths")
     seeds = [
         s
-        for s in bundle.meta.get("seed_paths") or []
+        for s in (origin_seeds if isinstance(origin_seeds, list) else [])
         if isinstance(s, str) and _seed_ok(repo_root, s)
     ]
     return PlanConfig(
@@ -272,6 +278,8 @@ def build_replay_plan_config(
 
 def _seed_ok(repo_root: str, seed: str) -> bool:
     """Seeds named by a bundle are used only when they exist inside this repo."""
+    if not seed or "\x00" in seed:
+        return False
     real_root = os.path.realpath(repo_root)
     real = os.path.realpath(os.path.join(repo_root, seed))
     return real.startswith(real_root + os.sep) and os.path.exists(real)

@@ -40,6 +40,10 @@ _TITLE_SEQ = re.compile(rb"\x1b\][012];[^\x07\x1b]*(?:\x07|\x1b\\)")
 # The unfinished start of such a sequence at the end of a read.
 _TITLE_START = re.compile(rb"\x1b(?:\](?:[012](?:;[^\x07\x1b]*\x1b?)?)?)?\Z")
 _MAX_HELD = 4096
+# How often the runner checks whether the agent exited while a process it started in
+# the background still holds the terminal open, and how long it then keeps reading.
+_POLL_S = 0.5
+_DRAIN_S = 1.0
 
 
 class TitleFilter:
@@ -100,14 +104,20 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
             saved_attrs = termios.tcgetattr(0)
             tty.setraw(0)
     titles = TitleFilter()
+    status: int | None = None  # the agent's wait status, once it has exited
+    drain_until = 0.0
     try:
         with open(transcript_path, "ab", buffering=0) as transcript:
             inputs = [master, 0] if stdin_tty else [master]
             while True:
                 try:
-                    ready, _, _ = select.select(inputs, [], [])
+                    ready, _, _ = select.select(inputs, [], [], _POLL_S)
                 except InterruptedError:
                     continue
+                if status is not None and (master not in ready or time.monotonic() > drain_until):
+                    # The agent exited and its output is read, but a process it left
+                    # behind still holds the terminal: the worker is done all the same.
+                    break
                 if master in ready:
                     try:
                         data = os.read(master, 65536)
@@ -125,12 +135,20 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
                         _write_all(master, data)
                     else:
                         inputs.remove(0)
+                if status is None:
+                    done, wait_status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        status = wait_status
+                        drain_until = time.monotonic() + _DRAIN_S
+                        if 0 in inputs:
+                            inputs.remove(0)
             _write_all(1, titles.flush())
     finally:
         if saved_attrs is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)
         os.close(master)
-    _, status = os.waitpid(pid, 0)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 

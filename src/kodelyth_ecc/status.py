@@ -98,7 +98,8 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
     record = read_session_record(coordination_dir)
     # Panes first, files second: a runner records its outcome before its pane dies,
     # so a file still saying "running" after the pane is gone means the worker is lost.
-    executed = record is not None and record.tmux_session is not None
+    # Without tmux on PATH nothing is known about the panes: unknown, not lost.
+    executed = record is not None and record.tmux_session is not None and tmux.available()
     panes = tmux.panes(session) if executed else None
     pane_of = {w.slug: w.pane_id for w in record.workers} if record else {}
     slugs = [w.slug for w in record.workers] if record else []
@@ -186,7 +187,8 @@ def wait_for_session(
         if status.record is not None and status.record.tmux_session is None:
             raise KodelythError(
                 f"session {session!r} was written with --write-only and never started: "
-                "nothing to wait for (run it with `swarm --plan` / `--execute`)"
+                "nothing to wait for (start it by rerunning that swarm command with "
+                "--execute --replace)"
             )
         if deadline is not None and time.monotonic() >= deadline:
             waiting = ", ".join(w.slug for w in status.workers if not w.done)

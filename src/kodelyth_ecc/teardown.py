@@ -112,6 +112,24 @@ def seed_changes(repo: str, worktree: str, seeds: Iterable[str]) -> list[str]:
     return changed
 
 
+def _resolve(repo: str, ref: str) -> str:
+    result = gitrepo.git(
+        "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}",
+        cwd=repo, check=False,
+    )  # fmt: skip
+    return result.strip() or ref
+
+
+def _unreferenced_head_commits(worktree: str, base: str) -> int:
+    """Commits on the worktree's HEAD beyond ``base`` that no branch, tag or remote
+    keeps: made on a detached HEAD, they would be lost with the worktree."""
+    out = gitrepo.git(
+        "rev-list", "--count", "HEAD", "--not", base, "--branches", "--tags", "--remotes",
+        cwd=worktree, check=False,
+    )  # fmt: skip
+    return int(out.strip()) if out.strip().isdigit() else 0
+
+
 def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -144,30 +162,54 @@ def teardown(
         base = None
     known = {t.slug for t in targets}
     targets += [t for t in extra_targets if t.slug not in known]
-    base = base or "HEAD"
-    if not targets and not os.path.isdir(coordination_dir) and not tmux.has_session(session):
+    # A commit, not a name: "HEAD" would mean each worktree's own HEAD inside it.
+    base = _resolve(repo, base or "HEAD")
+    if not targets and not os.path.isdir(coordination_dir):
+        # Nothing shows that a tmux session of this name is ours: it may be the user's
+        # own (or the session's files live under another --coordination-root).
+        mine = (
+            f" (the tmux session {session!r} has no coordination dir here; if it is a "
+            f"leftover of ours, `tmux kill-session -t ={session}` ends it)"
+            if tmux.has_session(session)
+            else ""
+        )
         raise KodelythError(
             f"no session {session!r} under {coordination_root}: "
-            "run `kodelyth-ecc status` to list sessions, or pass --coordination-root"
+            f"run `kodelyth-ecc status` to list sessions, or pass --coordination-root{mine}"
         )
 
     registered = gitrepo.worktrees(repo)
+    # git refuses to delete a branch checked out elsewhere (the user reviewing it in
+    # the main checkout, say): find out before anything is torn down, not halfway.
+    for target in targets:
+        own = os.path.realpath(target.worktree)
+        for path, branch in registered.items():
+            if branch == target.branch and path != own:
+                raise KodelythError(
+                    f"branch {target.branch} is checked out in {path}: switch that worktree "
+                    f"to another branch (e.g. `git -C {path} switch -`), then tear down "
+                    f"{session!r} again"
+                )
     present: list[TeardownTarget] = []
     work: list[_Work] = []
     for target in targets:
         changes = 0
+        unreferenced = 0
         edited_seeds: list[str] = []
-        if os.path.realpath(target.worktree) in registered:
+        if os.path.realpath(target.worktree) in registered and os.path.isdir(target.worktree):
             present.append(target)
             edited_seeds = seed_changes(repo, target.worktree, target.seed_paths)
             changes = len(gitrepo.uncommitted_changes(target.worktree, target.seed_paths))
             changes += len(edited_seeds)
+            unreferenced = _unreferenced_head_commits(target.worktree, base)
         elif os.path.lexists(target.worktree):
             raise KodelythError(
                 f"{target.worktree} exists but is not a worktree of {repo}: "
                 "move it away yourself; teardown only removes worktrees it can account for"
             )
-        ahead = (
+        # (A registered worktree whose directory was deleted by hand is forgotten by the
+        # `git worktree prune` below; its branch is still checked for commits.)
+        ahead = unreferenced + (
             gitrepo.commits_ahead(repo, target.branch, base)
             if gitrepo.branch_exists(repo, target.branch)
             else 0

@@ -28,19 +28,56 @@ def require() -> None:
         )
 
 
+def literal(value: str) -> str:
+    """``value`` as tmux reads a format-expanded argument (such as ``-c DIR``): a path
+    holding ``#{...}`` or ``#(...)`` must not be expanded or run."""
+    return value.replace("#", "##")
+
+
 def _escape(arg: str) -> str:
     # tmux splits a command sequence at an argument ending in ';' unless escaped.
     return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
+# A tmux client sends its whole command line in one message of at most 16 KiB
+# (MAX_IMSGSIZE) and refuses more with "command too long". Sequences are split over
+# as few client calls as fit; a margin is left for the message's own header.
+MAX_COMMAND_BYTES = 16_000
+
+
+def _size(command: Sequence[str]) -> int:
+    return sum(len(_escape(a).encode("utf-8", "surrogateescape")) + 1 for a in command) + 2
+
+
 def run_sequence(commands: Sequence[Sequence[str]]) -> CmdResult:
-    """Run several tmux commands in one client call (``a ; b ; c``)."""
-    argv: list[str] = ["tmux"]
-    for index, command in enumerate(commands):
-        if index:
-            argv.append(";")
-        argv.extend(_escape(a) for a in command)
-    return cmd_output(*argv)
+    """Run several tmux commands in order, in as few client calls (``a ; b ; c``)
+    as tmux accepts; the output of every call is joined in order."""
+    batches: list[list[Sequence[str]]] = []
+    budget = 0
+    for command in commands:
+        size = _size(command)
+        if size > MAX_COMMAND_BYTES:
+            raise KodelythError(
+                f"a tmux {command[0]} command is too long ({size} bytes; tmux accepts about "
+                f"{MAX_COMMAND_BYTES // 1000} KB): shorten the launcher command (e.g. move it "
+                "into a script) or the paths"
+            )
+        if not batches or budget + size > MAX_COMMAND_BYTES:
+            batches.append([])
+            budget = 0
+        batches[-1].append(command)
+        budget += size
+    stdout, stderr = [], []
+    for batch in batches:
+        argv: list[str] = ["tmux"]
+        for index, command in enumerate(batch):
+            if index:
+                argv.append(";")
+            argv.extend(_escape(a) for a in command)
+        result = cmd_output(*argv)
+        stdout.append(result.stdout)
+        stderr.append(result.stderr)
+    return CmdResult(0, "".join(stdout), "".join(stderr))
 
 
 def _server_socket() -> str:

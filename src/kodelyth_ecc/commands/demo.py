@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import shlex
 import shutil
 import sys
 
@@ -47,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
     bundle = export_bundle(plan.session_name, plan.coordination_root)
     write_bundle(bundle, first)
     out.write(f"exported      {first}\n")
+    with open(first, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
     replay_config = build_replay_plan_config(
         bundle,
         repo_root=repo,
         coordination_root=plan.coordination_root,
         agents=DEMO_REPLAY_AGENTS,
+        bundle_sha256=digest,
     )
     replay_plan = build_orchestration_plan(replay_config)
     replay_result = execute_plan(replay_plan)
@@ -72,16 +77,18 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"handoff       {plan.workers[0].handoff_file_path}\n")
     out.write(f"tmux          {result.attach_command}\n")
     out.write(f"              {replay_result.attach_command}\n")
-    out.write(f"status        cd {repo} && kodelyth-ecc status\n")
+    # Commands to paste are shell-quoted: --dir may hold spaces.
+    q = shlex.quote
+    out.write(f"status        cd {q(repo)} && kodelyth-ecc status\n")
     out.write(f"bundles       {first}\n              {second}\n")
+    handoffs = q('.workers[] | "\\(.slug):\\n\\(.handoff)"')
     out.write(
-        "compare       diff <(jq -r '.workers[] | \"\\(.slug):\\n\\(.handoff)\"' "
-        f"{first}) \\\n                   <(jq -r '.workers[] | \"\\(.slug):\\n\\(.handoff)\"' "
-        f"{second})\n"
+        f"compare       diff <(jq -r {handoffs} {q(first)}) \\\n"
+        f"                   <(jq -r {handoffs} {q(second)})\n"
     )
     out.write(
-        f"clean up      cd {repo} && kodelyth-ecc teardown {plan.session_name} --purge"
+        f"clean up      cd {q(repo)} && kodelyth-ecc teardown {plan.session_name} --purge"
         f" && kodelyth-ecc teardown {replay_plan.session_name} --purge"
-        f" && rm -rf {os.path.dirname(repo)}\n"
+        f" && rm -rf {q(os.path.dirname(repo))}\n"
     )
     return wait_exit_code(replay_status)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.commands._common import print_json
-from kodelyth_ecc.errors import EXIT_WAIT_TIMEOUT, SessionTaken, UsageError
+from kodelyth_ecc.errors import EXIT_WAIT_TIMEOUT, KodelythError, SessionTaken, UsageError
 from kodelyth_ecc.launchers import HARNESSES
 from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration_plan
+from kodelyth_ecc.preflight import collisions
 from kodelyth_ecc.replay import (
     BaseChoice,
     build_replay_plan_config,
@@ -47,6 +49,36 @@ def _print_dry_run(
         out.write(f"  {worker.worker_slug}: {worker.launch_command}\n")
 
 
+def _claim_free_name(
+    args: argparse.Namespace,
+    config: PlanConfig,
+    plan: OrchestrationPlan,
+    configure: Callable[[int], tuple[PlanConfig, OrchestrationPlan]],
+    action: Callable[[OrchestrationPlan], object],
+) -> tuple[PlanConfig, OrchestrationPlan]:
+    """Run ``action`` (write or execute) under an auto-picked name; when another replay
+    of the same bundle claims that name first, pick the next free one and try again."""
+    for attempt in range(MAX_NAME_RACES):
+        try:
+            action(plan)
+            break
+        except KodelythError as exc:
+            if args.session is not None or attempt == MAX_NAME_RACES - 1:
+                raise
+            # Lost the race: the atomic claim (mkdir) failed, or the pre-flight check
+            # (which fails before anything is created, so without a cause) saw the
+            # other run's names. A failure after this run created something is real:
+            # report it, never paper over it with another name.
+            lost_race = isinstance(exc, SessionTaken) or (
+                exc.__cause__ is None and bool(collisions(plan, execute=True))
+            )
+            if not lost_race:
+                raise
+            number = int(plan.session_name.rsplit("-", 1)[1])
+            config, plan = configure(number + 1)
+    return config, plan
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.wait or args.export or args.timeout is not None) and not args.execute:
         raise UsageError("--wait, --timeout and --export only apply with --execute")
@@ -63,15 +95,13 @@ def run(args: argparse.Namespace) -> int:
     commit = gitrepo.resolve_commit(repo_root, base.ref)
 
     def configure(start: int = 1) -> tuple[PlanConfig, OrchestrationPlan]:
-        from kodelyth_ecc.replay import next_replay_name
+        from kodelyth_ecc.naming import slugify
+        from kodelyth_ecc.replay import next_replay_name, replay_agents
 
         name = args.session
         if name is None:
-            slugs = [w.slug for w in bundle.workers]
-            if args.agents:
-                from kodelyth_ecc.naming import slugify
-
-                slugs = [slugify(a) for a in args.agents.split(",")]
+            # The same agents the config will get, so every worktree path is checked.
+            slugs = [slugify(n) for n in replay_agents(bundle, args.agents)]
             name = next_replay_name(bundle.session, coord_root, repo_root, slugs=slugs, start=start)
         config = build_replay_plan_config(
             bundle,
@@ -81,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
             agents=args.agents,
             base_ref=args.base_ref,
             session_name=name,
-            replace_existing=args.replace,
+            # An auto-picked name was free when picked: if it is taken now, another
+            # replay took it a moment ago, and --replace must not tear that one down.
+            replace_existing=args.replace and args.session is not None,
             trust_launcher=args.trust_launcher,
             bundle_sha256=digest,
             base=base,
@@ -109,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
     if args.write_only:
         from kodelyth_ecc.execute import write_plan_files
 
-        write_plan_files(plan, base_commit=commit)
+        config, plan = _claim_free_name(
+            args, config, plan, configure, lambda p: write_plan_files(p, base_commit=commit)
+        )
         sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
         return 0
     if not args.execute:
@@ -135,18 +169,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("dry run: nothing was created; add --execute to start the replay\n")
         return 0
 
-    from kodelyth_ecc.execute import execute_plan
+    from kodelyth_ecc.execute import ExecutionResult, execute_plan
 
-    for attempt in range(MAX_NAME_RACES):
-        try:
-            result = execute_plan(plan)
-            break
-        except SessionTaken:
-            # Another replay of the same bundle claimed this name a moment ago.
-            if args.session is not None or attempt == MAX_NAME_RACES - 1:
-                raise
-            number = int(plan.session_name.rsplit("-", 1)[1])
-            config, plan = configure(start=number + 1)
+    results: list[ExecutionResult] = []
+    config, plan = _claim_free_name(
+        args, config, plan, configure, lambda p: results.append(execute_plan(p))
+    )
+    result = results[0]
     sys.stdout.write(
         f"started {plan.session_name} (replay of {bundle.session}): {len(plan.workers)} workers "
         f"from {base.ref} ({result.base_commit[:12]})\n"

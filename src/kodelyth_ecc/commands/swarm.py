@@ -129,13 +129,19 @@ def run(args: argparse.Namespace) -> int:
         from kodelyth_ecc.execute import execute_plan
 
         result = execute_plan(plan)
+        # The hints must work as printed (from the repo): name a root of one's own.
+        root = ""
+        if plan.coordination_root != os.path.join(plan.repo_root, ".orchestration"):
+            from kodelyth_ecc.launchers import shell_quote
+
+            root = f" --coordination-root {shell_quote(plan.coordination_root)}"
         sys.stdout.write(
             f"started {plan.session_name}: {len(plan.workers)} workers from "
             f"{plan.base_ref} ({result.base_commit[:12]})\n"
             f"  coordination  {plan.coordination_dir}\n"
-            f"  watch         kodelyth-ecc status {plan.session_name} --wait\n"
+            f"  watch         kodelyth-ecc status {plan.session_name}{root} --wait\n"
             f"  attach        {result.attach_command}\n"
-            f"  clean up      kodelyth-ecc teardown {plan.session_name}\n"
+            f"  clean up      kodelyth-ecc teardown {plan.session_name}{root}\n"
         )
         return 0
     from kodelyth_ecc.preflight import plan_warnings

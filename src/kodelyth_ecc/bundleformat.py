@@ -1,0 +1,183 @@
+"""The bundle format's rules and a streaming writer, without msgspec.
+
+``session-export`` writes a bundle one worker at a time straight from the
+files' UTF-8 bytes: no Python string per handoff, no whole-bundle buffer, no
+second formatting pass. The output is byte-identical to ``bundle.encode_bundle``
+(msgspec's and the JavaScript tool's layout), which tests check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
+
+from kodelyth_ecc.errors import KodelythError
+
+SCHEMA = "kodelyth.session-bundle/v1"
+DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+# One path component: no separators, no `..`, no leading dot, nothing a shell or
+# tmux would read specially. JS-written sessions and slugs all fit.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# A worker directory of this name would collide with the coordination dir's own file.
+RESERVED_SLUGS = frozenset({"session.json"})
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "task": (str,),
+    "harness": (str,),
+    "base_ref": (str,),
+    "base_commit": (str,),
+    "launcher": (str,),
+    "created_at": (str,),
+    "tool": (str,),
+}
+
+
+class BundleError(KodelythError):
+    """A bundle that cannot be read or does not validate; the message names the file."""
+
+
+def problem(where: str, detail: str) -> BundleError:
+    return BundleError(f"{where} is not a valid session bundle: {detail}")
+
+
+def check_name(value: str, what: str, where: str) -> None:
+    if not _SAFE_NAME.fullmatch(value) or ".." in value:
+        raise problem(
+            where,
+            f"{what} {value!r} is not one safe path component "
+            "(letters, digits, '.', '_', '-'; no '/', '\\\\', '..' or leading dot)",
+        )
+
+
+def validate_names(session: str, slugs: Sequence[str], where: str) -> None:
+    """The session and every slug become paths: each must be one safe component."""
+    check_name(session, "session", where)
+    if not slugs:
+        raise problem(where, "it has no workers: a bundle needs at least one")
+    seen: set[str] = set()
+    for index, slug in enumerate(slugs):
+        check_name(slug, f"workers[{index}].slug", where)
+        if slug in RESERVED_SLUGS:
+            raise problem(
+                where,
+                f"workers[{index}].slug {slug!r} is reserved for the session's own file",
+            )
+        if slug in seen:
+            raise problem(where, f"workers[{index}].slug {slug!r} appears twice")
+        seen.add(slug)
+
+
+def validate_meta(meta: Mapping[str, Any], where: str) -> None:
+    """Types of the meta fields we read (others are carried along untouched)."""
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is not None and not isinstance(value, types):
+            raise problem(where, f"meta.{key} must be a string, got {type(value).__name__}")
+    for key in ("agents", "seed_paths"):
+        items = meta.get(key)
+        if items is not None and (
+            not isinstance(items, list) or not all(isinstance(a, str) for a in items)
+        ):
+            raise problem(where, f"meta.{key} must be a list of strings")
+    for key in ("replay_of", "variation"):
+        value = meta.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise problem(where, f"meta.{key} must be an object, got {type(value).__name__}")
+    replay_of = meta.get("replay_of") or {}
+    for key in ("session", "bundle_sha256"):
+        value = replay_of.get(key)
+        if value is not None and not isinstance(value, str):
+            raise problem(where, f"meta.replay_of.{key} must be a string")
+
+
+# Per-worker fields in the order they are written; the first four are required.
+WORKER_FIELDS = (
+    "slug", "task", "handoff", "status", "state", "exit_code", "started_at", "finished_at",
+    "duration_s", "diff", "diffstat", "transcript",
+)  # fmt: skip
+
+# Control characters other than \t \n \r: rare in text, escaped one by one.
+_RARE_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_RARE_ESCAPES = {
+    bytes([c]): (b"\\b" if c == 8 else b"\\f" if c == 12 else b"\\u%04x" % c)
+    for c in (*range(0, 9), 11, 12, *range(14, 32))
+}
+
+
+def valid_utf8(data: bytes) -> bytes:
+    """``data`` if it is UTF-8 (JSON must be); else with bad bytes as U+FFFD."""
+    if data.isascii():
+        return data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace").encode("utf-8")
+    return data
+
+
+def json_string(data: bytes) -> bytes:
+    """The JSON string literal for UTF-8 ``data``, escaped exactly as msgspec and
+    ``json.dumps(ensure_ascii=False)`` do: only quote, backslash and controls."""
+    data = (
+        data.replace(b"\\", b"\\\\")
+        .replace(b'"', b'\\"')
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"\t", b"\\t")
+    )
+    if _RARE_CONTROL.search(data):
+        data = _RARE_CONTROL.sub(lambda m: _RARE_ESCAPES[m.group()], data)
+    return b'"' + data + b'"'
+
+
+def _value(value: Any, indent: int) -> bytes:
+    if isinstance(value, bytes):
+        return json_string(value)
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return text.replace("\n", "\n" + " " * indent).encode("utf-8")
+
+
+def write_stream(
+    out: BinaryIO, header: Mapping[str, Any], workers: Iterable[Mapping[str, Any]]
+) -> int:
+    """Write a bundle: ``header`` holds schema, session, exported_at, exported_by and
+    meta; each worker maps field names to values, text fields as UTF-8 bytes (None
+    fields are left out). Workers must come sorted by slug. Returns the worker count."""
+    out.write(b"{\n")
+    for key in ("schema", "session", "exported_at", "exported_by", "meta"):
+        out.write(b'  "%s": %s,\n' % (key.encode(), _value(header[key], 2)))
+    out.write(b'  "workers": [')
+    count = 0
+    for worker in workers:
+        out.write(b"\n    {\n" if count == 0 else b",\n    {\n")
+        fields = [
+            b'      "%s": %s' % (name.encode(), _value(worker[name], 6))
+            for name in WORKER_FIELDS
+            if worker.get(name) is not None
+        ]
+        out.write(b",\n".join(fields))
+        out.write(b"\n    }")
+        count += 1
+    out.write(b"\n  ]\n}\n" if count else b"]\n}\n")
+    return count
+
+
+def stream_to_file(
+    path: str, header: Mapping[str, Any], workers: Iterable[Mapping[str, Any]]
+) -> int:
+    """``write_stream`` into a temporary sibling renamed over ``path``: atomic."""
+    head, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb", buffering=1024 * 1024) as fh:
+            count = write_stream(fh, header, workers)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return count
