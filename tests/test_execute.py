@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -406,3 +407,16 @@ def test_title_filter_handles_any_chunking() -> None:
             out += titles.feed(stream[second_cut:])
             out += titles.flush()
             assert out == expected, (cut, second_cut, out)
+
+
+def test_workers_get_the_callers_environment_from_an_older_tmux_server(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user's tmux server was started before they exported their API key.
+    subprocess.run(["tmux", "new-session", "-d", "-s", "older"], check=True)
+    monkeypatch.setenv("KODELYTH_TEST_API_KEY", "exported-later; with spaces")
+    launcher = 'printf "key=%s\\n" "$KODELYTH_TEST_API_KEY" >> {handoff_file_sh}'
+    started(sandbox, "envs", "--agents", "alpha", "--launcher-cmd", launcher)
+    wait_done(sandbox, "envs")
+    handoff = (sandbox.coord_root / "envs" / "alpha" / "handoff.md").read_text()
+    assert "key=exported-later; with spaces\n" in handoff

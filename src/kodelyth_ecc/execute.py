@@ -91,6 +91,10 @@ def _copy_seeds(repo_root: str, worktree: str, seeds: tuple[str, ...]) -> None:
             shutil.copy2(src, dst, follow_symlinks=False)
 
 
+# Variables tmux sets for its own panes, or that describe the calling shell only.
+_TMUX_OWN_ENV = frozenset({"TMUX", "TMUX_PANE", "PWD", "OLDPWD", "SHLVL", "_"})
+
+
 def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[list[str]]:
     target = f"={plan.session_name}:{WINDOW_NAME}"
     banner = (
@@ -122,6 +126,14 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
             plan.coordination_dir,
         ],
         ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
+    ]
+    # A tmux server started earlier has an older environment: give the session ours,
+    # so workers see what the user exported (API keys, PATH) before running us.
+    session = f"={plan.session_name}"
+    commands += [
+        ["set-environment", "-t", session, key, value]
+        for key, value in sorted(os.environ.items())
+        if key not in _TMUX_OWN_ENV and "=" not in key
     ]
     for worker in plan.workers:
         commands += [
