@@ -420,3 +420,33 @@ def test_workers_get_the_callers_environment_from_an_older_tmux_server(
     wait_done(sandbox, "envs")
     handoff = (sandbox.coord_root / "envs" / "alpha" / "handoff.md").read_text()
     assert "key=exported-later; with spaces\n" in handoff
+
+
+def test_worktrees_are_complete_clean_checkouts_of_the_base(sandbox: Sandbox) -> None:
+    # Checked out in parallel after `worktree add --no-checkout`: same result as a checkout.
+    (sandbox.repo / "docs").mkdir()
+    (sandbox.repo / "docs" / "guide.md").write_text("guide\n")
+    (sandbox.repo / "run.sh").write_text("#!/bin/sh\n")
+    (sandbox.repo / "run.sh").chmod(0o755)
+    git(sandbox.repo, "add", "--all")
+    git(sandbox.repo, "commit", "--quiet", "--no-gpg-sign", "-m", "more")
+    started(sandbox, "co", "--agents", "alpha,beta,gamma")
+    wait_done(sandbox, "co")
+    for slug in ("alpha", "beta", "gamma"):
+        tree = worktree_of(sandbox, "co", slug)
+        assert git(tree, "status", "--porcelain", "--untracked-files=all") == ""
+        assert (tree / "docs" / "guide.md").read_text() == "guide\n"
+        assert os.access(tree / "run.sh", os.X_OK)
+        assert git(tree, "ls-files").split() == git(sandbox.repo, "ls-files").split()
+
+
+def test_a_post_checkout_hook_runs_for_every_worktree(sandbox: Sandbox) -> None:
+    log = sandbox.root / "hook.log"
+    hook = sandbox.repo / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f'#!/bin/sh\necho "$PWD" >> "{log}"\n')
+    hook.chmod(0o755)
+    started(sandbox, "hk", "--agents", "alpha,beta")
+    wait_done(sandbox, "hk")
+    ran_in = sorted(log.read_text().split())
+    assert ran_in == sorted(str(worktree_of(sandbox, "hk", s)) for s in ("alpha", "beta"))

@@ -306,3 +306,31 @@ def test_taken_session_is_refused_and_left_intact(sandbox: Sandbox) -> None:
     assert orchestrator_branches(sandbox.repo) == [branch_of("taken", "one")]
     assert has_session("taken")
     assert git(sandbox.repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("slug", ["first", "third"])
+def test_checkout_failure_in_one_worktree_rolls_everything_back(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slug: str
+) -> None:
+    # Worktrees are added without a checkout, then checked out in parallel: fail the
+    # checkout of one of them (by directory, as the order of parallel calls varies).
+    real = shlex.quote(
+        subprocess.run(["which", "git"], capture_output=True, text=True, check=True).stdout.strip()
+    )
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$PWD $*" in *-{slug}" reset --hard"*) echo "injected failure" >&2; exit 3;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    _prepend_path(monkeypatch, tmp_path / "bin")
+    result = start_swarm(sandbox, "rb", agents=AGENTS)
+    _assert_one_line_error(
+        result,
+        "checking out the worktrees",
+        "injected failure",
+        "everything this run created was removed",
+    )
+    assert_nothing_left(sandbox, "rb", SLUGS)

@@ -268,6 +268,12 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         lap("tmux")
 
         undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))
+        # `worktree add` runs one at a time (git refuses concurrent ones); the checkouts,
+        # most of the cost on a big repo, then run in parallel. Only without a
+        # post-checkout hook: `--no-checkout` would skip it.
+        parallel_checkout = len(plan.workers) > 1 and not gitrepo.has_post_checkout_hook(
+            plan.repo_root
+        )
         for worker in plan.workers:
             step = f"creating the worktree for {worker.worker_slug}"
 
@@ -279,7 +285,17 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
                     gitrepo.branch_delete(plan.repo_root, b)
 
             undo.append((f"worktree {worker.worktree_path}", remove_worktree))
-            gitrepo.worktree_add(plan.repo_root, worker.branch_name, worker.worktree_path, commit)
+            gitrepo.worktree_add(
+                plan.repo_root,
+                worker.branch_name,
+                worker.worktree_path,
+                commit,
+                checkout=not parallel_checkout,
+            )
+        if parallel_checkout:
+            step = "checking out the worktrees"
+            gitrepo.check_out_worktrees([w.worktree_path for w in plan.workers])
+        for worker in plan.workers:
             step = f"copying seeds into {worker.worktree_path}"
             _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
         lap("worktrees")

@@ -90,8 +90,30 @@ def worktrees(repo: str) -> dict[str, str | None]:
     return found
 
 
-def worktree_add(repo: str, branch: str, path: str, commit: str) -> None:
-    git("worktree", "add", "--quiet", "-b", branch, path, commit, cwd=repo)
+def worktree_add(repo: str, branch: str, path: str, commit: str, *, checkout: bool = True) -> None:
+    flags = [] if checkout else ["--no-checkout"]
+    git("worktree", "add", "--quiet", *flags, "-b", branch, path, commit, cwd=repo)
+
+
+def has_post_checkout_hook(repo: str) -> bool:
+    """Whether `git worktree add` would run a post-checkout hook (core.hooksPath honoured)."""
+    hook = git("rev-parse", "--git-path", "hooks/post-checkout", cwd=repo).strip()
+    return os.access(os.path.join(repo, hook), os.X_OK)
+
+
+def check_out_worktrees(paths: Sequence[str]) -> None:
+    """Fill worktrees added with ``checkout=False`` (index and files), several at once.
+
+    Git refuses concurrent `worktree add`s, but checking out separate worktrees in
+    parallel is safe, and on a big repo it is most of a swarm's start-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check_out(path: str) -> None:
+        git("reset", "--hard", "--quiet", cwd=path)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(paths)))) as pool:
+        for future in [pool.submit(check_out, path) for path in paths]:
+            future.result()  # the first failure propagates
 
 
 def worktree_remove(repo: str, path: str) -> None:
