@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.commands._common import print_json
-from kodelyth_ecc.errors import EXIT_WAIT_TIMEOUT, KodelythError, SessionTaken, UsageError
+from kodelyth_ecc.errors import KodelythError, SessionTaken, UsageError
 from kodelyth_ecc.launchers import HARNESSES
 from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration_plan
 from kodelyth_ecc.preflight import collisions
@@ -182,16 +182,9 @@ def run(args: argparse.Namespace) -> int:
     )
     code = 0
     if args.wait:
-        from kodelyth_ecc.commands.status import print_table, wait_exit_code
-        from kodelyth_ecc.status import WaitTimeout, wait_for_session
+        from kodelyth_ecc.commands.status import print_table, wait_with_exit_code
 
-        try:
-            status = wait_for_session(plan.session_name, coord_root, timeout=args.timeout)
-            code = wait_exit_code(status)
-        except WaitTimeout as exc:
-            status = exc.status
-            code = EXIT_WAIT_TIMEOUT
-            sys.stderr.write(f"kodelyth-ecc: {exc.message}\n")
+        status, code = wait_with_exit_code(plan.session_name, coord_root, args.timeout)
         print_table(status, sys.stdout)
     if args.export:
         from kodelyth_ecc.bundle import write_bundle

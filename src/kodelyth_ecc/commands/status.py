@@ -71,6 +71,18 @@ def wait_exit_code(status: SessionStatus) -> int:
     return EXIT_OK if status.all_completed else EXIT_FAILURE
 
 
+def wait_with_exit_code(
+    session: str, coordination_root: str, timeout: float | None
+) -> tuple[SessionStatus, int]:
+    """``--wait`` for `status` and `replay`: the last status seen, and 0, 1 or 124."""
+    try:
+        status = wait_for_session(session, coordination_root, timeout=timeout)
+    except WaitTimeout as exc:
+        sys.stderr.write(f"kodelyth-ecc: {exc.message}\n")
+        return exc.status, EXIT_WAIT_TIMEOUT
+    return status, wait_exit_code(status)
+
+
 def run(args: argparse.Namespace) -> int:
     root = coordination_root(args.coordination_root)
     if args.session is None:
@@ -89,13 +101,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--timeout only applies with --wait")
     code = EXIT_OK
     if args.wait:
-        try:
-            status = wait_for_session(args.session, root, timeout=args.timeout)
-            code = wait_exit_code(status)
-        except WaitTimeout as exc:
-            status = exc.status
-            code = EXIT_WAIT_TIMEOUT
-            sys.stderr.write(f"kodelyth-ecc: {exc.message}\n")
+        status, code = wait_with_exit_code(args.session, root, args.timeout)
     else:
         status = collect_status(args.session, root)
     if args.json:
