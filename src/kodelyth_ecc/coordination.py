@@ -7,10 +7,10 @@ worker (the JavaScript exporter did) skip it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +18,13 @@ from typing import Any
 from kodelyth_ecc import __version__
 from kodelyth_ecc.errors import SessionTaken
 from kodelyth_ecc.fsutil import atomic_write_text
-from kodelyth_ecc.plan import OrchestrationPlan
 from kodelyth_ecc.prompts import initial_handoff_md, worker_task_md
 from kodelyth_ecc.statusfile import StatusRecord, render_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # Only for annotations: export and import read session.json without the planner.
+    from kodelyth_ecc.plan import OrchestrationPlan
 
 SESSION_FILE = "session.json"
 SESSION_SCHEMA = "kodelyth.session/v1"
@@ -28,7 +32,7 @@ WORKER_FILES = ("task.md", "handoff.md", "status.md")
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass

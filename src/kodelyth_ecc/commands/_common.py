@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from kodelyth_ecc import gitrepo
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -17,6 +15,8 @@ JSON_SCHEMA_PREFIX = "kodelyth"
 def coordination_root(explicit: str | None) -> str:
     if explicit:
         return os.path.abspath(explicit)
+    from kodelyth_ecc import gitrepo  # not needed (nor its subprocess) with --coord-root
+
     return os.path.join(gitrepo.repo_root(), ".orchestration")
 
 

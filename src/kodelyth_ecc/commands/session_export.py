@@ -9,7 +9,6 @@ import sys
 from kodelyth_ecc.commands._common import coordination_root
 from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.export import export_to_stream
-from kodelyth_ecc.launchers import get_harness
 from kodelyth_ecc.naming import validate_worker_name
 
 
@@ -19,6 +18,8 @@ def run(args: argparse.Namespace) -> int:
     if args.agents is not None:
         agents = [validate_worker_name(a.strip()) for a in args.agents.split(",")]
     if args.harness is not None:
+        from kodelyth_ecc.launchers import get_harness
+
         get_harness(args.harness)
     if args.task is not None and not args.task.strip():
         raise UsageError('empty --task: give the task text, e.g. --task "audit auth"')
