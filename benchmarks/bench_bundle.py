@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from benchtable import Report, Row
+
 from kodelyth_ecc import __version__
 from kodelyth_ecc.coordination import SessionRecord, WorkerRecord, write_session_record
 from kodelyth_ecc.prompts import agent_prompt, initial_handoff_md, worker_task_md
@@ -528,55 +530,6 @@ def make_tiny_session(coord_root: Path, session: str) -> None:
 
 
 # --------------------------------------------------------------------------- report
-
-
-@dataclass
-class Row:
-    label: str
-    value: str = ""
-    ratio: float | None = None
-    target: float | None = None
-    note: str = ""
-    indent: int = 0
-
-    @property
-    def passed(self) -> bool | None:
-        if self.ratio is None or self.target is None:
-            return None
-        return self.ratio <= self.target
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        return row
-
-    def heading(self, text: str) -> None:
-        self.rows.append(Row(text))
-
-    def render(self) -> str:
-        width = max(len("  " * r.indent + r.label) for r in self.rows) + 2
-        head = f"{'measure':<{width}}{'value':>10}  {'ratio':>7}  {'target':>8}  result  note"
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            label = "  " * r.indent + r.label
-            if not r.value and r.ratio is None and not r.note:
-                lines.append(label)
-                continue
-            ratio = f"{r.ratio:6.2f}x" if r.ratio is not None else ""
-            target = f"<={r.target:.1f}x" if r.target is not None else ""
-            verdict = {True: "PASS", False: "FAIL", None: ""}[r.passed]
-            line = f"{label:<{width}}{r.value:>10}  {ratio:>7}  {target:>8}  {verdict:<6}  {r.note}"
-            lines.append(line.rstrip())
-        return "\n".join(lines)
-
-    @property
-    def missed(self) -> list[Row]:
-        return [r for r in self.rows if r.passed is False]
 
 
 def ms(seconds: float) -> str:
@@ -1098,7 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_bundle: cp is not on PATH", file=sys.stderr)
         return 2
     sizes: list[int] = args.sizes or ([8, 64] if args.quick else [8, 64, 512])
-    report = Report()
+    report = Report(value_title="value")
     results: list[SizeResult] = []
     diagnosis: list[str] = []
     load_before = os.getloadavg()[0]

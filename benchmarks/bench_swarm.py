@@ -44,9 +44,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+
+from benchtable import Report, Row
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.agents import pick_agents
@@ -319,56 +320,6 @@ def median_dicts(runs: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-@dataclass
-class Row:
-    label: str
-    seconds: float | None = None
-    note: str = ""
-    ratio: float | None = None
-    target: float | None = None
-    indent: int = 0
-
-    @property
-    def passed(self) -> bool | None:
-        if self.ratio is None or self.target is None:
-            return None
-        return self.ratio <= self.target
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        return row
-
-    def heading(self, text: str) -> None:
-        self.rows.append(Row(text))
-
-    def render(self) -> str:
-        width = max(len("  " * r.indent + r.label) for r in self.rows) + 2
-        head = f"{'measure':<{width}}{'median':>10}  {'ratio':>7}  {'target':>8}  result  note"
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            label = "  " * r.indent + r.label
-            if r.seconds is None and r.ratio is None and not r.note:
-                lines.append(label)
-                continue
-            value = f"{r.seconds * 1000:8.1f}ms" if r.seconds is not None else ""
-            ratio = f"{r.ratio:6.2f}x" if r.ratio is not None else ""
-            target = f"<={r.target:.1f}x" if r.target is not None else ""
-            verdict = {True: "PASS", False: "FAIL", None: ""}[r.passed]
-            line = f"{label:<{width}}{value:>10}  {ratio:>7}  {target:>8}  {verdict:<6}  {r.note}"
-            lines.append(line.rstrip())
-        return "\n".join(lines)
-
-    @property
-    def missed(self) -> list[Row]:
-        return [r for r in self.rows if r.passed is False]
 
 
 _STARTED = time.monotonic()
