@@ -63,6 +63,27 @@ def run_cli(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_cli_with_file_size_limit(limit: int, *args: str, cwd: str | os.PathLike[str]) -> Result:
+    """The real CLI with RLIMIT_FSIZE: writing past ``limit`` bytes fails mid-write
+    (EFBIG), as a full disk would (a read-only directory does not stop root)."""
+    import resource
+
+    def limit_writes() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "kodelyth_ecc", *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=limit_writes,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
 def git(repo: str | os.PathLike[str], *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, capture_output=True, text=True, check=True

@@ -10,8 +10,6 @@ import os
 import re
 import resource
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from kodelyth_ecc import __version__
 from kodelyth_ecc.bundle import decode_bundle, encode_bundle, read_bundle
 from kodelyth_ecc.export import cap_text, strip_terminal_controls
 from tests.conftest import Sandbox
-from tests.support import Result, git
+from tests.support import Result, git, run_cli_with_file_size_limit
 from tests.swarm_helpers import started, wait_done
 from tests.test_bundle import FIXTURES, assert_one_line_error, old_reader
 from tests.test_schema import schema_errors
@@ -316,23 +314,7 @@ def test_a_session_name_with_a_dot_exports(sandbox: Sandbox) -> None:
 
 
 def _export_with_file_size_limit(sandbox: Sandbox, limit: int, *args: str) -> Result:
-    """The real CLI with RLIMIT_FSIZE: writing past ``limit`` bytes fails mid-write
-    (EFBIG), as a full disk would."""
-
-    def limit_writes() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "kodelyth_ecc", "session-export", *args],
-        cwd=sandbox.repo,
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        preexec_fn=limit_writes,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli_with_file_size_limit(limit, "session-export", *args, cwd=sandbox.repo)
 
 
 @pytest.mark.parametrize("default_out", [True, False])

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ from kodelyth_ecc import importer
 from kodelyth_ecc.bundle import Bundle, decode_bundle, encode_bundle, read_bundle
 from kodelyth_ecc.importer import import_bundle
 from tests.conftest import Sandbox
-from tests.support import Result, git
+from tests.support import Result, git, run_cli_with_file_size_limit
 from tests.test_bundle import (
     MUTATIONS,
     REFERENCE_BUNDLES,
@@ -378,20 +375,7 @@ def _two_worker_bundle(big: int) -> Bundle:
 
 
 def _import_with_file_size_limit(sandbox: Sandbox, limit: int, *args: str) -> Result:
-    def limit_writes() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "kodelyth_ecc", "session-import", *args],
-        cwd=sandbox.repo,
-        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        preexec_fn=limit_writes,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return run_cli_with_file_size_limit(limit, "session-import", *args, cwd=sandbox.repo)
 
 
 def test_a_write_failing_midway_leaves_the_old_target_and_no_temp_dir(sandbox: Sandbox) -> None:
