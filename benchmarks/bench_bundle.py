@@ -83,11 +83,13 @@ SHARED_TASK = (
 # highest VmHWM seen while it was open: VmHWM is reset (/proc/self/clear_refs
 # "5") when a stage opens, after folding the old value into every open stage.
 DIAGNOSE_WRAPPER = """\
-import atexit, hashlib, json, os, runpy, sys, time
+import atexit, json, os, runpy, sys, time
 _T0 = time.perf_counter()
 import msgspec
 import kodelyth_ecc.bundle as _b
+import kodelyth_ecc.bundleformat as _bf
 import kodelyth_ecc.export as _e
+import kodelyth_ecc.rawbundle as _rb
 import kodelyth_ecc.importer as _i
 import kodelyth_ecc.main as _m
 import kodelyth_ecc.commands.session_export as _se
@@ -169,12 +171,6 @@ def _strings(workers):
 def _bundle_strings(bundle):
     _strings(bundle.workers)
 
-def _encoded(data):
-    _info["encoded_bytes"] = len(data)
-
-def _formatted(data):
-    _info["formatted_bytes"] = len(data)
-
 _missing = []
 
 def _patch(owner, attr, name, after=None):
@@ -185,36 +181,34 @@ def _patch(owner, attr, name, after=None):
         return
     setattr(owner, attr, _wrap(name, fn, after))
 
-def _patch_coder(attr, method, name, after=None):
-    inner = getattr(_b, attr, None)
+def _patch_coder(module, attr, method, name, after=None):
+    inner = getattr(module, attr, None)
     if inner is None or not hasattr(inner, method):
-        _missing.append(f"kodelyth_ecc.bundle.{attr}")
+        _missing.append(f"{module.__name__}.{attr}")
         return
     proxy = _Proxy()
     setattr(proxy, method, _wrap(name, getattr(inner, method), after))
-    setattr(_b, attr, proxy)
+    setattr(module, attr, proxy)
 
+# session-export (streamed, msgspec-free)
 _patch(_m, "main", "main")
-_patch(_se, "export_bundle", "export_bundle", _bundle_strings)
+_patch(_se, "export_to_stream", "export_to_stream")
 _patch(_e, "read_session_record", "read session.json")
-_patch(_e, "_read_text", "read + decode files")
+_patch(_e, "_read_bytes", "read files")
+_patch(_bf, "is_utf8", "UTF-8 check")
 _patch(_e, "parse_status", "parse status.md")
-_patch(_e, "validate_bundle", "validate (export)")
-_patch(_se, "write_bundle", "write_bundle")
-_patch(_b, "encode_bundle", "encode_bundle")
-_patch_coder("_ENCODER", "encode", "msgspec encode", _encoded)
-_patch(msgspec.json, "format", "msgspec.json.format", _formatted)
-_patch(_b, "atomic_write_bytes", "atomic write")
-_patch(_si, "read_bundle", "read_bundle")
-_patch(_b, "read_bundle_file", "read_bundle_file")
-_patch(_b, "decode_bundle", "decode_bundle", _bundle_strings)
-_patch_coder("_DECODER", "decode", "msgspec decode")
-_patch(_b, "validate_bundle", "validate")
-_patch(hashlib, "sha256", "sha256")
+_patch(_bf, "_escaped", "escape")
+# session-import (raw texts)
+_patch(_si, "read_raw_bundle", "read_raw_bundle")
+_patch(_rb, "_map", "map the file")
+_patch_coder(_rb, "_DECODER", "decode", "msgspec decode")
+_patch(_rb, "is_utf8", "UTF-8 check")
 _patch(_si, "import_bundle", "import_bundle")
-_patch(_i, "validate_bundle", "validate (import)")
-_patch(_i, "_write_new", "encode + write files")
+_patch(_rb, "text_bytes", "unescape")
+_patch(_i, "_write_new", "write files")
 _patch(_i, "write_session_record", "write session.json")
+# Fallbacks, seen only when a bundle leaves the fast path
+_patch(_b, "decode_bundle", "decode_bundle (fallback)", _bundle_strings)
 
 def _dump():
     with open(os.environ["KBENCH_STAGES"], "w") as fh:
@@ -230,29 +224,23 @@ runpy.run_module("kodelyth_ecc", run_name="__main__", alter_sys=True)
 
 # How the stages above nest, for display: stage -> enclosing stage.
 STAGE_PARENTS = {
-    "export_bundle": "main",
-    "read session.json": "export_bundle",
-    "read + decode files": "export_bundle",
-    "parse status.md": "export_bundle",
-    "validate (export)": "export_bundle",
-    "write_bundle": "main",
-    "validate": "write_bundle",
-    "encode_bundle": "write_bundle",
-    "msgspec encode": "encode_bundle",
-    "msgspec.json.format": "encode_bundle",
-    "atomic write": "write_bundle",
-    "read_bundle": "main",
-    "read_bundle_file": "read_bundle",
-    "decode_bundle": "read_bundle_file",
-    "msgspec decode": "decode_bundle",
-    "sha256": "read_bundle_file",
+    "export_to_stream": "main",
+    "read session.json": "export_to_stream",
+    "read files": "export_to_stream",
+    "UTF-8 check": "export_to_stream",
+    "parse status.md": "export_to_stream",
+    "escape": "export_to_stream",
+    "read_raw_bundle": "main",
+    "map the file": "read_raw_bundle",
+    "msgspec decode": "read_raw_bundle",
+    "decode_bundle (fallback)": "read_raw_bundle",
     "import_bundle": "main",
-    "validate (import)": "import_bundle",
-    "encode + write files": "import_bundle",
+    "unescape": "import_bundle",
+    "write files": "import_bundle",
     "write session.json": "import_bundle",
 }
-# In import, ``validate`` is called from decode_bundle, not write_bundle.
-IMPORT_OVERRIDES = {"validate": "decode_bundle"}
+# In import, the UTF-8 check belongs to reading the bundle.
+IMPORT_OVERRIDES = {"UTF-8 check": "read_raw_bundle"}
 
 
 class BenchError(Exception):
@@ -808,10 +796,6 @@ def render_stages(title: str, run: Staged, bundle_bytes: int, importing: bool) -
             f"    worker texts: {mb(utf8)} as UTF-8, {mb(held)} as Python str "
             f"({held / utf8:.2f}x; str kinds {info.get('str_kinds')})"
         )
-    for key in ("encoded_bytes", "formatted_bytes"):
-        value = info.get(key)
-        if isinstance(value, int):
-            lines.append(f"    {key.replace('_', ' ')}: {mb(value)}")
     if run.missing:
         lines.append(f"    not probed (no longer in src/): {', '.join(run.missing)}")
     return lines

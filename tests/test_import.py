@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -402,11 +402,11 @@ def _fail_on_call(n: int, exc: BaseException) -> Callable[..., None]:
     real = importer._write_new
     calls = {"n": 0}
 
-    def write_new(path: str, text: str) -> None:
+    def write_new(path: str, pieces: Iterable[bytes]) -> None:
         calls["n"] += 1
         if calls["n"] == n:
             raise exc
-        real(path, text)
+        real(path, pieces)
 
     return write_new
 

@@ -42,6 +42,7 @@ _API = {
     "write_bundle": "kodelyth_ecc.bundle",
     "export_bundle": "kodelyth_ecc.export",
     "import_bundle": "kodelyth_ecc.importer",
+    "import_bundle_file": "kodelyth_ecc.importer",
     "next_replay_name": "kodelyth_ecc.replay",
     "extract_task": "kodelyth_ecc.replay",
     "build_replay_plan_config": "kodelyth_ecc.replay",
@@ -70,6 +71,7 @@ __all__ = [
     "export_bundle",
     "extract_task",
     "import_bundle",
+    "import_bundle_file",
     "list_sessions",
     "materialize_plan",
     "next_replay_name",
@@ -100,7 +102,7 @@ if TYPE_CHECKING:
     from kodelyth_ecc.errors import KodelythError
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
     from kodelyth_ecc.export import export_bundle
-    from kodelyth_ecc.importer import import_bundle
+    from kodelyth_ecc.importer import import_bundle, import_bundle_file
     from kodelyth_ecc.plan import (
         OrchestrationPlan,
         PlanConfig,

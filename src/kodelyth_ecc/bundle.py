@@ -11,9 +11,11 @@ size is capped before reading, the JSON is decoded and type-checked in one pass
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -145,6 +147,17 @@ def read_bundle_file(path: str, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) ->
 
 def _read_capped(path: str, max_bytes: int) -> bytes:
     """The file's bytes, refusing anything over ``max_bytes`` before reading it."""
+    with open_capped(path, max_bytes) as (fh, _size):
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BundleError(f"{path} grew past the {max_bytes:,}-byte limit while being read")
+    return data
+
+
+@contextlib.contextmanager
+def open_capped(path: str, max_bytes: int) -> Iterator[tuple[BinaryIO, int]]:
+    """The open file and its size, once the size is known to be under the cap;
+    errors name the path and the fix."""
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -153,16 +166,13 @@ def _read_capped(path: str, max_bytes: int) -> bytes:
                     f"{path} is {size:,} bytes, over the {max_bytes:,}-byte limit: "
                     "raise it with --max-bundle-size if you trust this bundle"
                 )
-            data = fh.read(max_bytes + 1)
+            yield fh, size
     except FileNotFoundError:
         raise BundleError(f"{path} does not exist: check the bundle path") from None
     except IsADirectoryError:
         raise BundleError(f"{path} is a directory, not a bundle file") from None
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > max_bytes:
-        raise BundleError(f"{path} grew past the {max_bytes:,}-byte limit while being read")
-    return data
 
 
 _ENCODER = msgspec.json.Encoder()

@@ -20,6 +20,7 @@ from kodelyth_ecc.bundleformat import (
     SCHEMA,
     BundleError,
     check_name,
+    loosen_allocator,
     stream_to_file,
     valid_utf8,
     validate_meta,
@@ -311,6 +312,7 @@ def export_to_stream(
         session, coordination_root, task=task, agents=agents, harness=harness, base_ref=base_ref
     )
     changes = _changes(record, [s for s, _ in dirs], include_changes)
+    loosen_allocator()
     workers = (_worker_fields(slug, worker_dir, changes) for slug, worker_dir in dirs)
     if isinstance(out, str):
         return stream_to_file(out, header, workers)

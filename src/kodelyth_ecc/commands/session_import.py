@@ -6,15 +6,17 @@ import argparse
 import os
 import sys
 
-from kodelyth_ecc.bundle import read_bundle
+from kodelyth_ecc.bundleformat import loosen_allocator
 from kodelyth_ecc.commands._common import coordination_root
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.importer import import_bundle
+from kodelyth_ecc.rawbundle import read_raw_bundle
 
 
 def run(args: argparse.Namespace) -> int:
     # Everything is validated before the first write, the target's name included.
-    bundle = read_bundle(args.bundle, max_bytes=args.max_bundle_size)
+    loosen_allocator()
+    bundle = read_raw_bundle(args.bundle, max_bytes=args.max_bundle_size)
     new_root = None
     if args.target:
         target = os.path.abspath(args.target)
