@@ -199,3 +199,12 @@ def test_a_lead_byte_is_not_completed_across_an_ascii_chunk(tmp_path: Path) -> N
 
     fixed = valid_utf8(text)
     assert fixed != text and fixed.decode("utf-8").count("\ufffd") == 2
+
+
+def test_import_bundle_file_defaults_to_the_coordination_root(tmp_path: Path) -> None:
+    path = _bundle_file(tmp_path, {"a": "hello\n"})
+    result = import_bundle_file(str(path), coordination_root=str(tmp_path / "coord"))
+    assert result.target == str(tmp_path / "coord" / "origin")
+    assert (tmp_path / "coord" / "origin" / "a" / "handoff.md").read_text() == "hello\n"
+    with pytest.raises(ValueError, match="target or a coordination_root"):
+        import_bundle_file(str(path))
