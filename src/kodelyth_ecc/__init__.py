@@ -47,16 +47,36 @@ _API = {
     "extract_task": "kodelyth_ecc.replay",
     "build_replay_plan_config": "kodelyth_ecc.replay",
     "choose_base": "kodelyth_ecc.replay",
+    "compare_bundles": "kodelyth_ecc.compare",
+    "compare_runs": "kodelyth_ecc.compare",
+    "load_run": "kodelyth_ecc.compare",
+    "find_origin": "kodelyth_ecc.compare",
+    "Comparison": "kodelyth_ecc.compare",
+    "render_html": "kodelyth_ecc.compare_html",
+    "render_markdown": "kodelyth_ecc.compare_render",
+    "render_terminal": "kodelyth_ecc.compare_render",
+    "sanitize_bundle": "kodelyth_ecc.sanitize",
+    "scan_text": "kodelyth_ecc.sanitize",
+    "redact_text": "kodelyth_ecc.sanitize",
+    "SanitizeReport": "kodelyth_ecc.sanitize",
+    "Finding": "kodelyth_ecc.sanitize",
+    "SecretMatch": "kodelyth_ecc.sanitize",
+    "PathRoots": "kodelyth_ecc.sanitize",
 }
 
 __all__ = [
     "Bundle",
     "BundleError",
     "BundleWorker",
+    "Comparison",
     "ExecutionResult",
+    "Finding",
     "KodelythError",
     "OrchestrationPlan",
+    "PathRoots",
     "PlanConfig",
+    "SanitizeReport",
+    "SecretMatch",
     "WorkerPlan",
     "WorkerSpec",
     "__version__",
@@ -65,19 +85,29 @@ __all__ = [
     "build_swarm_plan",
     "choose_base",
     "collect_status",
+    "compare_bundles",
+    "compare_runs",
     "decode_bundle",
     "encode_bundle",
     "execute_plan",
     "export_bundle",
     "extract_task",
+    "find_origin",
     "import_bundle",
     "import_bundle_file",
     "list_sessions",
+    "load_run",
     "materialize_plan",
     "next_replay_name",
     "pick_agents",
     "plan_config_from_json",
     "read_bundle",
+    "redact_text",
+    "render_html",
+    "render_markdown",
+    "render_terminal",
+    "sanitize_bundle",
+    "scan_text",
     "teardown",
     "validate_bundle",
     "wait_for_session",
@@ -98,6 +128,15 @@ if TYPE_CHECKING:
         validate_bundle,
         write_bundle,
     )
+    from kodelyth_ecc.compare import (
+        Comparison,
+        compare_bundles,
+        compare_runs,
+        find_origin,
+        load_run,
+    )
+    from kodelyth_ecc.compare_html import render_html
+    from kodelyth_ecc.compare_render import render_markdown, render_terminal
     from kodelyth_ecc.coordination import materialize_plan
     from kodelyth_ecc.errors import KodelythError
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
@@ -117,6 +156,15 @@ if TYPE_CHECKING:
         choose_base,
         extract_task,
         next_replay_name,
+    )
+    from kodelyth_ecc.sanitize import (
+        Finding,
+        PathRoots,
+        SanitizeReport,
+        SecretMatch,
+        redact_text,
+        sanitize_bundle,
+        scan_text,
     )
     from kodelyth_ecc.status import collect_status, list_sessions, wait_for_session
     from kodelyth_ecc.teardown import teardown

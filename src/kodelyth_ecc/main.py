@@ -188,6 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--agents", metavar="a,b,c", help="set meta.agents")
     export.add_argument("--harness", help="set meta.harness")
     export.add_argument("--base-ref", metavar="REF", help="set meta.base_ref")
+    export.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="redact secrets as `sanitize` does (the bundle is built in memory)",
+    )
+    export.add_argument(
+        "--redact-paths",
+        action="store_true",
+        help="with --sanitize: also replace home, user name, repo and worktree paths",
+    )
+    export.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="FP",
+        help="with --sanitize: leave the secret of this fingerprint as it is (repeatable)",
+    )
+    export.add_argument(
+        "--allow-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="with --sanitize: fingerprints to allow, one a line (besides <repo>/.kodelyth-allow)",
+    )
     _add_coordination_root(export)
 
     imp = sub.add_parser(
@@ -207,6 +231,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_coordination_root(imp)
     _add_max_bundle_size(imp)
+
+    sanitize = sub.add_parser(
+        "sanitize",
+        help="redact secrets from a bundle before sharing it",
+        description=(
+            "Scan every string of a bundle (task, handoff, status, diff, transcript, meta) for "
+            "credentials and write a copy where each is [REDACTED:<rule>:<fingerprint>] "
+            "(fingerprint: first 12 hex digits of the secret's sha256), recorded in "
+            "meta.sanitized. Fingerprints in <repo>/.kodelyth-allow are allowed. Output never "
+            "shows a secret. Exit codes: 0 done (--check: clean), 1 error, 2 usage, "
+            "4 --check found something to redact."
+        ),
+    )
+    sanitize.add_argument("bundle", metavar="BUNDLE.json")
+    sanitize.add_argument(
+        "--out", metavar="FILE", help="output file, - for stdout (default <in>.sanitized.json)"
+    )
+    sanitize.add_argument(
+        "--in-place", action="store_true", help="overwrite the input bundle (atomically)"
+    )
+    sanitize.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; list what would be redacted and exit 4 if anything",
+    )
+    sanitize.add_argument("--json", action="store_true", help="print the report as JSON")
+    sanitize.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="FP",
+        help="leave the secret of this fingerprint as it is (a false positive; repeatable)",
+    )
+    sanitize.add_argument(
+        "--allow-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="fingerprints to allow, one a line, # comments (besides <repo>/.kodelyth-allow)",
+    )
+    sanitize.add_argument(
+        "--redact-paths",
+        action="store_true",
+        help="also replace home, user name, repo and worktree paths with <home>, <user>, "
+        "<repo>, <worktrees>",
+    )
+    _add_max_bundle_size(sanitize)
 
     replay = sub.add_parser(
         "replay",
@@ -255,6 +326,60 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--export", metavar="FILE", help="with --execute: then write the replay's bundle"
     )
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs side by side; regression gate for CI",
+        description=(
+            "Compare two runs (bundle files or session names) worker by worker: state, exit "
+            "code, duration, what changed, handoff sections, code changes: facts side by "
+            "side, for a human to judge. With one run that is a replay, compares it with its "
+            "origin. "
+            "Exit codes: 0 ok, 1 error, 2 usage, 3 the --baseline gate found a regression."
+        ),
+    )
+    compare.add_argument("a", metavar="A", help="bundle file (*.json) or session name")
+    compare.add_argument(
+        "b", metavar="B", nargs="?", help="the other run (default: A's replay origin)"
+    )
+    compare.add_argument(
+        "--origin", metavar="PATH", help="with one run: its origin (bundle file or session)"
+    )
+    compare.add_argument("--full", action="store_true", help="add unified diffs of the handoffs")
+    compare.add_argument("--patch", action="store_true", help="add each worker's patch")
+    compare.add_argument("--worker", metavar="SLUG", help="only this worker")
+    compare.add_argument(
+        "--blind",
+        action="store_true",
+        help='label the runs "Run 1"/"Run 2" in random order; the key goes to a file',
+    )
+    compare.add_argument(
+        "--blind-key",
+        metavar="FILE",
+        help="where --blind writes its key (default <html>.blind-key.json, else "
+        "./compare-blind-key-<random>.json)",
+    )
+    compare.add_argument(
+        "--baseline",
+        action="store_true",
+        help="A is the baseline: exit 3 when B falls short of it (see --fail-on)",
+    )
+    compare.add_argument(
+        "--fail-on",
+        metavar="RULES",
+        help="with --baseline: comma list of missing-worker, state-regressed, "
+        "empty-handoff, missing-section (default all)",
+    )
+    compare_format = compare.add_mutually_exclusive_group()
+    compare_format.add_argument(
+        "--json", action="store_true", help="print kodelyth.compare/v1 JSON on stdout"
+    )
+    compare_format.add_argument(
+        "--markdown", action="store_true", help="print markdown for an issue or PR"
+    )
+    compare.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    _add_coordination_root(compare)
+    _add_max_bundle_size(compare)
 
     demo = sub.add_parser(
         "demo",

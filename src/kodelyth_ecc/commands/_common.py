@@ -5,11 +5,23 @@ from __future__ import annotations
 import os
 import sys
 
+# Re-exported: commands have always taken these from here; the library (reports)
+# uses kodelyth_ecc.humanize directly.
+from kodelyth_ecc.humanize import human_bytes, human_duration
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 JSON_SCHEMA_PREFIX = "kodelyth"
+
+__all__ = [
+    "JSON_SCHEMA_PREFIX",
+    "coordination_root",
+    "human_bytes",
+    "human_duration",
+    "print_json",
+]
 
 
 def coordination_root(explicit: str | None) -> str:
@@ -24,22 +36,3 @@ def print_json(data: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def human_bytes(size: int | None) -> str:
-    if size is None:
-        return "-"
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / (1024 * 1024):.1f} MiB"
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"

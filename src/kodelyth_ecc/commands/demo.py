@@ -81,11 +81,7 @@ def run(args: argparse.Namespace) -> int:
     q = shlex.quote
     out.write(f"status        cd {q(repo)} && kodelyth-ecc status\n")
     out.write(f"bundles       {first}\n              {second}\n")
-    handoffs = q('.workers[] | "\\(.slug):\\n\\(.handoff)"')
-    out.write(
-        f"compare       diff <(jq -r {handoffs} {q(first)}) \\\n"
-        f"                   <(jq -r {handoffs} {q(second)})\n"
-    )
+    out.write(f"compare       kodelyth-ecc compare {q(first)} {q(second)}\n")
     out.write(
         f"clean up      cd {q(repo)} && kodelyth-ecc teardown {plan.session_name} --purge"
         f" && kodelyth-ecc teardown {replay_plan.session_name} --purge"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from kodelyth_ecc.commands._common import coordination_root
 from kodelyth_ecc.errors import KodelythError, UsageError
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         "harness": args.harness,
         "base_ref": args.base_ref,
     }
+    if args.sanitize:
+        return _export_sanitized(args, root, options, out)
+    if args.redact_paths or args.allow or args.allow_file:
+        raise UsageError("--redact-paths, --allow and --allow-file go with --sanitize: add it")
     if args.out == "-":
         export_to_stream(args.session, root, sys.stdout.buffer, **options)
         sys.stdout.flush()
@@ -57,4 +62,45 @@ def run(args: argparse.Namespace) -> int:
             f"cannot write {out}: {exc.strerror or exc}; nothing was written"
         ) from None
     sys.stdout.write(f"wrote {out} ({count} workers)\n")
+    return 0
+
+
+def _export_sanitized(
+    args: argparse.Namespace, root: str, options: dict[str, Any], out: str | None
+) -> int:
+    """The bundle in memory, sanitized, then written atomically: the streamed path
+    cannot redact (a secret may span what it writes piece by piece)."""
+    from kodelyth_ecc.bundle import encode_bundle, write_bundle
+    from kodelyth_ecc.commands.sanitize import allow_list, summary
+    from kodelyth_ecc.coordination import read_session_record
+    from kodelyth_ecc.export import export_bundle
+    from kodelyth_ecc.sanitize import infer_path_roots, sanitize_bundle
+
+    allow = allow_list(args.allow, args.allow_file)
+    bundle = export_bundle(args.session, root, **options)
+    roots = None
+    if args.redact_paths:
+        record = read_session_record(os.path.join(root, args.session))
+        repos, trees = [], []
+        if record is not None:
+            repos.append(record.repo_root)
+            trees.append(record.worktree_root)
+            trees += [os.path.dirname(w.worktree) for w in record.workers if w.worktree]
+        roots = infer_path_roots(bundle, repo=repos, worktrees=trees)
+    cleaned, report = sanitize_bundle(
+        bundle, allow=allow, redact_paths=args.redact_paths, roots=roots
+    )
+    if args.out == "-":
+        sys.stdout.buffer.write(encode_bundle(cleaned))
+        sys.stdout.flush()
+        sys.stderr.write(f"sanitized: {summary(report)}\n")
+        return 0
+    out = out or os.path.join(root, f"{args.session}.bundle.json")
+    try:
+        write_bundle(cleaned, out)
+    except OSError as exc:
+        raise KodelythError(
+            f"cannot write {out}: {exc.strerror or exc}; nothing was written"
+        ) from None
+    sys.stdout.write(f"wrote {out} ({len(cleaned.workers)} workers; {summary(report)})\n")
     return 0

@@ -1,0 +1,1058 @@
+"""The secret detection rules and the scanner behind ``sanitize``.
+
+Written from the issuers' documented token formats (prefixes, lengths, alphabets),
+not copied from another scanner. Speed comes from never running a rule's regex
+over the whole text: the scanner looks for each rule's literal anchor (a prefix
+such as ``ghp_``, or a keyword such as ``password`` in the lower-cased text) with
+``bytes.find``, which runs at memory speed, and runs the rule only where an anchor
+is. Every pattern is bounded and starts with a boundary check, so a hostile text
+full of anchors costs a few steps per anchor, never a rescan.
+
+Entropy and character classes are checks on a candidate (a secret-named variable's
+value, a token without a fixed prefix), never a detector on their own: commit SHAs,
+UUIDs and checksums are random too.
+
+Work happens on UTF-8 bytes: anchors and rules are ASCII, ``bytes.lower`` keeps
+offsets, and a text with a few non-ASCII characters is not scanned at 2 or 4 bytes
+per character.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Bumped whenever a rule changes what it matches; recorded in meta.sanitized.
+RULES_VERSION = "1"
+FINGERPRINT_LENGTH = 12
+
+PLACEHOLDER_RE = re.compile(rb"\[REDACTED:[a-z0-9-]{1,64}:[0-9a-f]{12}\]")
+PLACEHOLDER_TEXT_RE = re.compile(r"\[REDACTED:[a-z0-9-]{1,64}:[0-9a-f]{12}\]")
+
+# Priorities when two matches overlap with the same extent: a provider's own format
+# names the secret better than a structural rule, which beats a secret-named variable.
+PROVIDER, STRUCTURAL, CONTEXT = 3, 2, 1
+
+# (start, end, rule, priority, line prefix kept on the lines of a multi-line secret)
+Candidate = tuple[int, int, str, int, bytes]
+
+
+def fingerprint(secret: bytes) -> str:
+    """The same secret gets the same placeholder everywhere; nothing of it survives."""
+    return hashlib.sha256(secret).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def placeholder(rule: str, fp: str) -> bytes:
+    return b"[REDACTED:%s:%s]" % (rule.encode("ascii"), fp.encode("ascii"))
+
+
+# --- checks on candidates ------------------------------------------------------------
+
+
+def entropy(value: bytes) -> float:
+    """Shannon entropy in bits per character."""
+    if not value:
+        return 0.0
+    counts: dict[int, int] = {}
+    for byte in value:
+        counts[byte] = counts.get(byte, 0) + 1
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def char_classes(value: bytes) -> int:
+    """Lower, upper, digit, and symbols other than the separators ``_ - .``."""
+    lower = upper = digit = other = 0
+    for byte in value:
+        if 97 <= byte <= 122:
+            lower = 1
+        elif 65 <= byte <= 90:
+            upper = 1
+        elif 48 <= byte <= 57:
+            digit = 1
+        elif byte not in b"_-.":
+            other = 1
+    return lower + upper + digit + other
+
+
+_DUMMY_WORDS = (
+    b"example", b"placeholder", b"changeme", b"change_me", b"change-me", b"dummy", b"redacted",
+    b"your_", b"your-", b"yourtoken", b"yourkey", b"yourpass", b"xxxx", b"****", b"....",
+    b"<", b">", b"${", b"{{", b"$(", b"%(", b"secret_here", b"token_here", b"key_here",
+    b"insert", b"replace_me", b"replaceme", b"fake", b"sample", b"notreal", b"not_real",
+    b"\xe2\x80\xa6", b"abcdefgh", b"01234567", b"12345678",
+)  # fmt: skip
+_LITERALS = frozenset(
+    b"none null nil undefined true false yes no on off empty default required optional "
+    b"secret password passwd token string str value changeit test testing admin".split()
+)
+_REPEAT_RUN = re.compile(rb"(.)\1{5}")
+
+
+def is_dummy(value: bytes) -> bool:
+    """Documentation examples and placeholders: ``EXAMPLE``, ``xxxx``, ``<your-key>``."""
+    low = value.lower()
+    if (
+        low in _LITERALS
+        or low.startswith((b"{", b"%", b"$"))
+        or any(w in low for w in _DUMMY_WORDS)
+    ):
+        return True
+    return _REPEAT_RUN.search(value) is not None
+
+
+_REFERENCE = re.compile(
+    rb"(?:\$[{(]?[A-Za-z_]|%[A-Za-z_][A-Za-z0-9_]*%|os\.|process\.env|env\.|getenv|environ"
+    rb"|ENV\[|secrets\.|vars\.|vault:|ref\+|arn:aws:|!vault|!Ref|data\.|settings\.|config\."
+    rb"|self\.|this\.|@Value|keyring|params\.|args\.|opts\.|options\.)",
+    re.IGNORECASE,
+)
+_CODE_CHARS = re.compile(rb"[()\[\]{}\s]")
+_DOTTED_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+_PATH_LIKE = re.compile(rb"(?:~|\.{1,2})?/(?:[\w.@-]+/)*[\w.@-]*|[A-Za-z]:\\[\w.\\ -]*")
+_FILE_NAME = re.compile(
+    rb"[\w.-]+\.(?:pem|key|crt|cer|p12|pfx|json|ya?ml|toml|ini|cfg|conf|env|txt|gpg|asc|jks)",
+    re.IGNORECASE,
+)
+_URL_VALUE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+_HEX_OR_UUID = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}"
+)
+
+
+def _pathish(value: bytes) -> bool:
+    """A file path, not a base64 secret that happens to contain slashes."""
+    if not _PATH_LIKE.fullmatch(value):
+        return False
+    return all(
+        len(part) < 16 or char_classes(part) < 3 or entropy(part) < 3.5
+        for part in re.split(rb"[/\\]", value)
+    )
+
+
+_LETTERS_ONLY = re.compile(rb"[A-Za-z_.\-]+")
+
+
+def _wordy(value: bytes) -> bool:
+    """An identifier made of words (``MultiDomainBasicAuth``, ``_PasswordType``): random
+    letters split into many short pieces instead."""
+    if not _LETTERS_ONLY.fullmatch(value):
+        return False
+    return all(len(part) >= 3 for part in _SPLIT_NAME.findall(value))
+
+
+def looks_random(value: bytes) -> bool:
+    """Whether a secret-named variable's value is a secret rather than a reference to
+    one (an environment lookup, a path, a placeholder, code)."""
+    n = len(value)
+    if n < 8 or n > 512:
+        return False
+    if _CODE_CHARS.search(value) or _REFERENCE.match(value) or is_dummy(value):
+        return False
+    if _DOTTED_NAME.fullmatch(value) or _URL_VALUE.match(value) or _FILE_NAME.fullmatch(value):
+        return False
+    if _pathish(value) or _wordy(value):
+        return False
+    bits = entropy(value)
+    if _HEX_OR_UUID.fullmatch(value):
+        # Hex and UUIDs are tokens often enough (Heroku, Datadog, Twilio) when the name
+        # says secret; a name saying sha, hash or id was rejected before this.
+        return bits >= 3.0
+    classes = char_classes(value)
+    if classes >= 3:
+        return bits >= 2.5
+    if classes == 2:
+        return n >= 12 and bits >= 3.0
+    return n >= 24 and bits >= 3.7
+
+
+def _mixed(body: bytes) -> bool:
+    """A random token body, not a word or an identifier."""
+    return char_classes(body) >= 2 and entropy(body) >= 3.0 and not is_dummy(body)
+
+
+def _not_dummy(secret: bytes) -> bool:
+    return not is_dummy(secret)
+
+
+def _b64decode(text: bytes) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _jwt_header_ok(token: bytes) -> bool:
+    header = _b64decode(token.split(b".", 1)[0])
+    if header is None:
+        return False
+    try:
+        data = json.loads(header)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "alg" in data
+
+
+def _discord_bot_ok(token: bytes) -> bool:
+    user_id = _b64decode(token.split(b".", 1)[0])
+    return user_id is not None and user_id.isdigit() and 15 <= len(user_id) <= 21
+
+
+def _basic_auth_ok(value: bytes) -> bool:
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, password = decoded.partition(b":")
+    return bool(sep and user and password) and not is_dummy(password)
+
+
+def _bearer_ok(value: bytes) -> bool:
+    return len(value) >= 16 and looks_random(value)
+
+
+# --- rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regex run where one of its anchors is found.
+
+    Three kinds of anchor: a token's literal start (``ghp_``), found where a token can
+    start; a keyword of the lower-cased text (``lower``); or text inside a token
+    (``back_max`` > 0: the match starts up to ``back_max`` characters from ``back``
+    before it). ``pattern`` is matched at the anchor or that earlier start; ``window``
+    rules search around a context keyword instead. ``group`` is the part that is secret."""
+
+    id: str
+    pattern: re.Pattern[bytes]
+    anchors: tuple[bytes, ...]
+    lower: bool = False
+    back: bytes = b""
+    back_max: int = 0
+    window: int = 0
+    group: int | str = 0
+    check: Callable[[bytes], bool] | None = _not_dummy
+    priority: int = PROVIDER
+    # For keyword rules: text that must follow the keyword within 24 bytes (lower-cased),
+    # checked with ``find`` before the regex runs.
+    require: bytes = b""
+    back_set: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "back_set", frozenset(self.back))
+
+
+B = rb"(?<![A-Za-z0-9_\-])"  # token boundary before
+E = rb"(?![A-Za-z0-9_\-])"  # and after
+TOKEN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+def _rx(pattern: bytes, flags: int = 0) -> re.Pattern[bytes]:
+    return re.compile(pattern, flags)
+
+
+def _prefix_rule(
+    rule_id: str,
+    anchors: tuple[bytes, ...],
+    body: bytes,
+    *,
+    check: Callable[[bytes], bool] | None = _not_dummy,
+    end: bytes = E,
+) -> Rule:
+    alternatives = b"|".join(re.escape(a) for a in anchors)
+    return Rule(rule_id, _rx(B + b"(?:" + alternatives + b")" + body + end), anchors, check=check)
+
+
+def _body_check(prefix_len: int) -> Callable[[bytes], bool]:
+    """``_mixed`` on what follows a token's prefix (for prefixes that are also words)."""
+    return lambda secret: _mixed(secret[prefix_len:])
+
+
+RULES: tuple[Rule, ...] = (
+    # Cloud providers
+    _prefix_rule("aws-access-key-id", (b"AKIA", b"ASIA", b"ABIA", b"ACCA"), rb"[A-Z0-9]{16}"),
+    _prefix_rule(
+        "aws-session-token",
+        (b"IQoJb3JpZ2luX2Vj", b"FwoGZXIvYXdz", b"FQoGZXIvYXdz"),
+        rb"[A-Za-z0-9/+=]{80,4000}",
+        end=rb"(?![A-Za-z0-9/+=])",
+        check=None,  # real session tokens hold runs like //////////
+    ),
+    Rule(
+        "aws-secret-access-key",
+        _rx(
+            rb"secret[ _-]?access[ _-]?key(?:[ \t]*\[[^\]\n]{0,40}\])?[\"']?[ \t]*[:=]{1,2}[ \t]*"
+            rb"[\"']?(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+            re.IGNORECASE,
+        ),
+        (b"secret",),
+        lower=True,
+        group="s",
+        require=b"access",
+    ),
+    _prefix_rule(
+        "aws-mws-auth-token", (b"amzn.mws.",), rb"[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}"
+    ),
+    _prefix_rule("alibaba-access-key-id", (b"LTAI",), rb"[A-Za-z0-9]{12,20}", check=_body_check(4)),
+    _prefix_rule("gcp-api-key", (b"AIza",), rb"[0-9A-Za-z_\-]{35}"),
+    _prefix_rule("gcp-oauth-client-secret", (b"GOCSPX-",), rb"[0-9A-Za-z_\-]{24,40}"),
+    _prefix_rule("gcp-oauth-access-token", (b"ya29.",), rb"[0-9A-Za-z_\-.]{30,2048}"),
+    _prefix_rule("gcp-oauth-refresh-token", (b"1//0",), rb"[0-9A-Za-z_\-]{40,512}"),
+    Rule(
+        "firebase-cloud-messaging-key",
+        _rx(B + rb"AAAA[A-Za-z0-9_\-]{7}:APA91b[A-Za-z0-9_\-]{100,400}" + E),
+        (b":APA91b",),
+        back=TOKEN,
+        back_max=11,
+    ),
+    Rule(
+        "azure-storage-account-key",
+        _rx(
+            rb"(?:AccountKey|SharedAccessKey|PrimaryKey|SecondaryKey)=(?P<s>[A-Za-z0-9+/]{30,100}={0,2})"
+        ),
+        (b"AccountKey=", b"SharedAccessKey=", b"PrimaryKey=", b"SecondaryKey="),
+        group="s",
+    ),
+    Rule(
+        "azure-sas-signature",
+        _rx(rb"(?<=[?&;\s\"'])sig=(?P<s>(?:[A-Za-z0-9+/]|%2[BbFf]){30,120}(?:=|%3[Dd]){0,2})"),
+        (b"sig=",),
+        group="s",
+    ),
+    Rule(
+        "azure-ad-client-secret",
+        _rx(
+            rb"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])"
+        ),
+        (b"Q~",),
+        back=TOKEN + b"~.",
+        back_max=4,
+        check=_mixed,
+    ),
+    Rule(
+        "azure-devops-pat",
+        _rx(B + rb"[A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4}" + E),
+        (b"AZDO",),
+        back=TOKEN,
+        back_max=76,
+    ),
+    # Version control and CI
+    _prefix_rule("github-pat", (b"ghp_",), rb"[A-Za-z0-9]{36,251}"),
+    _prefix_rule("github-oauth-token", (b"gho_",), rb"[A-Za-z0-9]{36,251}"),
+    _prefix_rule("github-app-token", (b"ghu_", b"ghs_"), rb"[A-Za-z0-9]{36,251}"),
+    _prefix_rule("github-refresh-token", (b"ghr_",), rb"[A-Za-z0-9]{36,251}"),
+    _prefix_rule("github-fine-grained-pat", (b"github_pat_",), rb"[A-Za-z0-9_]{50,255}"),
+    _prefix_rule(
+        "gitlab-token",
+        (
+            b"glpat-",
+            b"gldt-",
+            b"glrt-",
+            b"glrtr-",
+            b"glptt-",
+            b"glsoat-",
+            b"glcbt-",
+            b"glimt-",
+            b"glagent-",
+            b"gloas-",
+            b"glffct-",
+            b"glft-",
+            b"glwt-",
+            b"glnst-",
+        ),
+        rb"[A-Za-z0-9_\-.]{20,300}(?<![.\-])",
+        check=_body_check(5),
+    ),
+    _prefix_rule("gitlab-runner-registration-token", (b"GR1348941",), rb"[A-Za-z0-9_\-]{20,64}"),
+    _prefix_rule("bitbucket-app-password", (b"ATBB",), rb"[A-Za-z0-9_=.\-]{28,100}"),
+    _prefix_rule(
+        "atlassian-api-token", (b"ATATT3", b"ATCTT3", b"ATOA"), rb"[A-Za-z0-9_=\-]{60,400}"
+    ),
+    _prefix_rule("circleci-token", (b"CCIPAT_", b"CCIPRJ_"), rb"[A-Za-z0-9]{16,40}_[a-f0-9]{40}"),
+    _prefix_rule("buildkite-token", (b"bkua_",), rb"[a-f0-9]{40}"),
+    Rule(
+        "terraform-cloud-token",
+        _rx(B + rb"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=\-]{60,90}" + E),
+        (b".atlasv1.",),
+        back=TOKEN,
+        back_max=14,
+    ),
+    _prefix_rule("pulumi-token", (b"pul-",), rb"[a-f0-9]{40}"),
+    # Chat and webhooks
+    _prefix_rule("slack-token", (b"xox",), rb"[abposer]-[A-Za-z0-9\-]{10,250}"),
+    _prefix_rule("slack-app-token", (b"xapp-",), rb"\d-[A-Z0-9]{6,20}-\d{6,20}-[a-z0-9]{20,100}"),
+    Rule(
+        "slack-webhook",
+        _rx(
+            rb"(?:https?://)?hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/+\-]{20,200}"
+        ),
+        (b"https://hooks.slack.com/", b"http://hooks.slack.com/", b"hooks.slack.com/"),
+    ),
+    Rule(
+        "discord-webhook",
+        _rx(
+            rb"(?:https?://)?(?:ptb\.|canary\.)?discord(?:app)?\.com/api/(?:v\d{1,2}/)?webhooks/"
+            rb"\d{5,30}/[A-Za-z0-9_\-]{40,100}"
+        ),
+        (
+            b"https://discord.com/api/",
+            b"https://discordapp.com/api/",
+            b"https://ptb.discord",
+            b"https://canary.discord",
+            b"discord.com/api/",
+            b"discordapp.com/api/",
+        ),
+    ),
+    Rule(
+        "discord-bot-token",
+        _rx(B + rb"[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6,7}\.[A-Za-z0-9_\-]{27,40}" + E),
+        (b"discord",),
+        lower=True,
+        window=400,
+        check=_discord_bot_ok,
+    ),
+    Rule(
+        "telegram-bot-token",
+        _rx(rb"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}" + E),
+        (b":AA",),
+        back=b"0123456789",
+        back_max=10,
+    ),
+    Rule(
+        "teams-webhook",
+        _rx(
+            rb"https://[A-Za-z0-9\-]{1,64}\.webhook\.office\.com/webhookb2/[A-Za-z0-9@\-]{20,120}"
+            rb"/IncomingWebhook/[A-Za-z0-9]{20,64}/[A-Za-z0-9\-]{20,64}(?:/[A-Za-z0-9_\-]{10,64})?"
+        ),
+        (b"https://",),
+    ),
+    _prefix_rule("twilio-api-key", (b"SK",), rb"[0-9a-fA-F]{32}"),
+    _prefix_rule("twilio-account-sid", (b"AC",), rb"[0-9a-f]{32}"),
+    # Mail and payments
+    _prefix_rule("sendgrid-api-key", (b"SG.",), rb"[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{30,50}"),
+    _prefix_rule("mailgun-api-key", (b"key-",), rb"[0-9a-f]{32}"),
+    Rule(
+        "mailchimp-api-key",
+        _rx(B + rb"[0-9a-f]{32}-us[0-9]{1,2}" + E),
+        (b"-us",),
+        back=b"0123456789abcdef",
+        back_max=32,
+    ),
+    _prefix_rule("stripe-secret-key", (b"sk_live_", b"sk_test_"), rb"[0-9A-Za-z]{10,247}"),
+    _prefix_rule("stripe-restricted-key", (b"rk_live_", b"rk_test_"), rb"[0-9A-Za-z]{10,247}"),
+    _prefix_rule("stripe-webhook-secret", (b"whsec_",), rb"[A-Za-z0-9+/=]{24,100}"),
+    _prefix_rule("square-token", (b"sq0atp-", b"sq0csp-", b"sq0idp-"), rb"[0-9A-Za-z_\-]{22,60}"),
+    _prefix_rule("square-access-token", (b"EAAA",), rb"[A-Za-z0-9_\-]{60}", check=_body_check(4)),
+    _prefix_rule("facebook-access-token", (b"EAA",), rb"[A-Za-z0-9]{90,400}", check=_body_check(3)),
+    _prefix_rule(
+        "paypal-braintree-access-token",
+        (b"access_token$",),
+        rb"(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}",
+    ),
+    _prefix_rule(
+        "shopify-token", (b"shpat_", b"shpss_", b"shpca_", b"shppa_"), rb"[a-fA-F0-9]{32}"
+    ),
+    _prefix_rule("shippo-token", (b"shippo_live_", b"shippo_test_"), rb"[a-f0-9]{40}"),
+    # AI providers
+    _prefix_rule(
+        "anthropic-api-key", (b"sk-ant-",), rb"[a-z]{2,12}[0-9]{0,3}-[A-Za-z0-9_\-]{32,300}"
+    ),
+    _prefix_rule(
+        "openai-api-key",
+        (b"sk-proj-", b"sk-svcacct-", b"sk-admin-", b"sk-None-"),
+        rb"[A-Za-z0-9_\-]{20,300}",
+    ),
+    _prefix_rule("openai-api-key", (b"sk-",), rb"[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"),
+    _prefix_rule("openrouter-api-key", (b"sk-or-v1-",), rb"[a-f0-9]{64}"),
+    _prefix_rule("sk-api-key", (b"sk-",), rb"[A-Za-z0-9_\-]{32,300}", check=_body_check(3)),
+    _prefix_rule("huggingface-token", (b"hf_", b"api_org_"), rb"[A-Za-z0-9]{30,60}", check=_mixed),
+    _prefix_rule("groq-api-key", (b"gsk_",), rb"[A-Za-z0-9]{40,64}"),
+    _prefix_rule("replicate-api-token", (b"r8_",), rb"[A-Za-z0-9]{30,50}", check=_mixed),
+    _prefix_rule("perplexity-api-key", (b"pplx-",), rb"[A-Za-z0-9]{40,64}"),
+    _prefix_rule("xai-api-key", (b"xai-",), rb"[A-Za-z0-9]{60,100}", check=_body_check(4)),
+    _prefix_rule("langsmith-api-key", (b"lsv2_pt_", b"lsv2_sk_"), rb"[a-f0-9]{32}_[a-f0-9]{10}"),
+    _prefix_rule("pinecone-api-key", (b"pcsk_",), rb"[A-Za-z0-9_]{40,100}"),
+    _prefix_rule("tavily-api-key", (b"tvly-",), rb"(?:dev-|prod-)?[A-Za-z0-9]{28,64}"),
+    # Package registries
+    _prefix_rule("npm-token", (b"npm_",), rb"[A-Za-z0-9]{36}"),
+    _prefix_rule("pypi-token", (b"pypi-Ag",), rb"[A-Za-z0-9_\-]{50,400}"),
+    _prefix_rule("rubygems-api-key", (b"rubygems_",), rb"[a-f0-9]{48}"),
+    _prefix_rule("nuget-api-key", (b"oy2",), rb"[a-z0-9]{43}", check=_body_check(3)),
+    _prefix_rule("docker-hub-token", (b"dckr_pat_", b"dckr_oat_"), rb"[A-Za-z0-9_\-]{20,100}"),
+    # Platforms and developer tools
+    _prefix_rule("heroku-api-key", (b"HRKU-",), rb"[A-Za-z0-9_\-]{40,100}"),
+    _prefix_rule("digitalocean-token", (b"dop_v1_", b"doo_v1_", b"dor_v1_"), rb"[a-f0-9]{64}"),
+    _prefix_rule("vault-token", (b"hvs.", b"hvb.", b"hvr."), rb"[A-Za-z0-9_\-]{24,400}"),
+    _prefix_rule(
+        "doppler-token",
+        (b"dp.st.", b"dp.sa.", b"dp.ct.", b"dp.pt.", b"dp.scim.", b"dp.audit."),
+        rb"(?:[a-z0-9_\-]{1,35}\.)?[A-Za-z0-9]{40,44}",
+    ),
+    _prefix_rule("linear-api-key", (b"lin_api_", b"lin_oauth_"), rb"[A-Za-z0-9]{40,64}"),
+    _prefix_rule("notion-token", (b"secret_",), rb"[A-Za-z0-9]{43}", check=_body_check(7)),
+    _prefix_rule("notion-token", (b"ntn_",), rb"[A-Za-z0-9]{40,50}"),
+    _prefix_rule("postman-api-key", (b"PMAK-",), rb"[a-f0-9]{24}-[a-f0-9]{34}"),
+    _prefix_rule("grafana-token", (b"glc_",), rb"[A-Za-z0-9+/]{32,400}={0,2}"),
+    _prefix_rule("grafana-service-account-token", (b"glsa_",), rb"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
+    _prefix_rule(
+        "new-relic-key",
+        (b"NRAK-", b"NRAA-", b"NRII-", b"NRIQ-", b"NRRA-", b"NRSP-"),
+        rb"[A-Za-z0-9_\-]{20,40}",
+    ),
+    _prefix_rule("sentry-token", (b"sntrys_",), rb"[A-Za-z0-9+/=_\-]{40,400}"),
+    _prefix_rule("sentry-token", (b"sntryu_",), rb"[a-f0-9]{64}"),
+    _prefix_rule("databricks-token", (b"dapi",), rb"[a-f0-9]{32}(?:-[0-9])?"),
+    _prefix_rule("dropbox-token", (b"sl.",), rb"(?:u\.)?[A-Za-z0-9_\-]{130,1500}"),
+    _prefix_rule(
+        "flyio-token", (b"fo1_", b"fm1a_", b"fm1r_", b"fm2_"), rb"[A-Za-z0-9+/=_\-]{40,1000}"
+    ),
+    _prefix_rule("netlify-token", (b"nfp_",), rb"[A-Za-z0-9]{36,40}"),
+    _prefix_rule(
+        "vercel-token", (b"vcp_", b"vci_", b"vca_", b"vcr_", b"vck_"), rb"[A-Za-z0-9]{40,64}"
+    ),
+    _prefix_rule("supabase-token", (b"sbp_",), rb"[a-f0-9]{40}"),
+    _prefix_rule("supabase-token", (b"sb_secret_",), rb"[A-Za-z0-9_\-]{20,64}"),
+    _prefix_rule(
+        "planetscale-token",
+        (b"pscale_tkn_", b"pscale_pw_", b"pscale_oauth_"),
+        rb"[A-Za-z0-9_.\-]{32,64}",
+    ),
+    _prefix_rule("contentful-token", (b"CFPAT-",), rb"[A-Za-z0-9_\-]{43}"),
+    _prefix_rule("age-secret-key", (b"AGE-SECRET-KEY-1",), rb"[0-9A-Z]{58}"),
+    _prefix_rule("airtable-token", (b"pat",), rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+    # Structure: keys, JWTs, HTTP credentials
+    Rule(
+        "jwt",
+        _rx(B + rb"eyJ[A-Za-z0-9_\-]{5,2000}\.[A-Za-z0-9_\-]{2,8000}\.[A-Za-z0-9_\-]{0,2000}" + E),
+        (b"eyJ",),
+        check=_jwt_header_ok,
+        priority=STRUCTURAL,
+    ),
+    Rule(
+        "http-basic-auth",
+        _rx(
+            rb"authorization[\"']?[ \t]*[:=][ \t]*[\"']?basic[ \t]+"
+            rb"(?P<s>[A-Za-z0-9+/]{8,1000}={0,2})",
+            re.IGNORECASE,
+        ),
+        (b"auth",),
+        lower=True,
+        group="s",
+        require=b"authorization",
+        check=_basic_auth_ok,
+        priority=STRUCTURAL,
+    ),
+    Rule(
+        "http-bearer-token",
+        _rx(
+            rb"authorization[\"']?[ \t]*[:=][ \t]*[\"']?"
+            rb"(?:(?:bearer|token|bot|ssws|apikey|key)[ \t]+)?"
+            rb"(?P<s>[A-Za-z0-9._~+/\-]{16,4000}={0,2})",
+            re.IGNORECASE,
+        ),
+        (b"auth",),
+        lower=True,
+        group="s",
+        require=b"authorization",
+        check=_bearer_ok,
+        priority=STRUCTURAL,
+    ),
+    Rule(
+        "http-bearer-token",
+        _rx(
+            rb"(?<![A-Za-z0-9])bearer[ \t]+(?P<s>[A-Za-z0-9._~+/\-]{16,4000}={0,2})", re.IGNORECASE
+        ),
+        (b"bearer",),
+        lower=True,
+        group="s",
+        check=_bearer_ok,
+        priority=STRUCTURAL,
+    ),
+    Rule(
+        "netrc-password",
+        _rx(
+            rb"(?<![A-Za-z0-9])machine[ \t]+\S{1,253}[ \t\n]+(?:login[ \t]+\S{1,256}[ \t\n]+)?"
+            rb"password[ \t]+(?P<s>[^\s]{1,256})",
+        ),
+        (b"machine",),
+        lower=True,
+        group="s",
+        check=_not_dummy,
+        priority=STRUCTURAL,
+    ),
+)
+
+
+# --- multi-rule handlers -------------------------------------------------------------
+
+_PRIVATE_BEGIN = re.compile(rb"-----BEGIN ((?:[A-Z0-9]{1,12} ){0,3})PRIVATE KEY( BLOCK)?-----")
+_PRIVATE_END = re.compile(rb"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_BODY_LINES = re.compile(
+    rb"(?:(?:\r?\n|\\r?\\n)[ \t+>#*|\-]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]{2,30}: [^\n]{0,200}))*"
+)
+_PREFIX_CHARS = re.compile(rb"[ \t+\->#*|/]*")
+MAX_PRIVATE_KEY = 64 * 1024
+_PUTTY = re.compile(rb"PuTTY-User-Key-File-[0-9]: [\s\S]{0,16000}?Private-MAC: [0-9a-fA-F]{20,128}")
+
+_URL = re.compile(
+    rb"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}://"
+    rb"(?P<user>[^\s:/?#@\"'`<>\[\]\\]{0,256}):(?P<pw>[^\s/?#@\"'`<>\\]{1,256})@"
+    rb"(?:[A-Za-z0-9._~%\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+    rb"(?:[/?#][^\s\"'`<>\\]{0,2000})?"
+)
+_URL_SCHEME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
+_URL_TRAILING = b".,;:!?)]}*"
+_URL_DEFAULTS = frozenset(
+    b"password pass passwd pwd secret pw changeme xxx xxxx *** **** ... postgres mysql root "
+    b"admin guest user test example".split()
+)
+
+
+def _private_key_at(
+    data: bytes, low_hit: int, state: dict[str, list[int]], out: list[Candidate]
+) -> None:
+    """A ``-----BEGIN ... PRIVATE KEY-----`` block around the keyword ``private`` at
+    ``low_hit``: up to its END line, or (cut short) over the base64 lines that follow."""
+    begin = data.rfind(b"-----BEGIN ", max(0, low_hit - 48), low_hit)
+    if begin < 0:
+        return
+    m = _PRIVATE_BEGIN.match(data, begin)
+    if m is None:
+        return
+    ends = state.get("ends")
+    if ends is None:  # built once per text: a hostile text of BEGINs costs no rescans
+        ends = state["ends"] = [e.start() for e in re.finditer(rb"-----END ", data)]
+    index = bisect.bisect_right(ends, m.end())
+    end_match = None
+    if index < len(ends) and ends[index] - begin <= MAX_PRIVATE_KEY:
+        end_match = _PRIVATE_END.match(data, ends[index])
+    if end_match:
+        stop = end_match.end()
+    else:
+        body = _PEM_BODY_LINES.match(data, m.end())
+        stop = body.end() if body else m.end()
+    out.append((begin, stop, "private-key", STRUCTURAL, _line_prefix(data, begin)))
+
+
+def _putty_key_at(data: bytes, low_hit: int, out: list[Candidate]) -> None:
+    """A PuTTY key file, found by its ``Private-Lines:`` header."""
+    start = data.rfind(b"PuTTY-User-Key-File-", max(0, low_hit - 16000), low_hit)
+    if start >= 0:
+        m = _PUTTY.match(data, start)
+        if m and m.end() > low_hit:
+            out.append((start, m.end(), "putty-private-key", STRUCTURAL, _line_prefix(data, start)))
+
+
+def _line_prefix(data: bytes, start: int) -> bytes:
+    """What precedes a multi-line secret on its first line, when it is only a diff
+    sign, indentation or a comment marker: kept on the redacted lines that follow."""
+    head = data[data.rfind(b"\n", 0, start) + 1 : start]
+    return head if _PREFIX_CHARS.fullmatch(head) else b""
+
+
+def _url_credentials(data: bytes, out: list[Candidate]) -> None:
+    hit = data.find(b"://")
+    while hit >= 0:
+        start = hit
+        floor = max(0, hit - 31)
+        while start > floor and data[start - 1] in _URL_SCHEME_CHARS:
+            start -= 1
+        m = _URL.match(data, start) if start < hit else None
+        if m:
+            user, password = m.group("user"), m.group("pw")
+            if (
+                password != user
+                and password.lower() not in _URL_DEFAULTS
+                and not is_dummy(password)
+                and not _REFERENCE.match(password)
+            ):
+                end = m.end()
+                while end > m.end("pw") + 2 and data[end - 1] in _URL_TRAILING:
+                    end -= 1
+                out.append((m.start(), end, "url-credentials", STRUCTURAL, b""))
+            hit = data.find(b"://", max(hit + 3, m.end("pw")))
+        else:
+            hit = data.find(b"://", hit + 3)
+
+
+# --- secret-named variables ----------------------------------------------------------
+
+_KEYWORDS = (b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"cred", b"private")
+_IDENT_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_IDENT_TAIL = re.compile(rb"[A-Za-z0-9_.\-]{0,64}")
+_SPLIT_NAME = re.compile(rb"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_PASSWORD_PARTS = frozenset({b"password", b"passwd", b"passwort", b"passphrase", b"pwd"})
+_SECRET_PARTS = frozenset(
+    {b"secret", b"token", b"credential", b"credentials", b"creds", b"apikey", b"secretkey",
+     b"accesskey", b"privatekey", b"authtoken", b"accesstoken", b"refreshtoken", b"clientsecret",
+     b"apitoken", b"apisecret", b"passkey", b"masterkey", b"signingkey"}
+)  # fmt: skip
+_KEY_QUALIFIERS = frozenset(
+    {b"api", b"access", b"secret", b"private", b"signing", b"encryption", b"encrypt", b"master",
+     b"session", b"app", b"account", b"shared", b"hmac", b"auth", b"client", b"service",
+     b"admin", b"deploy", b"write", b"ingest", b"management", b"license", b"subscription",
+     b"consumer", b"webhook", b"jwt", b"cipher", b"crypt", b"aes", b"storage", b"sas", b"sk"}
+)  # fmt: skip
+_NOT_SECRET_LAST = frozenset(
+    b"id ids name names file files path paths dir url uri uris endpoint endpoints host hosts "
+    b"type types length len size count env var vars variable field fields header headers prefix "
+    b"suffix format mode policy provider providers method methods scope scopes expiry expires "
+    b"expiration ttl timeout time at date hash hashed sha digest checksum hint label labels "
+    b"regex pattern version enabled required min max rule rules config kind source store manager "
+    b"location ref refs arn param params class helper cmd command loc limit limits usage used "
+    b"index idx fingerprint public pub md txt json yaml yml toml ini cfg conf log py js ts sh rb "
+    b"go rs java pem crt csr der cer rotation rotated schema spec test tests mock stub check "
+    b"valid validation validator error errors input placeholder example description desc help "
+    b"doc docs message msg confirm confirmation strength meter lifetime age rate".split()
+)
+_NOT_SECRET_PARTS = frozenset(
+    {b"public", b"publishable", b"pub", b"next", b"page", b"pagination", b"cursor", b"continuation",
+     b"csrf", b"xsrf", b"max", b"num", b"total", b"prompt", b"completion", b"input", b"output",
+     b"cache", b"sort", b"primary", b"foreign", b"partition", b"idempotency", b"dedup", b"lookup",
+     b"sha", b"hash", b"checksum", b"digest", b"no", b"without", b"bypass"}
+)  # fmt: skip
+_PROVIDER_CONTEXT = (
+    b"twilio", b"heroku", b"cohere", b"mistral", b"travis", b"circleci", b"circle", b"datadog",
+    b"cloudflare", b"okta", b"algolia", b"mailgun", b"azure", b"bitbucket", b"jira", b"confluence",
+    b"atlassian", b"sentry", b"vercel", b"netlify", b"snyk", b"sonar", b"openai", b"anthropic",
+    b"gemini", b"together", b"fireworks", b"deepseek", b"voyage", b"jina", b"assemblyai",
+    b"elevenlabs", b"pusher", b"firebase", b"supabase", b"auth0", b"segment", b"mixpanel",
+    b"amplitude", b"pagerduty", b"opsgenie", b"discord", b"telegram", b"slack", b"github",
+    b"gitlab",
+)  # fmt: skip
+_ASSIGN = re.compile(
+    rb"(?:\\?[\"'])?[ \t]*(?::=|=>|==|=|:)[ \t]*(?:[bBrRuUfF]{1,2}(?=[\"']))?(?:"
+    rb"\\?\"(?P<dq>[^\"\\\r\n]{1,512})\\?\""
+    rb"|\\?'(?P<sq>[^'\\\r\n]{1,512})\\?'"
+    rb"|`(?P<bq>[^`\\\r\n]{1,512})`"
+    rb"|(?P<uq>[^\s\"'`;,&<>\\]{1,512}))"
+)
+_FLAG_VALUE = re.compile(
+    rb"(?:=|[ \t]+)(?:\"(?P<dq>[^\"\r\n]{1,512})\"|'(?P<sq>[^'\r\n]{1,512})'"
+    rb"|(?P<uq>[^\s\"'`;,&<>]{1,512}))"
+)
+_XML_VALUE = re.compile(rb">(?P<uq>[^<\s]{1,512})</")
+_QUALIFIER_BEFORE = re.compile(rb"([A-Za-z]{2,20})[ \t]$")
+
+
+def classify_name(name: bytes, word_before: bytes = b"") -> str | None:
+    """The rule a variable of this name triggers when its value looks random, or None
+    when the name does not say secret (``cache_key``, ``token_count``, ``author``)."""
+    parts = [p.lower() for p in _SPLIT_NAME.findall(name)]
+    if not parts:
+        return None
+    if word_before:
+        parts.insert(0, word_before.lower())
+    last = parts[-1]
+    if last in _NOT_SECRET_LAST or any(p in _NOT_SECRET_PARTS for p in parts):
+        return None
+    joined = b"".join(parts)
+    secret = False
+    if any(p in _PASSWORD_PARTS for p in parts) or last == b"pass" or joined.endswith(b"password"):
+        kind = "password-assignment"
+        secret = True
+    else:
+        kind = "secret-assignment"
+        if (
+            any(p in _SECRET_PARTS for p in parts)
+            or last == b"auth"
+            or any(
+                s in joined
+                for s in (b"apikey", b"secretkey", b"accesskey", b"privatekey", b"authtoken")
+            )
+        ):
+            secret = True
+        elif b"key" in parts:
+            at = parts.index(b"key")
+            secret = any(p in _KEY_QUALIFIERS for p in parts[:at])
+    if not secret:
+        return None
+    if b"aws" in parts or (b"secret" in parts and b"access" in parts):
+        return "aws-secret-access-key" if kind == "secret-assignment" else kind
+    for provider in _PROVIDER_CONTEXT:
+        if provider in parts:
+            return f"{provider.decode()}-credential"
+    return kind
+
+
+def _assignment_at(
+    data: bytes, ident: bytes, hit: int, end: int, *, flag: bool, out: list[Candidate]
+) -> None:
+    """A secret-named variable (its name ends at ``end``, the keyword at ``hit`` is in
+    it) and its value, if random. ``ident`` is ``data`` with name characters as ``a``;
+    ``flag``: no separator follows the name, so only ``--name value`` can match.
+    Cheapest tests first: most keywords in code are not followed by a literal value."""
+    floor = hit - 64 if hit > 64 else 0
+    start = max(ident.rfind(b" ", floor, hit) + 1, floor)
+    if flag:
+        if data.rfind(b"--", start, hit) < 0:
+            return
+        m = _FLAG_VALUE.match(data, end)
+    elif data[end : end + 1] == b">" and data[start - 1 : start] == b"<":
+        m = _XML_VALUE.match(data, end)
+    else:
+        m = _ASSIGN.match(data, end)
+    if m is None or m.lastgroup is None:
+        return
+    v_start, v_end = m.span(m.lastgroup)
+    if m.lastgroup == "uq":
+        while v_end > v_start and data[v_end - 1] in b".)]}:":
+            v_end -= 1
+    if v_end - v_start < 8:
+        return
+    name_start = start
+    while name_start < end and data[name_start] in b"-.":
+        name_start += 1
+    # The last dotted part: `spring.datasource.password`, `docs.DB_PASSWORD` (a sentence
+    # ending right before the name) and `password.txt` are named by it.
+    dot = data.rfind(b".", name_start, end)
+    name = data[dot + 1 if dot >= 0 else name_start : end]
+    before = b""
+    if name.lower() in (b"key", b"token", b"secret") and start > 0:
+        q = _QUALIFIER_BEFORE.search(data, max(0, start - 22), start)
+        before = q.group(1) if q else b""
+    key = name + b" " + before
+    rule = _CLASSIFIED.get(key, "?")
+    if rule == "?":
+        if len(_CLASSIFIED) > 4096:
+            _CLASSIFIED.clear()
+        rule = _CLASSIFIED[key] = classify_name(name, before)
+    if rule is None:
+        return
+    value = data[v_start:v_end]
+    if rule == "aws-secret-access-key" and not _AWS_SECRET.fullmatch(value):
+        rule = "secret-assignment"
+    if looks_random(value):
+        out.append((v_start, v_end, rule, CONTEXT, b""))
+
+
+_CLASSIFIED: dict[bytes, str | None] = {}
+_AWS_SECRET = re.compile(rb"[A-Za-z0-9/+]{40}")
+
+
+# --- the scanner ---------------------------------------------------------------------
+
+# Characters a token is made of (runs of them are where tokens are looked for), and
+# those of them that may precede a token's start inside a run (``KEY=ghp_...``).
+_TOKENISH = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.$:~%"
+_RUN_TABLE = bytes(0x61 if i in _TOKENISH else 0x20 for i in range(256))
+MIN_RUN = 16  # no token rule matches fewer characters
+_RUN_NEEDLE = b"a" * MIN_RUN
+# The keywords looked for in the lower-cased text: secret-named variables, and the
+# rules with a ``lower`` anchor (which must be one of these).
+_LOWER_KEYWORDS = (*_KEYWORDS, b"bearer", b"machine", b"discord")
+
+
+def _index_rules() -> tuple[
+    dict[bytes, tuple[tuple[bytes, tuple[Rule, ...]], ...]],
+    tuple[tuple[bytes, tuple[Rule, ...]], ...],
+    dict[bytes, tuple[Rule, ...]],
+]:
+    starts: dict[bytes, dict[bytes, list[Rule]]] = {}
+    inner: dict[bytes, list[Rule]] = {}
+    lowered: dict[bytes, list[Rule]] = {}
+    for rule in RULES:
+        for anchor in rule.anchors:
+            if rule.lower:
+                if anchor not in _LOWER_KEYWORDS:
+                    raise AssertionError(f"rule {rule.id}: {anchor!r} is not a keyword")
+                lowered.setdefault(anchor, []).append(rule)
+            elif rule.back_max:
+                inner.setdefault(anchor, []).append(rule)
+            else:
+                by_anchor = starts.setdefault(anchor[:2], {})
+                by_anchor.setdefault(anchor, []).append(rule)
+    return (
+        {k: tuple((a, tuple(r)) for a, r in v.items()) for k, v in starts.items()},
+        tuple((a, tuple(r)) for a, r in inner.items()),
+        {k: tuple(v) for k, v in lowered.items()},
+    )
+
+
+_BY_START, _INNER_ANCHORS, _BY_KEYWORD = _index_rules()
+_INNER_RULES = dict(_INNER_ANCHORS)
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """A regex matching any of ``words``, shaped as a trie so that sre tries one literal
+    per byte instead of every word."""
+    groups: dict[bytes, list[bytes]] = {}
+    ends = False
+    for word in words:
+        if word:
+            groups.setdefault(word[:1], []).append(word[1:])
+        else:
+            ends = True
+    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(groups.items())]
+    if not branches:
+        return b""
+    body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+    return b"(?:" + body + b")?" if ends else body
+
+
+_START_ANCHORS = sorted({a for group in _BY_START.values() for a, _ in group})
+_ANCHOR_AT = re.compile(_trie(_START_ANCHORS))
+# Anywhere in the text, a separator followed by a token anchor (``KEY=ghp_...``): sre
+# skips quickly to the separators (one alternation would make it try every byte).
+_AFTER_SEPARATOR = re.compile(rb"[+/=.$:~%](?=" + _trie(_START_ANCHORS) + b")")
+
+
+def _apply(rule: Rule, data: bytes, hit: int, out: list[Candidate]) -> None:
+    if rule.window:
+        lo, hi = max(0, hit - rule.window), hit + rule.window
+        for near in rule.pattern.finditer(data, lo, hi):
+            full = rule.pattern.match(data, near.start())  # not cut short by the window
+            if full:
+                _accept(rule, full, out)
+        return
+    start = hit
+    if rule.back_max:
+        floor = max(0, hit - rule.back_max)
+        while start > floor and data[start - 1] in rule.back_set:
+            start -= 1
+    m = rule.pattern.match(data, start)
+    if m is None and start != hit:
+        m = rule.pattern.match(data, hit)
+    if m:
+        _accept(rule, m, out)
+
+
+def _accept(rule: Rule, m: re.Match[bytes], out: list[Candidate]) -> None:
+    start, end = m.span(rule.group)
+    if end <= start:
+        return
+    if rule.check is None or rule.check(m.group(rule.group)):
+        out.append((start, end, rule.id, rule.priority, b""))
+
+
+def _token_start(data: bytes, at: int, out: list[Candidate]) -> None:
+    group = _BY_START.get(data[at : at + 2])
+    if group:
+        for anchor, rules in group:
+            if data.startswith(anchor, at):
+                for rule in rules:
+                    _apply(rule, data, at, out)
+
+
+def _tokens(data: bytes, out: list[Candidate]) -> None:
+    """Token rules, run only where a token can start: at the start of a run of at least
+    ``MIN_RUN`` token characters (found with ``translate`` and ``find``, at memory
+    speed), and after ``=``, ``/``, ``.``, ... when a token anchor follows."""
+    runs = data.translate(_RUN_TABLE)
+    # The leftmost MIN_RUN token characters after the previous run: a run's start.
+    start = runs.find(_RUN_NEEDLE)
+    anchor_at = _ANCHOR_AT.match
+    while start >= 0:
+        if anchor_at(data, start):
+            _token_start(data, start, out)
+        end = runs.find(b" ", start)
+        if end < 0:
+            break
+        start = runs.find(_RUN_NEEDLE, end)
+    for m in _AFTER_SEPARATOR.finditer(data):
+        _token_start(data, m.end(), out)
+    for anchor, rules in _INNER_ANCHORS:
+        hit = data.find(anchor)
+        while hit >= 0:
+            for rule in rules:
+                _apply(rule, data, hit, out)
+            hit = data.find(anchor, hit + 1)
+
+
+_IDENT_TABLE = bytes(0x61 if i in _IDENT_CHARS else 0x20 for i in range(256))
+_AFTER_NAME = frozenset(b"=:>\"'\\")
+
+
+def _keywords(data: bytes, out: list[Candidate]) -> None:
+    low = data.lower()
+    ident = b""
+    size = len(data)
+    seen: set[int] = set()
+    state: dict[str, list[int]] = {}
+    for keyword in _LOWER_KEYWORDS:
+        rules = _BY_KEYWORD.get(keyword, ())
+        generic = keyword in _KEYWORDS
+        hit = low.find(keyword)
+        while hit >= 0:
+            if generic:
+                # Cheap tests first: the name's end, then what follows it.
+                if not ident:
+                    ident = data.translate(_IDENT_TABLE)
+                end = ident.find(b" ", hit)
+                if end < 0:
+                    end = size
+                if end not in seen:
+                    seen.add(end)
+                    after = data[end] if end < size else 0
+                    if after in _AFTER_NAME:
+                        _assignment_at(data, ident, hit, end, flag=False, out=out)
+                    elif after in (0x20, 0x09):
+                        if data[end : end + 8].lstrip(b" \t")[:1] in (b"=", b":"):
+                            _assignment_at(data, ident, hit, end, flag=False, out=out)
+                        elif data.rfind(b"--", max(0, hit - 40), hit) >= 0:
+                            _assignment_at(data, ident, hit, end, flag=True, out=out)
+            for rule in rules:
+                if not rule.require or low.find(rule.require, hit, hit + 24) >= 0:
+                    _apply(rule, data, hit, out)
+            if keyword == b"private":
+                if low.startswith(b"private key", hit):
+                    _private_key_at(data, hit, state, out)
+                elif low.startswith(b"private-lines:", hit):
+                    _putty_key_at(data, hit, out)
+            hit = low.find(keyword, hit + len(keyword))
+
+
+def candidates(data: bytes) -> list[Candidate]:
+    """Every match of every rule, overlapping ones included."""
+    out: list[Candidate] = []
+    _tokens(data, out)
+    _keywords(data, out)
+    _url_credentials(data, out)
+    return out
+
+
+def find_secrets(data: bytes) -> list[Candidate]:
+    """Non-overlapping secrets in ``data``, in order. Overlapping matches merge into one
+    span covering both (nothing of either survives), named by the longer match, or by
+    the more specific rule when they are as long. Text already redacted (a
+    ``[REDACTED:...]`` placeholder) is never matched again."""
+    found = candidates(data)
+    if not found:
+        return []
+    if b"[REDACTED:" in data:
+        placeholders = [m.span() for m in PLACEHOLDER_RE.finditer(data)]
+        starts = [s for s, _ in placeholders]
+
+        def redacted(c: Candidate) -> bool:
+            i = bisect.bisect_right(starts, c[1] - 1) - 1
+            return i >= 0 and placeholders[i][1] > c[0]
+
+        found = [c for c in found if not redacted(c)]
+    found.sort(key=lambda c: (c[0], -c[1], -c[3]))
+    merged: list[Candidate] = []
+    for cand in found:
+        if merged and cand[0] < merged[-1][1]:
+            prev = merged[-1]
+            prev_len, cand_len = prev[1] - prev[0], cand[1] - cand[0]
+            best = prev if (prev_len, prev[3]) >= (cand_len, cand[3]) else cand
+            merged[-1] = (prev[0], max(prev[1], cand[1]), best[2], best[3], prev[4] or cand[4])
+        else:
+            merged.append(cand)
+    return merged
+
+
+def rule_ids() -> list[str]:
+    """Every rule name a finding can carry, for documentation and tests."""
+    names = {r.id for r in RULES}
+    names |= {"private-key", "putty-private-key", "url-credentials", "password-assignment"}
+    names |= {"secret-assignment", "aws-secret-access-key"}
+    names |= {f"{p.decode()}-credential" for p in _PROVIDER_CONTEXT}
+    return sorted(names)
