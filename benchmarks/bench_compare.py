@@ -10,7 +10,9 @@ task.md, a status and a small patch. Two kinds of pair:
 - *edited*: B is A with every 40th line reworded and one section rewritten, as
   two runs of the same agent look;
 - *unrelated*: B's handoffs share no line with A's (the worst case for a line
-  diff: it must fall back to a summary instead of going quadratic).
+  diff: it must fall back to a summary instead of going quadratic);
+- *one-line*: each handoff's Summary is one line of 1 MiB, different in A and B
+  (the case for the outputs' caps: the HTML stays a few MiB, not 2 MiB a worker).
 
 Measured, as real CLI processes (median of a few runs; peak RSS from ``wait4``):
 ``compare A B`` (terminal), ``--json``, ``--full`` (section texts, changed lines,
@@ -107,10 +109,24 @@ def worker(slug: str, handoff: str, state: str = "completed") -> dict[str, objec
     }
 
 
+def one_line_handoff(slug: str, seed: int) -> str:
+    rng = random.Random(seed)
+    words: list[str] = []
+    size = 0
+    while size < HANDOFF_BYTES:
+        words.append(rng.choice(WORDS))
+        size += len(words[-1]) + 1
+    return f"# Handoff: {slug}\n\n## Summary\n{' '.join(words)}\n"
+
+
 def write_pair(root: Path, workers: int, kind: str) -> tuple[Path, Path]:
     slugs = [f"agent-{n:02d}" for n in range(workers)]
     a_workers, b_workers = [], []
     for n, slug in enumerate(slugs):
+        if kind == "one-line":
+            a_workers.append(worker(slug, one_line_handoff(slug, n)))
+            b_workers.append(worker(slug, one_line_handoff(slug, 5000 + n)))
+            continue
         lines = make_handoff(slug, seed=n)
         a_workers.append(worker(slug, "\n".join(lines) + "\n"))
         other = (
@@ -222,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for workers in sizes:
-            for kind in ("edited", "unrelated"):
+            for kind in ("edited", "unrelated", "one-line"):
                 print(f"bench_compare: {workers} workers, {kind} ...", file=sys.stderr)
                 bench(root, workers, kind, reps, report)
     except KeyboardInterrupt:

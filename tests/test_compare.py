@@ -395,7 +395,7 @@ def test_the_cli_says_when_a_diff_was_too_large(tmp_path: Path) -> None:
     assert result.code == 0, result
     assert "handoff diff: diff too large: " in result.stdout
     assert "sha256 differs" in result.stdout
-    assert "note: 1 handoff diff(s) too large to show" in result.stdout
+    assert "note: 1 handoff diff too large to show" in result.stdout
     html = tmp_path / "big.html"
     assert run_cli("compare", str(a), str(b), "--html", str(html), cwd=tmp_path).code == 0
     text = html.read_text(encoding="utf-8")

@@ -253,7 +253,7 @@ def test_long_texts_are_cut_with_a_note(tmp_path: Path, monkeypatch: pytest.Monk
     html = compare_html.render_html(
         compare_runs(load_run(str(a)), load_run(str(b)), full=True, patches=True)
     )
-    assert "more lines not shown here (see --json)" in html
+    assert "more lines) not shown here (see --json)" in html
     assert "not shown: this report already holds" in html
     assert "- line 10\n" in html and "- line 900" not in html
 
@@ -291,13 +291,16 @@ def test_table_sections_and_filter_work_in_chromium(browser: DevTools, tmp_path:
           .find(s => (s.querySelector('h3') || {innerText: ''}).innerText.startsWith('Validation'));
         const cols = Array.from(section.querySelectorAll('.sbs .col pre'));
         [block.open, cols.map(c => [visible(c), c.innerText.trim()]),
-         Array.from(section.querySelectorAll('.del, .add')).map(e => e.className)]
+         Array.from(section.querySelectorAll('.side-a, .side-b')).map(
+           e => [e.className, getComputedStyle(e).backgroundColor])]
         """
     )
+    # Neutral colours (amber for the first run, blue for the second), not red and green:
+    # no side is shown as the right one.
     assert sbs == [
         True,
         [[True, "- `pytest -q` passed."], [True, "- `pytest` 3 failed."]],
-        ["del", "add"],
+        [["side-a", "rgb(251, 227, 196)"], ["side-b", "rgb(214, 230, 251)"]],
     ]
     # A patch is there, folded.
     assert browser.evaluate(

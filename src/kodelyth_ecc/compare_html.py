@@ -133,6 +133,8 @@ class _Room:
     def take(self, text: str) -> tuple[str, str | None]:
         """What of ``text`` to show, and a note on what is not (None: all of it)."""
         limit = min(MAX_SHOWN_CHARS, self.left)
+        if not text:
+            return "", None
         if limit <= 0:
             return "", (
                 f"not shown: this report already holds {MAX_REPORT_CHARS // (1024 * 1024)} "
@@ -303,8 +305,14 @@ def _worker_block(w: WorkerComparison, comparison: Comparison, open_it: bool, ro
     return "".join(parts)
 
 
+def _value_html(text: str, room: _Room) -> str:
+    shown, note = room.take(text)
+    return _e(shown) + _note_html(note)
+
+
 def render_html(comparison: Comparison) -> str:
     a, b = comparison.a, comparison.b
+    room = _Room()
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode()
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -325,13 +333,13 @@ def render_html(comparison: Comparison) -> str:
         if side.source is None:
             out.append(
                 f"<tr><th>{_e(side.label)}</th><td colspan=2>hidden (--blind)</td>"
-                f"<td>{side.workers}</td><td>-</td></tr>"
+                f"<td>{side.workers:,}</td><td>-</td></tr>"
             )
         else:
             out.append(
                 f"<tr><th>{_e(side.label)}</th><td>{_e(side.source)} ({_e(side.kind)})</td>"
-                f"<td>{_e(side.session)}</td><td>{side.workers}</td>"
-                f"<td>{_e(side.exported_at or '-')}</td></tr>"
+                f"<td>{_e(side.session)}</td><td>{side.workers:,}</td>"
+                f"<td>{_e(_short(side.exported_at or '-'))}</td></tr>"
             )
     out.append("</table>")
 
@@ -342,18 +350,16 @@ def render_html(comparison: Comparison) -> str:
     for row in comparison.variation:
         out.append(
             f'<tr data-changed="{0 if row.same else 1}"><td>{_e(row.field)}</td>'
-            f'<td class="val">{_e(variation_value(row, "a"))}</td>'
-            f'<td class="val">{_e(variation_value(row, "b"))}</td>'
+            f'<td class="val">{_value_html(variation_value(row, "a"), room)}</td>'
+            f'<td class="val">{_value_html(variation_value(row, "b"), room)}</td>'
             f"<td>{_badge('identical' if row.same else 'changed')}</td></tr>"
         )
     out.append("</table>")
 
-    s = comparison.summary
     out += [
         "<h2>Workers</h2>",
-        f'<p id="summary">{s.workers} workers: {s.in_both} in both, {s.only_a} only in '
-        f"{_e(a.label)}, {s.only_b} only in {_e(b.label)}; {s.changed} with changes, "
-        f"{s.unchanged} identical.</p>",
+        f'<p id="summary">{_e(plural(comparison.summary.workers, "worker"))}: '
+        f"{_e(summary_text(comparison))}.</p>",
         '<div class="controls"><label><input type="checkbox" id="changed-only"> changed only'
         '</label><button type="button" id="expand-all">expand all</button>'
         '<button type="button" id="collapse-all">collapse all</button></div>',
@@ -373,7 +379,8 @@ def render_html(comparison: Comparison) -> str:
                 '<table class="findings"><tr><th>worker</th><th>rule</th><th>detail</th></tr>'
             )
             out += [
-                f"<tr><td>{_e(f.worker)}</td><td>{_e(f.rule)}</td><td>{_e(f.detail)}</td></tr>"
+                f"<tr><td>{_e(f.worker)}</td><td>{_e(f.rule)}</td>"
+                f"<td>{_value_html(f.detail, room)}</td></tr>"
                 for f in gate.findings
             ]
             out.append("</table>")
@@ -382,7 +389,6 @@ def render_html(comparison: Comparison) -> str:
 
     out.append('<h2>Per worker</h2><div id="worker-blocks">')
     few = len(comparison.workers) <= OPEN_WORKERS_UP_TO
-    room = _Room()
     out += [_worker_block(w, comparison, few and w.changed, room) for w in comparison.workers]
     out += ["</div>", f"<script>{_SCRIPT}</script>", "</body></html>"]
     return "\n".join(out) + "\n"

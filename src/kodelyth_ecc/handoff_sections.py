@@ -131,7 +131,7 @@ def split_sections(text: str) -> tuple[str, list[Section]]:
         base = title_key(title)
         seen[base] = seen.get(base, 0) + 1
         key = base if seen[base] == 1 else f"{base} ({seen[base]})"
-        sections.append(Section(title or "(untitled)", key, text[end:stop].strip("\n")))
+        sections.append(Section(title or "(untitled)", key, text[end:stop].strip("\r\n")))
     return preamble, sections
 
 

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         from kodelyth_ecc.compare_html import render_html
 
         _write(args.html, render_html(comparison))
-        sys.stderr.write(f"wrote {args.html} ({comparison.summary.workers} workers)\n")
+        from kodelyth_ecc.humanize import plural
+
+        sys.stderr.write(f"wrote {args.html} ({plural(comparison.summary.workers, 'worker')})\n")
 
     if args.json:
         from kodelyth_ecc.compare import to_json_bytes
