@@ -23,14 +23,16 @@ import base64
 import binascii
 import bisect
 import hashlib
+import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Bumped whenever a rule changes what it matches; recorded in meta.sanitized.
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 FINGERPRINT_LENGTH = 12
 
 PLACEHOLDER_RE = re.compile(rb"\[REDACTED:[a-z0-9-]{1,64}:[0-9a-f]{12}\]")
@@ -53,6 +55,23 @@ def placeholder(rule: str, fp: str) -> bytes:
     return b"[REDACTED:%s:%s]" % (rule.encode("ascii"), fp.encode("ascii"))
 
 
+def _trie(words: list[bytes]) -> bytes:
+    """A regex matching any of ``words``, shaped as a trie so that sre tries one literal
+    per byte instead of every word."""
+    groups: dict[bytes, list[bytes]] = {}
+    ends = False
+    for word in words:
+        if word:
+            groups.setdefault(word[:1], []).append(word[1:])
+        else:
+            ends = True
+    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(groups.items())]
+    if not branches:
+        return b""
+    body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+    return b"(?:" + body + b")?" if ends else body
+
+
 # --- checks on candidates ------------------------------------------------------------
 
 
@@ -60,26 +79,24 @@ def entropy(value: bytes) -> float:
     """Shannon entropy in bits per character."""
     if not value:
         return 0.0
-    counts: dict[int, int] = {}
-    for byte in value:
-        counts[byte] = counts.get(byte, 0) + 1
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+_CLASS_BYTES = (
+    bytes(range(97, 123)),
+    bytes(range(65, 91)),
+    bytes(range(48, 58)),
+    bytes(b for b in range(256) if not (48 <= b <= 57 or 65 <= b <= 90 or 97 <= b <= 122)
+          and b not in b"_-."),
+)  # fmt: skip
+_NOT_CLASS = tuple(bytes(b for b in range(256) if b not in kept) for kept in _CLASS_BYTES)
 
 
 def char_classes(value: bytes) -> int:
     """Lower, upper, digit, and symbols other than the separators ``_ - .``."""
-    lower = upper = digit = other = 0
-    for byte in value:
-        if 97 <= byte <= 122:
-            lower = 1
-        elif 65 <= byte <= 90:
-            upper = 1
-        elif 48 <= byte <= 57:
-            digit = 1
-        elif byte not in b"_-.":
-            other = 1
-    return lower + upper + digit + other
+    # Each class is what is left when every other byte is deleted (C speed).
+    return sum(1 for others in _NOT_CLASS if value.translate(None, others))
 
 
 _DUMMY_WORDS = (
@@ -87,23 +104,20 @@ _DUMMY_WORDS = (
     b"your_", b"your-", b"yourtoken", b"yourkey", b"yourpass", b"xxxx", b"****", b"....",
     b"<", b">", b"${", b"{{", b"$(", b"%(", b"secret_here", b"token_here", b"key_here",
     b"insert", b"replace_me", b"replaceme", b"fake", b"sample", b"notreal", b"not_real",
-    b"\xe2\x80\xa6", b"abcdefgh", b"01234567", b"12345678",
+    b"\xe2\x80\xa6", b"...", b"abcdefgh", b"01234567", b"12345678",
 )  # fmt: skip
 _LITERALS = frozenset(
     b"none null nil undefined true false yes no on off empty default required optional "
     b"secret password passwd token string str value changeit test testing admin".split()
 )
 _REPEAT_RUN = re.compile(rb"(.)\1{5}")
+_DUMMY = re.compile(_trie(list(_DUMMY_WORDS)))
 
 
 def is_dummy(value: bytes) -> bool:
     """Documentation examples and placeholders: ``EXAMPLE``, ``xxxx``, ``<your-key>``."""
     low = value.lower()
-    if (
-        low in _LITERALS
-        or low.startswith((b"{", b"%", b"$"))
-        or any(w in low for w in _DUMMY_WORDS)
-    ):
+    if low in _LITERALS or low.startswith((b"{", b"%", b"$")) or _DUMMY.search(low):
         return True
     return _REPEAT_RUN.search(value) is not None
 
@@ -150,7 +164,20 @@ def _wordy(value: bytes) -> bool:
 
 def looks_random(value: bytes) -> bool:
     """Whether a secret-named variable's value is a secret rather than a reference to
-    one (an environment lookup, a path, a placeholder, code)."""
+    one (an environment lookup, a path, a placeholder, code). Remembered for recent
+    values: a text repeating one assignment pays for it once."""
+    known = _RANDOM_SEEN.get(value)
+    if known is None:
+        if len(_RANDOM_SEEN) > 4096:
+            _RANDOM_SEEN.clear()
+        known = _RANDOM_SEEN[value] = _looks_random(value)
+    return known
+
+
+_RANDOM_SEEN: dict[bytes, bool] = {}
+
+
+def _looks_random(value: bytes) -> bool:
     n = len(value)
     if n < 8 or n > 512:
         return False
@@ -191,7 +218,7 @@ def _b64decode(text: bytes) -> bytes | None:
 
 def _jwt_header_ok(token: bytes) -> bool:
     header = _b64decode(token.split(b".", 1)[0])
-    if header is None:
+    if header is None or not header.rstrip().endswith(b"}"):
         return False
     try:
         data = json.loads(header)
@@ -227,16 +254,16 @@ class Rule:
 
     Three kinds of anchor: a token's literal start (``ghp_``), found where a token can
     start; a keyword of the lower-cased text (``lower``); or text inside a token
-    (``back_max`` > 0: the match starts up to ``back_max`` characters from ``back``
-    before it). ``pattern`` is matched at the anchor or that earlier start; ``window``
-    rules search around a context keyword instead. ``group`` is the part that is secret."""
+    (``back``: the match starts that many characters before the anchor, each tried;
+    fixed offsets, so a text dense with anchors costs one regex step each, not a walk
+    back). ``window`` rules search around a context keyword instead. ``group`` is the
+    part that is secret."""
 
     id: str
     pattern: re.Pattern[bytes]
     anchors: tuple[bytes, ...]
     lower: bool = False
-    back: bytes = b""
-    back_max: int = 0
+    back: tuple[int, ...] = ()
     window: int = 0
     group: int | str = 0
     check: Callable[[bytes], bool] | None = _not_dummy
@@ -244,15 +271,10 @@ class Rule:
     # For keyword rules: text that must follow the keyword within 24 bytes (lower-cased),
     # checked with ``find`` before the regex runs.
     require: bytes = b""
-    back_set: frozenset[int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "back_set", frozenset(self.back))
 
 
 B = rb"(?<![A-Za-z0-9_\-])"  # token boundary before
 E = rb"(?![A-Za-z0-9_\-])"  # and after
-TOKEN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
 def _rx(pattern: bytes, flags: int = 0) -> re.Pattern[bytes]:
@@ -310,8 +332,7 @@ RULES: tuple[Rule, ...] = (
         "firebase-cloud-messaging-key",
         _rx(B + rb"AAAA[A-Za-z0-9_\-]{7}:APA91b[A-Za-z0-9_\-]{100,400}" + E),
         (b":APA91b",),
-        back=TOKEN,
-        back_max=11,
+        back=(11,),
     ),
     Rule(
         "azure-storage-account-key",
@@ -333,16 +354,14 @@ RULES: tuple[Rule, ...] = (
             rb"(?<![A-Za-z0-9_~.\-])[A-Za-z0-9_~.\-]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}(?![A-Za-z0-9_~.\-])"
         ),
         (b"Q~",),
-        back=TOKEN + b"~.",
-        back_max=4,
+        back=(4,),
         check=_mixed,
     ),
     Rule(
         "azure-devops-pat",
         _rx(B + rb"[A-Za-z0-9]{76}AZDO[A-Za-z0-9]{4}" + E),
         (b"AZDO",),
-        back=TOKEN,
-        back_max=76,
+        back=(76,),
     ),
     # Version control and CI
     _prefix_rule("github-pat", (b"ghp_",), rb"[A-Za-z0-9]{36,251}"),
@@ -382,12 +401,11 @@ RULES: tuple[Rule, ...] = (
         "terraform-cloud-token",
         _rx(B + rb"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=\-]{60,90}" + E),
         (b".atlasv1.",),
-        back=TOKEN,
-        back_max=14,
+        back=(14,),
     ),
     _prefix_rule("pulumi-token", (b"pul-",), rb"[a-f0-9]{40}"),
     # Chat and webhooks
-    _prefix_rule("slack-token", (b"xox",), rb"[abposer]-[A-Za-z0-9\-]{10,250}"),
+    _prefix_rule("slack-token", (b"xox",), rb"[abposercd]-[A-Za-z0-9%\-]{10,400}"),
     _prefix_rule("slack-app-token", (b"xapp-",), rb"\d-[A-Z0-9]{6,20}-\d{6,20}-[a-z0-9]{20,100}"),
     Rule(
         "slack-webhook",
@@ -423,8 +441,7 @@ RULES: tuple[Rule, ...] = (
         "telegram-bot-token",
         _rx(rb"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}" + E),
         (b":AA",),
-        back=b"0123456789",
-        back_max=10,
+        back=(10, 9, 8),
     ),
     Rule(
         "teams-webhook",
@@ -443,8 +460,7 @@ RULES: tuple[Rule, ...] = (
         "mailchimp-api-key",
         _rx(B + rb"[0-9a-f]{32}-us[0-9]{1,2}" + E),
         (b"-us",),
-        back=b"0123456789abcdef",
-        back_max=32,
+        back=(32,),
     ),
     _prefix_rule("stripe-secret-key", (b"sk_live_", b"sk_test_"), rb"[0-9A-Za-z]{10,247}"),
     _prefix_rule("stripe-restricted-key", (b"rk_live_", b"rk_test_"), rb"[0-9A-Za-z]{10,247}"),
@@ -504,8 +520,8 @@ RULES: tuple[Rule, ...] = (
     _prefix_rule("grafana-service-account-token", (b"glsa_",), rb"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
     _prefix_rule(
         "new-relic-key",
-        (b"NRAK-", b"NRAA-", b"NRII-", b"NRIQ-", b"NRRA-", b"NRSP-"),
-        rb"[A-Za-z0-9_\-]{20,40}",
+        (b"NRAK-", b"NRAA-", b"NRII-", b"NRIQ-", b"NRRA-", b"NRSP-", b"NRJS-"),
+        rb"[A-Za-z0-9_\-]{19,40}",
     ),
     _prefix_rule("sentry-token", (b"sntrys_",), rb"[A-Za-z0-9+/=_\-]{40,400}"),
     _prefix_rule("sentry-token", (b"sntryu_",), rb"[a-f0-9]{64}"),
@@ -528,6 +544,68 @@ RULES: tuple[Rule, ...] = (
     _prefix_rule("contentful-token", (b"CFPAT-",), rb"[A-Za-z0-9_\-]{43}"),
     _prefix_rule("age-secret-key", (b"AGE-SECRET-KEY-1",), rb"[0-9A-Z]{58}"),
     _prefix_rule("airtable-token", (b"pat",), rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
+    Rule(
+        "new-relic-key",
+        _rx(B + rb"[a-fA-F0-9]{36}NRAL" + E),
+        (b"NRAL",),
+        back=(36,),
+    ),
+    _prefix_rule(
+        "harness-token", (b"pat.", b"sat."), rb"[A-Za-z0-9_\-]{22}\.[0-9a-f]{24}\.[A-Za-z0-9]{20}"
+    ),
+    _prefix_rule(
+        "mapbox-secret-token", (b"sk.eyJ",), rb"[A-Za-z0-9_\-]{20,400}\.[A-Za-z0-9_\-]{20,100}"
+    ),
+    _prefix_rule(
+        "twitter-bearer-token",
+        (b"AAAAAAAAAAAAAAAAAAAA",),
+        rb"A{0,6}[A-Za-z0-9%]{50,300}",
+        end=rb"(?![A-Za-z0-9_\-+/=%])",
+        check=lambda secret: _mixed(secret.lstrip(b"A")),
+    ),
+    _prefix_rule("adafruit-io-key", (b"aio_",), rb"[A-Za-z0-9]{28}", check=_body_check(4)),
+    _prefix_rule(
+        "dynatrace-token", (b"dt0c01.", b"dt0s01.", b"dt0s02."), rb"[A-Z0-9]{24}\.[A-Z0-9]{64}"
+    ),
+    _prefix_rule("easypost-api-key", (b"EZAK", b"EZTK"), rb"[A-Za-z0-9]{54}"),
+    _prefix_rule(
+        "flutterwave-key",
+        (b"FLWSECK-", b"FLWSECK_TEST-", b"FLWPUBK-", b"FLWPUBK_TEST-"),
+        rb"[a-fA-F0-9]{12,32}-X",
+    ),
+    _prefix_rule("prefect-api-key", (b"pnu_",), rb"[A-Za-z0-9]{36}"),
+    _prefix_rule("clojars-token", (b"CLOJARS_",), rb"[a-z0-9]{60}"),
+    _prefix_rule("readme-api-key", (b"rdme_",), rb"[a-z0-9]{70}"),
+    _prefix_rule("scalingo-token", (b"tk-us-",), rb"[A-Za-z0-9_\-]{48}"),
+    _prefix_rule("frameio-token", (b"fio-u-",), rb"[A-Za-z0-9_\-=]{64}"),
+    _prefix_rule("infracost-api-key", (b"ico-",), rb"[A-Za-z0-9]{32}", check=_body_check(4)),
+    _prefix_rule(
+        "hubspot-token", (b"pat-na1-", b"pat-eu1-"), rb"[a-f0-9]{8}-(?:[a-f0-9]{4}-){3}[a-f0-9]{12}"
+    ),
+    _prefix_rule("brevo-api-key", (b"xkeysib-", b"xsmtpsib-"), rb"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
+    _prefix_rule("typeform-token", (b"tfp_",), rb"[A-Za-z0-9_\-.]{40,64}", check=_body_check(4)),
+    _prefix_rule("openshift-token", (b"sha256~",), rb"[A-Za-z0-9_\-]{43}", check=_body_check(7)),
+    _prefix_rule(
+        "plaid-access-token",
+        (b"access-sandbox-", b"access-development-", b"access-production-"),
+        rb"[a-f0-9]{8}-(?:[a-f0-9]{4}-){3}[a-f0-9]{12}",
+    ),
+    _prefix_rule("duffel-token", (b"duffel_test_", b"duffel_live_"), rb"[A-Za-z0-9_\-=]{43}"),
+    _prefix_rule(
+        "defined-networking-key", (b"dnkey-",), rb"[A-Za-z0-9=_\-]{26}-[A-Za-z0-9=_\-]{52}"
+    ),
+    _prefix_rule("cloudflare-origin-ca-key", (b"v1.0-",), rb"[a-f0-9]{24}-[a-f0-9]{146}"),
+    _prefix_rule("adobe-client-secret", (b"p8e-",), rb"[A-Za-z0-9]{32}", check=_body_check(4)),
+    _prefix_rule("sumologic-access-id", (b"sumo_",), rb"[A-Za-z0-9]{30,64}", check=_body_check(5)),
+    Rule(
+        "sentry-dsn",
+        _rx(
+            rb"https?://(?P<s>[0-9a-f]{32})(?::[0-9a-f]{32})?@[A-Za-z0-9.\-]{1,253}"
+            rb"(?::[0-9]{1,5})?/(?:[A-Za-z0-9_\-]{1,64}/)?[0-9]{1,12}(?![0-9])"
+        ),
+        (b"https://", b"http://"),
+        group="s",
+    ),
     # Structure: keys, JWTs, HTTP credentials
     Rule(
         "jwt",
@@ -596,11 +674,19 @@ RULES: tuple[Rule, ...] = (
 _PRIVATE_BEGIN = re.compile(rb"-----BEGIN ((?:[A-Z0-9]{1,12} ){0,3})PRIVATE KEY( BLOCK)?-----")
 _PRIVATE_END = re.compile(rb"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 _PEM_BODY_LINES = re.compile(
-    rb"(?:(?:\r?\n|\\r?\\n)[ \t+>#*|\-]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]{2,30}: [^\n]{0,200}))*"
+    rb"(?:(?:\r?\n|(?:\\r)?\\n)[ \t+>#*|\-]*(?:[A-Za-z0-9+/=]{16,}|[A-Za-z-]{2,30}: [^\n]{0,200}))*"
 )
 _PREFIX_CHARS = re.compile(rb"[ \t+\->#*|/]*")
 MAX_PRIVATE_KEY = 64 * 1024
-_PUTTY = re.compile(rb"PuTTY-User-Key-File-[0-9]: [\s\S]{0,16000}?Private-MAC: [0-9a-fA-F]{20,128}")
+MIN_KEY_MATERIAL = 40  # base64 characters; the smallest real key has about 100
+_NOT_BASE64 = bytes(
+    b
+    for b in range(256)
+    if b not in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+)
+MAX_PUTTY = 16000
+_PUTTY_HEAD = re.compile(rb"PuTTY-User-Key-File-[0-9]: ")
+_PUTTY_MAC = re.compile(rb"Private-MAC: [0-9a-fA-F]{20,128}")
 
 _URL = re.compile(
     rb"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,30}://"
@@ -635,20 +721,38 @@ def _private_key_at(
     if index < len(ends) and ends[index] - begin <= MAX_PRIVATE_KEY:
         end_match = _PRIVATE_END.match(data, ends[index])
     if end_match:
-        stop = end_match.end()
+        stop, body_end = end_match.end(), end_match.start()
     else:
         body = _PEM_BODY_LINES.match(data, m.end())
-        stop = body.end() if body else m.end()
+        stop = body_end = body.end() if body else m.end()
+    # Key material, not a placeholder (`...`, `MIIE...(redacted)`) or a lone BEGIN line.
+    if len(data[m.end() : body_end].translate(None, _NOT_BASE64)) < MIN_KEY_MATERIAL:
+        return
     out.append((begin, stop, "private-key", STRUCTURAL, _line_prefix(data, begin)))
 
 
-def _putty_key_at(data: bytes, low_hit: int, out: list[Candidate]) -> None:
-    """A PuTTY key file, found by its ``Private-Lines:`` header."""
-    start = data.rfind(b"PuTTY-User-Key-File-", max(0, low_hit - 16000), low_hit)
-    if start >= 0:
-        m = _PUTTY.match(data, start)
-        if m and m.end() > low_hit:
-            out.append((start, m.end(), "putty-private-key", STRUCTURAL, _line_prefix(data, start)))
+def _putty_key_at(
+    data: bytes, low_hit: int, state: dict[str, list[int]], out: list[Candidate]
+) -> None:
+    """A PuTTY key file, found by its ``Private-Lines:`` header: from the nearest file
+    header before it to the first ``Private-MAC:`` after it. Both lists are built once
+    per text and bisected, so a text of headers costs no rescans."""
+    heads = state.get("putty")
+    if heads is None:
+        heads = state["putty"] = [h.start() for h in re.finditer(rb"PuTTY-User-Key-File-", data)]
+        state["mac"] = [h.start() for h in re.finditer(rb"Private-MAC: ", data)]
+        state["putty_done"] = [-1]
+    macs, done = state["mac"], state["putty_done"]
+    i = bisect.bisect_right(heads, low_hit) - 1
+    if i < 0 or heads[i] < low_hit - MAX_PUTTY or heads[i] == done[0]:
+        return
+    j = bisect.bisect_left(macs, low_hit)
+    if j == len(macs) or macs[j] - heads[i] > MAX_PUTTY:
+        return
+    m = _PUTTY_MAC.match(data, macs[j])
+    if m and _PUTTY_HEAD.match(data, heads[i]):
+        start = done[0] = heads[i]
+        out.append((start, m.end(), "putty-private-key", STRUCTURAL, _line_prefix(data, start)))
 
 
 def _line_prefix(data: bytes, start: int) -> bytes:
@@ -681,6 +785,92 @@ def _url_credentials(data: bytes, out: list[Candidate]) -> None:
             hit = data.find(b"://", max(hit + 3, m.end("pw")))
         else:
             hit = data.find(b"://", hit + 3)
+
+
+# Passwords given to a command as a short flag: `mysql -pSECRET`, `mysql -p'SECRET'`,
+# `sshpass -p SECRET`, `docker login -p SECRET`, `redis-cli -a SECRET`, `curl -u user:SECRET`.
+# (`--password=...` is a secret-named flag, found with the variables.) A command's
+# flags are read up to the end of its command (newline, `|`, `;`, `&`), at most once.
+_CLI_COMMANDS = (b"mysql", b"mariadb", b"sshpass", b"login", b"redis-cli", b"curl")
+_CLI_ARGS = re.compile(
+    rb"(?:[ \t]+(?:'[^'\n]{0,256}'|\"[^\"\n]{0,256}\"|[^\s|;&'\"]{1,512}){1,8}){1,32}"
+)
+_CLI_WORD = re.compile(rb"(?:[^\s'\"]+|'[^'\n]*'|\"[^\"\n]*\")+")
+MAX_CLI_ARGS = 32
+_LOGIN_TOOL = re.compile(rb"(?:docker|podman|nerdctl|helm|oras|buildah|skopeo|registry)[ \t]+\Z")
+
+
+def _cli_passwords(data: bytes, low: bytes, out: list[Candidate]) -> None:
+    for command in _CLI_COMMANDS:
+        hit = low.find(command)
+        done = -1
+        while hit >= 0:
+            end = hit + len(command)
+            if (
+                hit >= done
+                and (hit == 0 or data[hit - 1] in b" \t\n/(`$'\"=;&|")
+                and (command != b"login" or _LOGIN_TOOL.search(data, max(0, hit - 48), hit))
+            ):
+                args = _CLI_ARGS.match(data, end + _command_tail(data, end))
+                if args:
+                    done = args.end()
+                    _cli_flags(data, command, args.start(), args.end(), out)
+            hit = low.find(command, end)
+
+
+def _command_tail(data: bytes, end: int) -> int:
+    """``mysqldump``, ``mariadb-dump``: the rest of the command's name."""
+    n = 0
+    while n < 16 and end + n < len(data) and data[end + n] in _NAME_TAIL:
+        n += 1
+    return n
+
+
+_NAME_TAIL = frozenset(b"abcdefghijklmnopqrstuvwxyz-")
+
+
+def _cli_flags(data: bytes, command: bytes, lo: int, hi: int, out: list[Candidate]) -> None:
+    words = list(itertools.islice(_CLI_WORD.finditer(data, lo, hi), MAX_CLI_ARGS))
+    for i, word in enumerate(words):
+        text = word.group()
+        value: tuple[int, int] | None = None
+        nxt = words[i + 1] if i + 1 < len(words) else None
+        if command in (b"mysql", b"mariadb"):
+            if text.startswith(b"-p") and len(text) > 2 and not text.startswith(b"-p="):
+                # -pSECRET or -p'SECRET' (the quotes are the shell's)
+                value = _unquoted(data, word.start() + 2, word.end())
+        elif text in ((b"-p", b"--password") if command != b"redis-cli" else (b"-a", b"--pass")):
+            if nxt is not None:
+                value = _unquoted(data, nxt.start(), nxt.end())
+        elif command == b"curl" and text in (b"-u", b"--user", b"--proxy-user", b"-U"):
+            if nxt is not None:
+                value = _after_colon(data, _unquoted(data, nxt.start(), nxt.end()))
+        elif command == b"curl" and text.startswith(b"-u") and len(text) > 2:
+            value = _after_colon(data, _unquoted(data, word.start() + 2, word.end()))
+        if value is None:
+            continue
+        secret = data[value[0] : value[1]]
+        if (
+            len(secret) >= 6
+            and not is_dummy(secret)
+            and not _REFERENCE.match(secret)
+            and b"$" not in secret
+            and b"`" not in secret
+        ):
+            out.append((value[0], value[1], "cli-password", STRUCTURAL, b""))
+
+
+def _unquoted(data: bytes, start: int, end: int) -> tuple[int, int]:
+    if end - start >= 2 and data[start] in b"'\"" and data[end - 1] == data[start]:
+        return start + 1, end - 1
+    return start, end
+
+
+def _after_colon(data: bytes, span: tuple[int, int] | None) -> tuple[int, int] | None:
+    if span is None:
+        return None
+    colon = data.find(b":", span[0], span[1])
+    return (colon + 1, span[1]) if colon >= 0 else None
 
 
 # --- secret-named variables ----------------------------------------------------------
@@ -729,7 +919,11 @@ _PROVIDER_CONTEXT = (
     b"gitlab",
 )  # fmt: skip
 _ASSIGN = re.compile(
-    rb"(?:\\?[\"'])?[ \t]*(?::=|=>|==|=|:)[ \t]*(?:[bBrRuUfF]{1,2}(?=[\"']))?(?:"
+    rb"(?:\\?[\"'])?"
+    # A name/value pair: `- name: API_KEY` + `value: ...` (Kubernetes, Compose),
+    # `key="ApiKey" value="..."` (.NET config), `{"name": "API_KEY", "value": "..."}`.
+    rb"(?:,?[ \t]{0,8}(?:\r?\n[ \t]{0,32})?-?[ \t]{0,8}\\?[\"']?value\\?[\"']?)?"
+    rb"[ \t]*(?::=|=>|==|=|:)[ \t]*(?:[bBrRuUfF]{1,2}(?=[\"']))?(?:"
     rb"\\?\"(?P<dq>[^\"\\\r\n]{1,512})\\?\""
     rb"|\\?'(?P<sq>[^'\\\r\n]{1,512})\\?'"
     rb"|`(?P<bq>[^`\\\r\n]{1,512})`"
@@ -740,6 +934,7 @@ _FLAG_VALUE = re.compile(
     rb"|(?P<uq>[^\s\"'`;,&<>]{1,512}))"
 )
 _XML_VALUE = re.compile(rb">(?P<uq>[^<\s]{1,512})</")
+_ARN_BEFORE = re.compile(rb"(?<![A-Za-z0-9])arn:[a-z0-9-]{1,32}:[^\s\"'`]{0,220}:\Z")
 _QUALIFIER_BEFORE = re.compile(rb"([A-Za-z]{2,20})[ \t]$")
 
 
@@ -806,8 +1001,12 @@ def _assignment_at(
     if m.lastgroup == "uq":
         while v_end > v_start and data[v_end - 1] in b".)]}:":
             v_end -= 1
+        if data.startswith(b"...", v_end):  # `KEY=sk-ant-api03-...`: a placeholder
+            return
     if v_end - v_start < 8:
         return
+    if data[start - 1 : start] == b":" and _ARN_BEFORE.search(data, max(0, start - 256), start):
+        return  # `arn:aws:secretsmanager:...:secret:name`: a resource name
     name_start = start
     while name_start < end and data[name_start] in b"-.":
         name_start += 1
@@ -865,7 +1064,7 @@ def _index_rules() -> tuple[
                 if anchor not in _LOWER_KEYWORDS:
                     raise AssertionError(f"rule {rule.id}: {anchor!r} is not a keyword")
                 lowered.setdefault(anchor, []).append(rule)
-            elif rule.back_max:
+            elif rule.back:
                 inner.setdefault(anchor, []).append(rule)
             else:
                 by_anchor = starts.setdefault(anchor[:2], {})
@@ -881,23 +1080,6 @@ _BY_START, _INNER_ANCHORS, _BY_KEYWORD = _index_rules()
 _INNER_RULES = dict(_INNER_ANCHORS)
 
 
-def _trie(words: list[bytes]) -> bytes:
-    """A regex matching any of ``words``, shaped as a trie so that sre tries one literal
-    per byte instead of every word."""
-    groups: dict[bytes, list[bytes]] = {}
-    ends = False
-    for word in words:
-        if word:
-            groups.setdefault(word[:1], []).append(word[1:])
-        else:
-            ends = True
-    branches = [re.escape(head) + _trie(rest) for head, rest in sorted(groups.items())]
-    if not branches:
-        return b""
-    body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
-    return b"(?:" + body + b")?" if ends else body
-
-
 _START_ANCHORS = sorted({a for group in _BY_START.values() for a, _ in group})
 _ANCHOR_AT = re.compile(_trie(_START_ANCHORS))
 # Anywhere in the text, a separator followed by a token anchor (``KEY=ghp_...``): sre
@@ -905,24 +1087,35 @@ _ANCHOR_AT = re.compile(_trie(_START_ANCHORS))
 _AFTER_SEPARATOR = re.compile(rb"[+/=.$:~%](?=" + _trie(_START_ANCHORS) + b")")
 
 
-def _apply(rule: Rule, data: bytes, hit: int, out: list[Candidate]) -> None:
+def _apply(
+    rule: Rule, data: bytes, hit: int, out: list[Candidate], scanned: dict[str, int] | None = None
+) -> None:
     if rule.window:
         lo, hi = max(0, hit - rule.window), hit + rule.window
+        if scanned is not None:
+            # Windows of nearby keywords overlap: scan only what the last one did not
+            # (less a token's length, for a token its window cut short).
+            lo = max(lo, scanned.get(rule.id, 0) - WINDOW_OVERLAP)
+            scanned[rule.id] = hi
         for near in rule.pattern.finditer(data, lo, hi):
             full = rule.pattern.match(data, near.start())  # not cut short by the window
             if full:
                 _accept(rule, full, out)
         return
-    start = hit
-    if rule.back_max:
-        floor = max(0, hit - rule.back_max)
-        while start > floor and data[start - 1] in rule.back_set:
-            start -= 1
-    m = rule.pattern.match(data, start)
-    if m is None and start != hit:
-        m = rule.pattern.match(data, hit)
+    if rule.back:
+        for offset in rule.back:
+            if hit >= offset:
+                m = rule.pattern.match(data, hit - offset)
+                if m:
+                    _accept(rule, m, out)
+                    return
+        return
+    m = rule.pattern.match(data, hit)
     if m:
         _accept(rule, m, out)
+
+
+WINDOW_OVERLAP = 128
 
 
 def _accept(rule: Rule, m: re.Match[bytes], out: list[Candidate]) -> None:
@@ -968,15 +1161,15 @@ def _tokens(data: bytes, out: list[Candidate]) -> None:
 
 
 _IDENT_TABLE = bytes(0x61 if i in _IDENT_CHARS else 0x20 for i in range(256))
-_AFTER_NAME = frozenset(b"=:>\"'\\")
+_AFTER_NAME = frozenset(b"=:>\"'\\\r\n")
 
 
-def _keywords(data: bytes, out: list[Candidate]) -> None:
-    low = data.lower()
+def _keywords(data: bytes, low: bytes, out: list[Candidate]) -> None:
     ident = b""
     size = len(data)
     seen: set[int] = set()
     state: dict[str, list[int]] = {}
+    scanned: dict[str, int] = {}
     for keyword in _LOWER_KEYWORDS:
         rules = _BY_KEYWORD.get(keyword, ())
         generic = keyword in _KEYWORDS
@@ -1001,21 +1194,23 @@ def _keywords(data: bytes, out: list[Candidate]) -> None:
                             _assignment_at(data, ident, hit, end, flag=True, out=out)
             for rule in rules:
                 if not rule.require or low.find(rule.require, hit, hit + 24) >= 0:
-                    _apply(rule, data, hit, out)
+                    _apply(rule, data, hit, out, scanned)
             if keyword == b"private":
                 if low.startswith(b"private key", hit):
                     _private_key_at(data, hit, state, out)
                 elif low.startswith(b"private-lines:", hit):
-                    _putty_key_at(data, hit, out)
+                    _putty_key_at(data, hit, state, out)
             hit = low.find(keyword, hit + len(keyword))
 
 
 def candidates(data: bytes) -> list[Candidate]:
     """Every match of every rule, overlapping ones included."""
     out: list[Candidate] = []
+    low = data.lower()
     _tokens(data, out)
-    _keywords(data, out)
+    _keywords(data, low, out)
     _url_credentials(data, out)
+    _cli_passwords(data, low, out)
     return out
 
 
@@ -1053,6 +1248,7 @@ def rule_ids() -> list[str]:
     """Every rule name a finding can carry, for documentation and tests."""
     names = {r.id for r in RULES}
     names |= {"private-key", "putty-private-key", "url-credentials", "password-assignment"}
+    names |= {"cli-password"}
     names |= {"secret-assignment", "aws-secret-access-key"}
     names |= {f"{p.decode()}-credential" for p in _PROVIDER_CONTEXT}
     return sorted(names)
