@@ -208,3 +208,19 @@ def test_import_bundle_file_defaults_to_the_coordination_root(tmp_path: Path) ->
     assert (tmp_path / "coord" / "origin" / "a" / "handoff.md").read_text() == "hello\n"
     with pytest.raises(ValueError, match="target or a coordination_root"):
         import_bundle_file(str(path))
+
+
+def test_short_writes_are_resumed_where_they_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file system may write less than asked (a signal, a quota): each call here
+    # writes at most 1,000 bytes, starting inside whichever piece comes first.
+    real_write = os.write
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        return real_write(fd, bytes(buffers[0])[:1000])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    text = "".join(f"line {i} é\\\n" for i in range(30_000))
+    path = _bundle_file(tmp_path, {"a": text})
+    assert (_restored(tmp_path, path) / "a" / "handoff.md").read_bytes() == text.encode()
