@@ -58,6 +58,32 @@ def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sanitize_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """The allow list and path redaction, shared by `sanitize` and `session-export`."""
+    parser.add_argument(
+        "--redact-paths",
+        action="store_true",
+        help=f"{prefix}also replace home, user name, repo and worktree paths with <home>, "
+        "<user>, <repo>, <worktrees>",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="FP",
+        help=f"{prefix}leave the secret of this fingerprint as it is (a false positive; "
+        "repeatable)",
+    )
+    parser.add_argument(
+        "--allow-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"{prefix}fingerprints to allow, one a line, # comments "
+        "(besides <repo>/.kodelyth-allow)",
+    )
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -193,25 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="redact secrets as `sanitize` does (the bundle is built in memory)",
     )
-    export.add_argument(
-        "--redact-paths",
-        action="store_true",
-        help="with --sanitize: also replace home, user name, repo and worktree paths",
-    )
-    export.add_argument(
-        "--allow",
-        action="append",
-        default=[],
-        metavar="FP",
-        help="with --sanitize: leave the secret of this fingerprint as it is (repeatable)",
-    )
-    export.add_argument(
-        "--allow-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="with --sanitize: fingerprints to allow, one a line (besides <repo>/.kodelyth-allow)",
-    )
+    _add_sanitize_options(export, "with --sanitize: ")
     _add_coordination_root(export)
 
     imp = sub.add_parser(
@@ -257,26 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write nothing; list what would be redacted and exit 4 if anything",
     )
     sanitize.add_argument("--json", action="store_true", help="print the report as JSON")
-    sanitize.add_argument(
-        "--allow",
-        action="append",
-        default=[],
-        metavar="FP",
-        help="leave the secret of this fingerprint as it is (a false positive; repeatable)",
-    )
-    sanitize.add_argument(
-        "--allow-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="fingerprints to allow, one a line, # comments (besides <repo>/.kodelyth-allow)",
-    )
-    sanitize.add_argument(
-        "--redact-paths",
-        action="store_true",
-        help="also replace home, user name, repo and worktree paths with <home>, <user>, "
-        "<repo>, <worktrees>",
-    )
+    _add_sanitize_options(sanitize, "")
     _add_max_bundle_size(sanitize)
 
     replay = sub.add_parser(

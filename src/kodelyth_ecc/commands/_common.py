@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 # Re-exported: commands have always taken these from here; the library (reports)
 # uses kodelyth_ecc.humanize directly.
@@ -36,3 +38,17 @@ def print_json(data: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[None]:
+    """An OSError while writing ``path`` (atomically: the temporary file is gone)
+    as one line naming the file the user asked for."""
+    from kodelyth_ecc.errors import KodelythError
+
+    try:
+        yield
+    except OSError as exc:
+        raise KodelythError(
+            f"cannot write {path}: {exc.strerror or exc}; nothing was written"
+        ) from None

@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from kodelyth_ecc.commands._common import coordination_root
-from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.commands._common import coordination_root, writing
+from kodelyth_ecc.errors import UsageError
 
 
 def _colour_wanted() -> bool:
@@ -41,10 +41,8 @@ def _blind_key_path(args: argparse.Namespace) -> str:
 def _write(path: str, text: str) -> None:
     from kodelyth_ecc.fsutil import atomic_write_text
 
-    try:
+    with writing(path):
         atomic_write_text(path, text)
-    except OSError as exc:
-        raise KodelythError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

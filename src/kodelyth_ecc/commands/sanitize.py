@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from kodelyth_ecc.commands._common import print_json
-from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.commands._common import print_json, writing
+from kodelyth_ecc.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,12 +138,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         sys.stderr.write(f"sanitized {args.bundle}: {summary(report)}\n")
         return 0
-    try:
+    with writing(out):
         write_bundle(cleaned, out)
-    except OSError as exc:
-        raise KodelythError(
-            f"cannot write {out}: {exc.strerror or exc}; nothing was written"
-        ) from None
     if args.json:
         print_json({"bundle": args.bundle, "bundle_sha256": sha256, "out": out, **report.to_json()})
     else:

@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from kodelyth_ecc.commands._common import coordination_root
-from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.commands._common import coordination_root, writing
+from kodelyth_ecc.errors import UsageError
 from kodelyth_ecc.export import export_to_stream
 from kodelyth_ecc.naming import validate_worker_name
 
@@ -54,13 +54,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return 0
     out = out or os.path.join(root, f"{args.session}.bundle.json")
-    try:
+    with writing(out):
         count = export_to_stream(args.session, root, out, **options)
-    except OSError as exc:
-        # The temporary file is gone; name the file the user asked for.
-        raise KodelythError(
-            f"cannot write {out}: {exc.strerror or exc}; nothing was written"
-        ) from None
     sys.stdout.write(f"wrote {out} ({count} workers)\n")
     return 0
 
@@ -96,11 +91,7 @@ def _export_sanitized(
         sys.stderr.write(f"sanitized: {summary(report)}\n")
         return 0
     out = out or os.path.join(root, f"{args.session}.bundle.json")
-    try:
+    with writing(out):
         write_bundle(cleaned, out)
-    except OSError as exc:
-        raise KodelythError(
-            f"cannot write {out}: {exc.strerror or exc}; nothing was written"
-        ) from None
     sys.stdout.write(f"wrote {out} ({len(cleaned.workers)} workers; {summary(report)})\n")
     return 0
