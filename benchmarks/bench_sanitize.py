@@ -8,7 +8,10 @@ For generated bundles of 5, 25 and 50 MB (``--quick``: 5 and 25) it measures:
 
 (a) ``sanitize IN --out OUT`` as a real CLI process (read, validate, scan, redact,
     write), and ``sanitize IN --check``, wall time, as MB/s of bundle. The ratio is the
-    time against the budget the target allows (size / 5 MB/s): at most 1.0.
+    time against the budget the target allows (size / 5 MB/s): at most 1.0. The issue
+    sets the target on the 50 MB bundle, so it is judged at the largest size of the
+    run; smaller sizes are info (at 5 MB the CLI's fixed cost, ~0.3 s of start-up and
+    I/O, is a quarter of the time) and feed the growth line.
 (b) The scan alone (``sanitize_bundle`` in this process, bundle already decoded), the
     part that grows with the text. Info only.
 (c) Growth: seconds per MB at each size against the smallest: x1.00 is linear; the
@@ -254,6 +257,7 @@ def main() -> int:
             sanitize_bundle(bundle)
             scan = time.perf_counter() - start
             budget = actual / TARGET_MB_S
+            judged = size == max(sizes)
             median = statistics.median(runs)
             per_mb[size] = median / actual
             report.heading(f"{actual:.1f} MB bundle ({len(planted)} planted secrets)")
@@ -261,9 +265,10 @@ def main() -> int:
                 Row(
                     "sanitize --out (CLI)",
                     median,
-                    f"{actual / median:.1f} MB/s; {findings} findings, {leaked} leaked",
+                    f"{actual / median:.1f} MB/s; {findings} findings, {leaked} leaked"
+                    + ("" if judged else "; info"),
                     median / budget,
-                    1.0,
+                    1.0 if judged else None,
                     indent=1,
                 )
             )
@@ -272,9 +277,9 @@ def main() -> int:
                 Row(
                     "sanitize --check (CLI)",
                     check,
-                    f"{actual / check:.1f} MB/s",
+                    f"{actual / check:.1f} MB/s" + ("" if judged else "; info"),
                     check / budget,
-                    1.0,
+                    1.0 if judged else None,
                     indent=1,
                 )
             )

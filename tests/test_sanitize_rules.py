@@ -10,6 +10,7 @@ import base64
 import json
 import random
 import string
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,10 @@ def _jwt() -> str:
 def _discord_bot() -> str:
     user_id = base64.b64encode(str(RNG.randrange(10**17, 10**18)).encode()).decode().rstrip("=")
     return f"{user_id}.{rand(B64URL, 6)}.{rand(B64URL, 38)}"
+
+
+def _uuid() -> str:
+    return str(uuid.UUID(int=RNG.getrandbits(128), version=4))
 
 
 def _basic() -> str:
@@ -380,6 +385,148 @@ GENERATED: list[tuple[str, str, Callable[[], str]]] = [
     ("secret-assignment", "env:\n  - name: API_KEY\n    value: {s}\n", lambda: rand(ALNUM, 32)),
     ("secret-assignment", '<add key="ApiKey" value="{s}" />', lambda: rand(ALNUM, 32)),
     ("secret-assignment", '{{"name": "API_TOKEN", "value": "{s}"}}', lambda: rand(ALNUM, 32)),
+    # Rule set 3: formats a recall probe over issuers' documented formats found missing.
+    ("sonarqube-token", "sonar {s}", lambda: "squ_" + rand(HEX, 40)),
+    ("sonarqube-token", "sonar {s}", lambda: "sqp_" + rand(HEX, 40)),
+    ("sonarqube-token", "sonar {s}", lambda: "sqa_" + rand(HEX, 40)),
+    ("figma-token", "figma {s}", lambda: "figd_" + rand(B64URL, 40)),
+    ("jfrog-api-key", "jfrog {s}", lambda: "AKCp" + rand(ALNUM, 69)),
+    ("jfrog-reference-token", "jfrog {s}", lambda: "cmVmdGtuOjAxOjE3" + rand(ALNUM, 48)),
+    (
+        "tailscale-key",
+        "tailscale {s}",
+        lambda: "tskey-auth-k" + rand(ALNUM, 10) + "CNTRL-" + rand(ALNUM, 33),
+    ),
+    ("sourcegraph-token", "sg {s}", lambda: "sgp_" + rand(HEX, 16) + "_" + rand(HEX, 40)),
+    ("render-api-key", "render {s}", lambda: "rnd_" + rand(ALNUM, 32)),
+    ("neon-api-key", "neon {s}", lambda: "napi_" + rand(LOWER_ALNUM, 64)),
+    ("intercom-token", "intercom {s}", lambda: "dG9rOj" + rand(B64, 54) + "="),
+    ("onepassword-token", "op {s}", lambda: "ops_eyJ" + rand(B64URL, 300)),
+    ("launchdarkly-key", "ld {s}", lambda: "sdk-" + _uuid()),
+    ("tencent-secret-id", "tencent {s}", lambda: "AKID" + rand(ALNUM, 32)),
+    (
+        "mercadopago-access-token",
+        "mp {s}",
+        lambda: f"APP_USR-{rand('0123456789', 16)}-{rand('0123456789', 6)}-{rand(HEX, 32)}-1234567",
+    ),
+    (
+        "salesforce-access-token",
+        "sf {s}",
+        lambda: "00D" + rand(ALNUM, 12) + "!" + rand(ALNUM + ".", 96),
+    ),
+    ("elevenlabs-api-key", "xi {s}", lambda: "sk_" + rand(HEX, 48)),
+    ("cerebras-api-key", "cerebras {s}", lambda: "csk-" + rand(LOWER_ALNUM, 48)),
+    ("together-api-key", "together {s}", lambda: "tgp_v1_" + rand(B64URL, 43)),
+    ("fireworks-api-key", "fireworks {s}", lambda: "fw_" + rand(ALNUM, 24)),
+    ("resend-api-key", "resend {s}", lambda: "re_" + rand(ALNUM, 8) + "_" + rand(ALNUM, 24)),
+    (
+        "grafana-api-key",
+        "grafana {s}",
+        lambda: (
+            "eyJrIjoi" + base64.b64encode(f'{rand(ALNUM, 32)}","n":"ci","id":1}}'.encode()).decode()
+        ),
+    ),
+    (
+        "django-secret-key",
+        "SECRET_KEY = '{s}'",
+        lambda: "django-insecure-" + rand(string.ascii_lowercase + "0123456789!@#%^&*(-_=+)", 50),
+    ),
+    ("discord-bot-token", "bot.run('{s}')", _discord_bot),
+    (
+        "azure-identifiable-key",
+        "key {s} end",
+        lambda: rand(B64, 76) + "+ASt" + rand(B64, 6) + "==",
+    ),
+    ("azure-identifiable-key", "cosmos {s}", lambda: rand(B64, 76) + "ACDb" + rand(B64, 6) + "=="),
+    (
+        "teams-webhook",
+        "hook {s}",
+        lambda: (
+            f"https://outlook.office.com/webhook/{_uuid()}@{_uuid()}/IncomingWebhook/"
+            f"{rand(HEX, 32)}/{_uuid()}"
+        ),
+    ),
+    (
+        "slack-token",
+        "rotated {s}",
+        lambda: "xoxe.xoxp-1-" + rand(ALNUM, 140),
+    ),
+    (
+        "flyio-token",
+        "Authorization: {s}",
+        lambda: "FlyV1 fm2_" + rand(B64, 200) + ",fm2_" + rand(B64, 100),
+    ),
+    ("gitlab-token", "ci {s}", lambda: "glcbt-64_" + rand(ALNUM, 19) + "-"),
+    # Secret-named variables the names missed.
+    ("azure-credential", "AZURE_COSMOS_PRIMARY_KEY={s}", lambda: rand(B64, 86) + "=="),
+    ("secret-assignment", "COSMOS_KEY={s}", lambda: rand(B64, 86) + "=="),
+    (
+        "azure-credential",
+        "AZURE_DEVOPS_EXT_PAT={s}",
+        lambda: rand("abcdefghijklmnopqrstuvwxyz234567", 52),
+    ),
+    ("secret-assignment", "ASANA_PAT={s}", lambda: f"1/{rand('0123456789', 16)}:{rand(HEX, 32)}"),
+    ("datadog-credential", "DATADOG_APPLICATION_KEY={s}", lambda: rand(HEX, 40)),
+    ("secret-assignment", "x-functions-key: {s}", lambda: rand(B64URL, 54) + "=="),
+    ("pagerduty-credential", "PAGERDUTY_INTEGRATION_KEY={s}", lambda: rand(HEX, 32)),
+    ("secret-assignment", "B2_APPLICATION_KEY={s}", lambda: "K005" + rand(B64, 27)),
+    ("secret-assignment", '"identitytoken": "{s}"', lambda: rand(B64URL, 200)),
+    ("secret-assignment", "VAULT_TOKEN={s}", lambda: "s." + rand(ALNUM, 24)),
+    ("secret-assignment", "SECRET_KEY={s}", lambda: rand(ALNUM, 20) + "&" + rand(ALNUM, 20)),
+    (
+        "http-bearer-token",
+        "Authorization: Bearer {s}",
+        lambda: f"2/{rand(HEX, 16)}:{rand(HEX, 32)}",
+    ),
+    # Whole credentials: the connection string, the SAS URL, the JDBC URL.
+    (
+        "azure-storage-account-key",
+        "conn {s} set",
+        lambda: (
+            "DefaultEndpointsProtocol=https;AccountName=acme;"
+            f"AccountKey={rand(B64, 86)}==;EndpointSuffix=core.windows.net"
+        ),
+    ),
+    (
+        "azure-storage-account-key",
+        "AZURE_SERVICEBUS_CONNECTION_STRING={s}",
+        lambda: (
+            "Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=Root;"
+            f"SharedAccessKey={rand(B64, 43)}="
+        ),
+    ),
+    (
+        "azure-sas-signature",
+        "download {s} now",
+        lambda: (
+            "https://acme.blob.core.windows.net/c/f.txt?sv=2022-11-02&sp=r&se=2030-01-01"
+            f"&sig={rand(ALNUM, 40)}%3D"
+        ),
+    ),
+    (
+        "azure-sas-signature",
+        "auth {s}",
+        lambda: f"SharedAccessSignature sr=https%3A%2F%2Facme&sig={rand(ALNUM, 40)}%3D&se=1&skn=a",
+    ),
+    (
+        "azure-sas-signature",
+        "flow {s}",
+        lambda: (
+            f"https://prod-12.westus.logic.azure.com:443/workflows/{rand(HEX, 32)}/triggers/manual"
+            f"/paths/invoke?api-version=2016-06-01&sv=1.0&sig={rand(B64URL, 43)}"
+        ),
+    ),
+    (
+        "jdbc-credentials",
+        "url {s}",
+        lambda: f"jdbc:postgresql://db:5432/app?user=app&password={rand(ALNUM, 18)}&ssl=true",
+    ),
+    (
+        "jdbc-credentials",
+        "SPRING_DATASOURCE_URL={s}",
+        lambda: f"jdbc:sqlserver://db:1433;databaseName=app;user=sa;password={rand(ALNUM, 18)};",
+    ),
+    ("jdbc-credentials", "ora {s}", lambda: f"jdbc:oracle:thin:scott/{rand(ALNUM, 14)}@db:1521:X"),
 ]
 
 
@@ -529,6 +676,21 @@ NEGATIVES = [
     "- name: API_KEY\n  valueFrom:\n    secretKeyRef: {name: api, key: key}",
     "pk.eyJ1IjoiYWNtZSIsImEiOiJjbGV4YW1wbGUifQ.public-mapbox-token-is-fine",
     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+    # Added with rule set 3.
+    "The default password for the admin user is printed on first boot.",
+    "Secret Manager holds it; the Kubernetes Secret is named db (kind: Secret).",
+    "apiVersion: v1\nkind: ConfigMap\ndata:\n  url: aHR0cHM6Ly9leGFtcGxlLmNvbS9hcGkvdjE=\n",
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstringData:\n  password: <set-me>\n",
+    "apiVersion: v1\nkind: Secret\ndata:\n  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUI=\n",
+    "file_path=/home/ci/app/src/main.py\nOUTPUT_PATH=./build/artifacts/release",
+    "PAT_EXPIRY=2025-01-01\nGH_PAT=${{ secrets.GH_PAT }}\npat_scopes: repo,workflow",
+    "jdbc:postgresql://db:5432/app?user=app&password=${DB_PASSWORD} and jdbc:h2:mem:testdb",
+    "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=<your-account-key>;",
+    "aws-sdk-2.1490.0, api-gateway-v2, sdk-generator-typescript-client-library-release",
+    "sk-learn; fw_update_firmware_version_number_main; re_compile_pattern_cache_for_search",
+    "Done! 00Dabc is the org! Ship it! MTIz.abc.def is not a bot token.",
+    "Use `Authorization: FlyV1 <token>` after `fly tokens create`.",
+    "token = settings.vault.client_token  # s.abc is the dev root token format",
 ]
 
 
@@ -601,6 +763,24 @@ def test_hostile_text_stays_linear() -> None:
     assert len(find_secrets((line * 20_000).encode())) == 20_000
 
 
+B8 = "aB3dE5fG"
+
+
+@pytest.mark.parametrize(
+    ("unit", "count"),
+    [("tskey-auth-", 0), ("key-", 0), ("jdbc:", 0), ("00D" + "a" * 12 + "!", 0),
+     ("MTk" + "A" * 22 + ".", 0),
+     ("&sig=" + B8 * 5, 1), (";AccountKey=" + B8 * 8, 1), ("FlyV1 fm2_" + B8 * 6, 1),
+     ("kind: Secret\ndata:\n  k: " + B8 * 4 + "\n", 17544)],
+)  # fmt: skip
+def test_dense_anchors(unit: str, count: int) -> None:
+    """Rule set 3's anchors repeated for 1 MB (the benchmark times this; no timing
+    here): nothing is made of the noise, one credential run is one finding however
+    many keys it holds, and every Secret manifest's value is found once."""
+    text = (unit * (1_000_000 // len(unit) + 1)).encode()
+    assert len(find_secrets(text)) == count
+
+
 def test_dense_keys_redact_once_and_stay_idempotent() -> None:
     """Many secrets close together: the re-check after redaction scans their
     neighbourhood as one window (it was one scan per secret)."""
@@ -627,6 +807,35 @@ def test_putty_key_file() -> None:
     # Headers without a MAC, or a MAC without a header, are not a key.
     assert scan_text("Private-Lines: 4\n" + private) == []
     assert scan_text("PuTTY-User-Key-File-3: ssh-rsa\nPrivate-Lines: 1\nx") == []
+
+
+def test_kubernetes_secret_manifest_values() -> None:
+    """Every value of a Secret's data/stringData is secret, whatever its key is named;
+    a ConfigMap beside it in the same file is not."""
+    url = base64.b64encode(f"postgres://app:{rand(ALNUM, 16)}@db/app".encode()).decode()
+    tls = base64.b64encode(f"-----BEGIN PRIVATE KEY-----\n{rand(B64, 64)}\n".encode()).decode()
+    plain = rand(ALNUM, 20)
+    cm = base64.b64encode(b"https://example.com/api/v1").decode()
+    text = (
+        f"apiVersion: v1\ndata:\n  DATABASE_URL: {url}\n  tls.key: {tls}\nkind: Secret\n"
+        f"stringData:\n  config: '{plain}'\n---\nkind: ConfigMap\ndata:\n  url: {cm}\n"
+    )
+    for secret in (url, tls, plain):
+        assert covered(text, secret), "a Secret's value is not caught"
+    assert not covered(text, cm), "a ConfigMap value is flagged"
+    as_json = json.dumps({"kind": "Secret", "data": {"url": url}, "metadata": {"name": "x"}})
+    assert covered(as_json, url), "a JSON Secret's value is not caught"
+
+
+def test_whole_run_keeps_the_variable_name() -> None:
+    key = rand(B64, 86) + "=="
+    conn = f"DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={key};"
+    text = f"AZURE_STORAGE_CONNECTION_STRING={conn}\n"
+    assert spans(text) == [(32, 32 + len(conn), "azure-storage-account-key")]
+    # Two connection strings in one text, the later one found first: both.
+    other = conn.replace(key, rand(B64, 86) + "==")
+    both = f"a {conn} and sig=x b {other}"
+    assert covered(both, conn) and covered(both, other)
 
 
 def test_window_rule_sees_tokens_among_dense_keywords() -> None:

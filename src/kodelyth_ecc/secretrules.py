@@ -27,12 +27,14 @@ import itertools
 import json
 import math
 import re
+import sys
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 # Bumped whenever a rule changes what it matches; recorded in meta.sanitized.
-RULES_VERSION = "2"
+RULES_VERSION = "3"
 FINGERPRINT_LENGTH = 12
 
 PLACEHOLDER_RE = re.compile(rb"\[REDACTED:[a-z0-9-]{1,64}:[0-9a-f]{12}\]")
@@ -141,6 +143,13 @@ _HEX_OR_UUID = re.compile(
 )
 
 
+def _random_part(value: bytes) -> bool:
+    return any(
+        len(part) >= 16 and char_classes(part) >= 3 and entropy(part) >= 3.5
+        for part in value.split(b".")
+    )
+
+
 def _pathish(value: bytes) -> bool:
     """A file path, not a base64 secret that happens to contain slashes."""
     if not _PATH_LIKE.fullmatch(value):
@@ -183,7 +192,9 @@ def _looks_random(value: bytes) -> bool:
         return False
     if _CODE_CHARS.search(value) or _REFERENCE.match(value) or is_dummy(value):
         return False
-    if _DOTTED_NAME.fullmatch(value) or _URL_VALUE.match(value) or _FILE_NAME.fullmatch(value):
+    if _DOTTED_NAME.fullmatch(value) and not _random_part(value):
+        return False  # `settings.API_KEY`, not Vault's `s.<24 random characters>`
+    if _URL_VALUE.match(value) or _FILE_NAME.fullmatch(value):
         return False
     if _pathish(value) or _wordy(value):
         return False
@@ -245,6 +256,23 @@ def _bearer_ok(value: bytes) -> bool:
     return len(value) >= 16 and looks_random(value)
 
 
+def _credential(secret: bytes) -> bool:
+    """The key, signature or password inside a connection string is real: not a
+    placeholder or a reference to a variable."""
+    return not is_dummy(secret) and not _REFERENCE.match(secret)
+
+
+_JDBC_PASSWORD = re.compile(
+    rb"[;?&:](?:password|pwd)=([^;&]{1,256})|jdbc:oracle:[a-z]{1,10}:[^/@:]{1,64}/([^@]{1,128})@",
+    re.IGNORECASE,
+)
+
+
+def _jdbc_password(url: bytes) -> bool:
+    m = _JDBC_PASSWORD.search(url)
+    return m is not None and _credential(m.group(1) or m.group(2))
+
+
 # --- rules ---------------------------------------------------------------------------
 
 
@@ -260,7 +288,7 @@ class Rule:
     part that is secret."""
 
     id: str
-    pattern: re.Pattern[bytes]
+    pattern: LazyPattern
     anchors: tuple[bytes, ...]
     lower: bool = False
     back: tuple[int, ...] = ()
@@ -271,14 +299,45 @@ class Rule:
     # For keyword rules: text that must follow the keyword within 24 bytes (lower-cased),
     # checked with ``find`` before the regex runs.
     require: bytes = b""
+    # Redact the whole credential the match sits in (a connection string, a SAS URL,
+    # a JDBC URL): its run of non-blank characters, not only the key inside it.
+    whole_run: bool = False
+    # For ``whole_run`` rules: a check on the run (``check`` is on the match).
+    run_check: Callable[[bytes], bool] | None = None
 
 
 B = rb"(?<![A-Za-z0-9_\-])"  # token boundary before
 E = rb"(?![A-Za-z0-9_\-])"  # and after
 
 
-def _rx(pattern: bytes, flags: int = 0) -> re.Pattern[bytes]:
-    return re.compile(pattern, flags)
+class LazyPattern:
+    """A rule's regex, compiled the first time an anchor of the rule is seen: a bundle
+    meets few of them, and compiling all ~150 cost ~80 ms of every start-up."""
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: bytes, flags: int = 0) -> None:
+        self._source = source
+        self._flags = flags
+        self._compiled: re.Pattern[bytes] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[bytes]:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source, self._flags)
+        return self._compiled
+
+    def match(self, data: bytes, pos: int = 0, endpos: int = sys.maxsize) -> re.Match[bytes] | None:
+        return self.compiled.match(data, pos, endpos)
+
+    def finditer(
+        self, data: bytes, pos: int = 0, endpos: int = sys.maxsize
+    ) -> Iterator[re.Match[bytes]]:
+        return self.compiled.finditer(data, pos, endpos)
+
+
+def _rx(pattern: bytes, flags: int = 0) -> LazyPattern:
+    return LazyPattern(pattern, flags)
 
 
 def _prefix_rule(
@@ -341,12 +400,14 @@ RULES: tuple[Rule, ...] = (
         ),
         (b"AccountKey=", b"SharedAccessKey=", b"PrimaryKey=", b"SecondaryKey="),
         group="s",
+        whole_run=True,
     ),
     Rule(
         "azure-sas-signature",
-        _rx(rb"(?<=[?&;\s\"'])sig=(?P<s>(?:[A-Za-z0-9+/]|%2[BbFf]){30,120}(?:=|%3[Dd]){0,2})"),
+        _rx(rb"(?<=[?&;\s\"'])sig=(?P<s>(?:[A-Za-z0-9+/_\-]|%2[BbFf]){30,120}(?:=|%3[Dd]){0,2})"),
         (b"sig=",),
         group="s",
+        whole_run=True,
     ),
     Rule(
         "azure-ad-client-secret",
@@ -387,7 +448,7 @@ RULES: tuple[Rule, ...] = (
             b"glwt-",
             b"glnst-",
         ),
-        rb"[A-Za-z0-9_\-.]{20,300}(?<![.\-])",
+        rb"[A-Za-z0-9_\-.]{20,300}(?<!\.)",
         check=_body_check(5),
     ),
     _prefix_rule("gitlab-runner-registration-token", (b"GR1348941",), rb"[A-Za-z0-9_\-]{20,64}"),
@@ -405,7 +466,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _prefix_rule("pulumi-token", (b"pul-",), rb"[a-f0-9]{40}"),
     # Chat and webhooks
-    _prefix_rule("slack-token", (b"xox",), rb"[abposercd]-[A-Za-z0-9%\-]{10,400}"),
+    _prefix_rule("slack-token", (b"xox",), rb"(?:e\.xox)?[abposercd]-[A-Za-z0-9%\-]{10,400}"),
     _prefix_rule("slack-app-token", (b"xapp-",), rb"\d-[A-Z0-9]{6,20}-\d{6,20}-[a-z0-9]{20,100}"),
     Rule(
         "slack-webhook",
@@ -450,6 +511,14 @@ RULES: tuple[Rule, ...] = (
             rb"/IncomingWebhook/[A-Za-z0-9]{20,64}/[A-Za-z0-9\-]{20,64}(?:/[A-Za-z0-9_\-]{10,64})?"
         ),
         (b"https://",),
+    ),
+    Rule(
+        "teams-webhook",
+        _rx(
+            rb"https://outlook\.office(?:365)?\.com/webhook/[A-Za-z0-9@\-]{20,120}"
+            rb"/IncomingWebhook/[A-Za-z0-9]{20,64}/[A-Za-z0-9\-]{20,64}"
+        ),
+        (b"https://outlook.office",),
     ),
     _prefix_rule("twilio-api-key", (b"SK",), rb"[0-9a-fA-F]{32}"),
     _prefix_rule("twilio-account-sid", (b"AC",), rb"[0-9a-f]{32}"),
@@ -528,7 +597,9 @@ RULES: tuple[Rule, ...] = (
     _prefix_rule("databricks-token", (b"dapi",), rb"[a-f0-9]{32}(?:-[0-9])?"),
     _prefix_rule("dropbox-token", (b"sl.",), rb"(?:u\.)?[A-Za-z0-9_\-]{130,1500}"),
     _prefix_rule(
-        "flyio-token", (b"fo1_", b"fm1a_", b"fm1r_", b"fm2_"), rb"[A-Za-z0-9+/=_\-]{40,1000}"
+        "flyio-token",
+        (b"fo1_", b"fm1a_", b"fm1r_", b"fm2_"),
+        rb"[A-Za-z0-9+/=_\-]{40,2000}(?:,(?:fm1[ar]|fm2|fo1)_[A-Za-z0-9+/=_\-]{40,2000}){0,8}",
     ),
     _prefix_rule("netlify-token", (b"nfp_",), rb"[A-Za-z0-9]{36,40}"),
     _prefix_rule(
@@ -543,6 +614,107 @@ RULES: tuple[Rule, ...] = (
     ),
     _prefix_rule("contentful-token", (b"CFPAT-",), rb"[A-Za-z0-9_\-]{43}"),
     _prefix_rule("age-secret-key", (b"AGE-SECRET-KEY-1",), rb"[0-9A-Z]{58}"),
+    # Azure "identifiable" keys: an 88-character key with the service's signature at
+    # a fixed offset.
+    Rule(
+        "azure-identifiable-key",
+        _rx(B + rb"[A-Za-z0-9+/]{76}(?:\+ASt|ACDb)[A-Za-z0-9+/]{6}==(?![A-Za-z0-9+/=_\-])"),
+        # Storage and Cosmos DB account keys (Service Bus and Function keys come in
+        # connection strings and headers, caught there). One text search per
+        # signature: each costs a pass over the text, so only these.
+        (b"+ASt", b"ACDb"),
+        back=(76,),
+        check=_mixed,
+    ),
+    _prefix_rule(
+        "sonarqube-token", (b"squ_", b"sqp_", b"sqa_"), rb"[a-f0-9]{40}", check=_body_check(4)
+    ),
+    _prefix_rule(
+        "figma-token",
+        (b"figd_", b"figu_", b"figur_"),
+        rb"[A-Za-z0-9_\-]{38,128}",
+        check=_body_check(5),
+    ),
+    _prefix_rule("jfrog-api-key", (b"AKCp",), rb"[A-Za-z0-9]{64,80}", check=_body_check(4)),
+    _prefix_rule("jfrog-reference-token", (b"cmVmdGtuOjAxOj",), rb"[A-Za-z0-9+/]{30,200}={0,2}"),
+    _prefix_rule(
+        "tailscale-key",
+        (b"tskey-auth-", b"tskey-api-", b"tskey-client-", b"tskey-scim-", b"tskey-webhook-"),
+        rb"[A-Za-z0-9]{6,32}-[A-Za-z0-9]{20,64}",
+    ),
+    _prefix_rule("sourcegraph-token", (b"sgp_",), rb"(?:[a-f0-9]{16}_|local_)?[a-f0-9]{40}"),
+    _prefix_rule("render-api-key", (b"rnd_",), rb"[A-Za-z0-9]{32}", check=_body_check(4)),
+    _prefix_rule("neon-api-key", (b"napi_",), rb"[a-z0-9]{64}", check=_body_check(5)),
+    _prefix_rule(
+        "intercom-token",
+        (b"dG9rOj",),
+        rb"[A-Za-z0-9+/_\-]{40,120}={0,2}",
+        end=rb"(?![A-Za-z0-9_\-+/=])",
+    ),
+    _prefix_rule(
+        "onepassword-token",
+        (b"ops_eyJ",),
+        rb"[A-Za-z0-9+/_\-]{100,2000}={0,2}",
+        end=rb"(?![A-Za-z0-9_\-+/=])",
+    ),
+    _prefix_rule(
+        "launchdarkly-key",
+        (b"sdk-", b"api-", b"mob-"),
+        rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    ),
+    _prefix_rule("tencent-secret-id", (b"AKID",), rb"[A-Za-z0-9]{32}", check=_body_check(4)),
+    _prefix_rule(
+        "mercadopago-access-token",
+        (b"APP_USR-", b"TEST-"),
+        rb"[0-9]{13,19}-[0-9]{6}-[a-f0-9]{32}-[0-9]{6,12}",
+    ),
+    Rule(
+        "salesforce-access-token",
+        _rx(B + rb"00D[A-Za-z0-9]{12,15}![A-Za-z0-9._]{80,200}" + E),
+        (b"00D",),
+        back=(0,),
+        check=_body_check(3),
+    ),
+    _prefix_rule("elevenlabs-api-key", (b"sk_",), rb"[a-f0-9]{48}", check=_body_check(3)),
+    _prefix_rule("cerebras-api-key", (b"csk-",), rb"[a-z0-9]{40,64}", check=_body_check(4)),
+    _prefix_rule("together-api-key", (b"tgp_v1_",), rb"[A-Za-z0-9_\-]{40,64}"),
+    _prefix_rule("fireworks-api-key", (b"fw_",), rb"[A-Za-z0-9]{24,64}", check=_body_check(3)),
+    _prefix_rule(
+        "resend-api-key", (b"re_",), rb"[A-Za-z0-9]{8}_[A-Za-z0-9]{24}", check=_body_check(3)
+    ),
+    _prefix_rule(
+        "grafana-api-key",
+        (b"eyJrIjoi",),
+        rb"[A-Za-z0-9+/]{40,400}={0,2}",
+        end=rb"(?![A-Za-z0-9_\-+/=])",
+    ),
+    _prefix_rule(
+        "django-secret-key",
+        (b"django-insecure-",),
+        rb"[a-z0-9!@#$%^&*(\-_=+)]{40,60}",
+        end=rb"(?![a-z0-9!@#$%^&*(\-_=+)])",
+    ),
+    Rule(
+        "discord-bot-token",
+        _rx(
+            B
+            # The base64 of a user id's first digit, then the rest of the id, a
+            # timestamp and an HMAC.
+            + rb"(?:MT|Mj|Mz|ND|NT|Nj|Nz|OD|OT)[A-Za-z0-9_\-]{21,25}"
+            + rb"\.[A-Za-z0-9_\-]{6,7}\.[A-Za-z0-9_\-]{27,40}"
+            + E
+        ),
+        (b"MT", b"Mj", b"Mz", b"ND", b"NT", b"Nj", b"Nz", b"OD", b"OT"),
+        check=_discord_bot_ok,
+    ),
+    Rule(
+        "jdbc-credentials",
+        _rx(rb"jdbc:[a-z][a-z0-9]{1,20}:"),
+        (b"jdbc:",),
+        check=None,
+        whole_run=True,
+        run_check=_jdbc_password,
+    ),
     _prefix_rule("airtable-token", (b"pat",), rb"[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
     Rule(
         "new-relic-key",
@@ -633,7 +805,7 @@ RULES: tuple[Rule, ...] = (
         _rx(
             rb"authorization[\"']?[ \t]*[:=][ \t]*[\"']?"
             rb"(?:(?:bearer|token|bot|ssws|apikey|key)[ \t]+)?"
-            rb"(?P<s>[A-Za-z0-9._~+/\-]{16,4000}={0,2})",
+            rb"(?P<s>[A-Za-z0-9._~+/\-]{16,4000}(?:[:=]{1,2}[A-Za-z0-9._~+/\-]{1,4000}){0,4}={0,2})",
             re.IGNORECASE,
         ),
         (b"auth",),
@@ -646,7 +818,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "http-bearer-token",
         _rx(
-            rb"(?<![A-Za-z0-9])bearer[ \t]+(?P<s>[A-Za-z0-9._~+/\-]{16,4000}={0,2})", re.IGNORECASE
+            rb"(?<![A-Za-z0-9])bearer[ \t]+"
+            rb"(?P<s>[A-Za-z0-9._~+/\-]{16,4000}(?:[:=]{1,2}[A-Za-z0-9._~+/\-]{1,4000}){0,4}={0,2})",
+            re.IGNORECASE,
         ),
         (b"bearer",),
         lower=True,
@@ -787,6 +961,88 @@ def _url_credentials(data: bytes, out: list[Candidate]) -> None:
             hit = data.find(b"://", hit + 3)
 
 
+# Kubernetes Secret manifests: every value under ``data:`` (base64) or ``stringData:``
+# is secret whatever its key is called (``DATABASE_URL``, ``tls.key``,
+# ``.dockerconfigjson``). Found by the ``kind: Secret`` line, in YAML or JSON; the
+# manifest is the YAML document around it (``---`` separated), at most MAX_MANIFEST.
+_K8S_KIND = re.compile(rb"[\"']?kind[\"']?[ \t]*:[ \t]*[\"']?Secret\Z")
+_K8S_YAML_BLOCK = re.compile(rb"^([ \t]*)(data|stringData):[ \t]*\r?$", re.MULTILINE)
+_K8S_YAML_ENTRY = re.compile(
+    rb"([ \t]+)[\"']?[A-Za-z0-9_.\-]{1,253}[\"']?:[ \t]+"
+    rb"(?:\"(?P<dq>[^\"\r\n]{1,65536})\"|'(?P<sq>[^'\r\n]{1,65536})'|(?P<uq>[^\s#][^\r\n]{0,65535}?))"
+    rb"[ \t]*\r?$",
+    re.MULTILINE,
+)
+_K8S_JSON_BLOCK = re.compile(rb"\"(data|stringData)\"[ \t]*:[ \t]*\{")
+_K8S_JSON_ENTRY = re.compile(
+    rb"\s*\"[A-Za-z0-9_.\-]{1,253}\"\s*:\s*\"(?P<dq>[^\"\\]{1,65536})\"\s*,?"
+)
+MAX_MANIFEST = 64 * 1024
+
+
+def _kubernetes_secrets(data: bytes, out: list[Candidate]) -> None:
+    hit = data.find(b"Secret")
+    done = -1
+    while hit >= 0:
+        end = hit + 6
+        if (
+            hit > done
+            and not data[end : end + 1].isalnum()
+            and _K8S_KIND.search(data, max(0, hit - 24), end)
+        ):
+            lo = data.rfind(b"\n---", max(0, hit - MAX_MANIFEST), hit)
+            lo = lo + 4 if lo >= 0 else max(0, hit - MAX_MANIFEST)
+            hi = data.find(b"\n---", end, end + MAX_MANIFEST)
+            hi = hi if hi >= 0 else min(len(data), end + MAX_MANIFEST)
+            _manifest_values(data, lo, hi, out)
+            done = hi
+        hit = data.find(b"Secret", end)
+
+
+def _manifest_values(data: bytes, lo: int, hi: int, out: list[Candidate]) -> None:
+    for block in _K8S_YAML_BLOCK.finditer(data, lo, hi):
+        indent = len(block.group(1))
+        at = block.end() + 1
+        while at < hi:
+            m = _K8S_YAML_ENTRY.match(data, at, hi)
+            if m is None or len(m.group(1).expandtabs()) <= indent:
+                break
+            _manifest_value(data, m, block.group(2) == b"data", out)
+            at = m.end() + 1
+    for block in _K8S_JSON_BLOCK.finditer(data, lo, hi):
+        at = block.end()
+        while True:
+            m = _K8S_JSON_ENTRY.match(data, at, hi)
+            if m is None:
+                break
+            _manifest_value(data, m, block.group(1) == b"data", out)
+            at = m.end()
+
+
+def _manifest_value(data: bytes, m: re.Match[bytes], encoded: bool, out: list[Candidate]) -> None:
+    group = m.lastgroup
+    if group is None:
+        return
+    start, end = m.span(group)
+    value = data[start:end]
+    if encoded:
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return
+        low = decoded.lower()
+        # Certificates and public keys ride along in Secrets (``tls.crt``, ``ca.crt``).
+        public = low.startswith(b"-----begin ") and b"private" not in low[:64]
+        secret = not public and (
+            len(decoded) >= 64
+            or (len(decoded) >= 8 and not is_dummy(decoded) and not _REFERENCE.match(decoded))
+        )
+    else:
+        secret = looks_random(value)
+    if secret:
+        out.append((start, end, "kubernetes-secret", STRUCTURAL, b""))
+
+
 # Passwords given to a command as a short flag: `mysql -pSECRET`, `mysql -p'SECRET'`,
 # `sshpass -p SECRET`, `docker login -p SECRET`, `redis-cli -a SECRET`, `curl -u user:SECRET`.
 # (`--password=...` is a secret-named flag, found with the variables.) A command's
@@ -875,7 +1131,9 @@ def _after_colon(data: bytes, span: tuple[int, int] | None) -> tuple[int, int] |
 
 # --- secret-named variables ----------------------------------------------------------
 
-_KEYWORDS = (b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"cred", b"private")
+_KEYWORDS = (
+    b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"cred", b"private", b"_pat"
+)  # fmt: skip
 _IDENT_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _IDENT_TAIL = re.compile(rb"[A-Za-z0-9_.\-]{0,64}")
 _SPLIT_NAME = re.compile(rb"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -883,13 +1141,16 @@ _PASSWORD_PARTS = frozenset({b"password", b"passwd", b"passwort", b"passphrase",
 _SECRET_PARTS = frozenset(
     {b"secret", b"token", b"credential", b"credentials", b"creds", b"apikey", b"secretkey",
      b"accesskey", b"privatekey", b"authtoken", b"accesstoken", b"refreshtoken", b"clientsecret",
-     b"apitoken", b"apisecret", b"passkey", b"masterkey", b"signingkey"}
+     b"apitoken", b"apisecret", b"passkey", b"masterkey", b"signingkey", b"identitytoken",
+     b"registrytoken", b"sessiontoken", b"securitytoken", b"bearertoken", b"pat"}
 )  # fmt: skip
 _KEY_QUALIFIERS = frozenset(
     {b"api", b"access", b"secret", b"private", b"signing", b"encryption", b"encrypt", b"master",
      b"session", b"app", b"account", b"shared", b"hmac", b"auth", b"client", b"service",
      b"admin", b"deploy", b"write", b"ingest", b"management", b"license", b"subscription",
-     b"consumer", b"webhook", b"jwt", b"cipher", b"crypt", b"aes", b"storage", b"sas", b"sk"}
+     b"consumer", b"webhook", b"jwt", b"cipher", b"crypt", b"aes", b"storage", b"sas", b"sk",
+     b"application", b"integration", b"routing", b"function", b"functions", b"cosmos",
+     b"cosmosdb", b"servicebus", b"eventhub"}
 )  # fmt: skip
 _NOT_SECRET_LAST = frozenset(
     b"id ids name names file files path paths dir url uri uris endpoint endpoints host hosts "
@@ -909,6 +1170,9 @@ _NOT_SECRET_PARTS = frozenset(
      b"cache", b"sort", b"primary", b"foreign", b"partition", b"idempotency", b"dedup", b"lookup",
      b"sha", b"hash", b"checksum", b"digest", b"no", b"without", b"bypass"}
 )  # fmt: skip
+_AZURE_KEY_WORDS = frozenset(
+    {b"azure", b"cosmos", b"cosmosdb", b"storage", b"account", b"servicebus", b"eventhub"}
+)
 _PROVIDER_CONTEXT = (
     b"twilio", b"heroku", b"cohere", b"mistral", b"travis", b"circleci", b"circle", b"datadog",
     b"cloudflare", b"okta", b"algolia", b"mailgun", b"azure", b"bitbucket", b"jira", b"confluence",
@@ -927,7 +1191,9 @@ _ASSIGN = re.compile(
     rb"\\?\"(?P<dq>[^\"\\\r\n]{1,512})\\?\""
     rb"|\\?'(?P<sq>[^'\\\r\n]{1,512})\\?'"
     rb"|`(?P<bq>[^`\\\r\n]{1,512})`"
-    rb"|(?P<uq>[^\s\"'`;,&<>\\]{1,512}))"
+    # `&` ends an unquoted value only before a query parameter (`&name=`).
+    rb"|(?P<uq>[^\s\"'`;,&<>\\]{1,512}"
+    rb"(?:&(?![A-Za-z_][A-Za-z0-9_]{0,32}=)[^\s\"'`;,&<>\\]{0,512}){0,8}))"
 )
 _FLAG_VALUE = re.compile(
     rb"(?:=|[ \t]+)(?:\"(?P<dq>[^\"\r\n]{1,512})\"|'(?P<sq>[^'\r\n]{1,512})'"
@@ -936,6 +1202,16 @@ _FLAG_VALUE = re.compile(
 _XML_VALUE = re.compile(rb">(?P<uq>[^<\s]{1,512})</")
 _ARN_BEFORE = re.compile(rb"(?<![A-Za-z0-9])arn:[a-z0-9-]{1,32}:[^\s\"'`]{0,220}:\Z")
 _QUALIFIER_BEFORE = re.compile(rb"([A-Za-z]{2,20})[ \t]$")
+
+
+def _azure_resource_key(parts: list[bytes]) -> bool:
+    """An Azure resource's primary/secondary key is its access key; elsewhere a
+    primary key is a database column."""
+    return (
+        parts[-1] == b"key"
+        and bool(_AZURE_KEY_WORDS.intersection(parts))
+        and all(p not in _NOT_SECRET_PARTS or p in (b"primary", b"secondary") for p in parts)
+    )
 
 
 def classify_name(name: bytes, word_before: bytes = b"") -> str | None:
@@ -947,7 +1223,9 @@ def classify_name(name: bytes, word_before: bytes = b"") -> str | None:
     if word_before:
         parts.insert(0, word_before.lower())
     last = parts[-1]
-    if last in _NOT_SECRET_LAST or any(p in _NOT_SECRET_PARTS for p in parts):
+    if (last in _NOT_SECRET_LAST or any(p in _NOT_SECRET_PARTS for p in parts)) and not (
+        _azure_resource_key(parts)
+    ):
         return None
     joined = b"".join(parts)
     secret = False
@@ -987,26 +1265,10 @@ def _assignment_at(
     Cheapest tests first: most keywords in code are not followed by a literal value."""
     floor = hit - 64 if hit > 64 else 0
     start = max(ident.rfind(b" ", floor, hit) + 1, floor)
-    if flag:
-        if data.rfind(b"--", start, hit) < 0:
-            return
-        m = _FLAG_VALUE.match(data, end)
-    elif data[end : end + 1] == b">" and data[start - 1 : start] == b"<":
-        m = _XML_VALUE.match(data, end)
-    else:
-        m = _ASSIGN.match(data, end)
-    if m is None or m.lastgroup is None:
+    if flag and data.rfind(b"--", start, hit) < 0:
         return
-    v_start, v_end = m.span(m.lastgroup)
-    if m.lastgroup == "uq":
-        while v_end > v_start and data[v_end - 1] in b".)]}:":
-            v_end -= 1
-        if data.startswith(b"...", v_end):  # `KEY=sk-ant-api03-...`: a placeholder
-            return
-    if v_end - v_start < 8:
-        return
-    if data[start - 1 : start] == b":" and _ARN_BEFORE.search(data, max(0, start - 256), start):
-        return  # `arn:aws:secretsmanager:...:secret:name`: a resource name
+    # The name first (its rule is remembered): most names with a keyword in them do
+    # not say secret (`max_tokens`, `cache_key`), and then the value is never read.
     name_start = start
     while name_start < end and data[name_start] in b"-.":
         name_start += 1
@@ -1026,6 +1288,24 @@ def _assignment_at(
         rule = _CLASSIFIED[key] = classify_name(name, before)
     if rule is None:
         return
+    if flag:
+        m = _FLAG_VALUE.match(data, end)
+    elif data[end : end + 1] == b">" and data[start - 1 : start] == b"<":
+        m = _XML_VALUE.match(data, end)
+    else:
+        m = _ASSIGN.match(data, end)
+    if m is None or m.lastgroup is None:
+        return
+    v_start, v_end = m.span(m.lastgroup)
+    if m.lastgroup == "uq":
+        while v_end > v_start and data[v_end - 1] in b".)]}:":
+            v_end -= 1
+        if data.startswith(b"...", v_end):  # `KEY=sk-ant-api03-...`: a placeholder
+            return
+    if v_end - v_start < 8:
+        return
+    if data[start - 1 : start] == b":" and _ARN_BEFORE.search(data, max(0, start - 256), start):
+        return  # `arn:aws:secretsmanager:...:secret:name`: a resource name
     value = data[v_start:v_end]
     if rule == "aws-secret-access-key" and not _AWS_SECRET.fullmatch(value):
         rule = "secret-assignment"
@@ -1122,8 +1402,62 @@ def _accept(rule: Rule, m: re.Match[bytes], out: list[Candidate]) -> None:
     start, end = m.span(rule.group)
     if end <= start:
         return
-    if rule.check is None or rule.check(m.group(rule.group)):
-        out.append((start, end, rule.id, rule.priority, b""))
+    if rule.check is not None and not rule.check(m.group(rule.group)):
+        return
+    if rule.id == "flyio-token" and m.string.endswith(_FLY_SCHEME, 0, start):
+        start -= len(_FLY_SCHEME)  # `Authorization: FlyV1 fm2_...`: the scheme is part of it
+    if rule.whole_run:
+        run = _whole_run(m.string, start, end)
+        if run is None:
+            return
+        start, end = run
+        if rule.run_check is not None and not rule.run_check(m.string[start:end]):
+            return
+    out.append((start, end, rule.id, rule.priority, b""))
+
+
+_FLY_SCHEME = b"FlyV1 "
+
+
+# What ends a connection string or URL in a text: blanks, quotes, brackets.
+_RUN_MAP = bytes(0x20 if i in b" \t\r\n\"'`<>\\()[]{}" else 0x61 for i in range(256))
+_RUN_TRIM = b".,:!?*"
+MAX_RUN = 4096
+# `AZURE_STORAGE_CONNECTION_STRING=DefaultEndpointsProtocol=...`: the variable's name
+# (upper case or with separators, unlike the connection string's own PascalCase keys)
+# is kept.
+_RUN_NAME = re.compile(
+    rb"(?:[A-Z0-9_]{1,64}|[A-Za-z0-9]{0,32}[_.\-][A-Za-z0-9_.\-]{0,32})[=:]"
+    rb"(?=[A-Za-z]{1,32}=|[a-z]{2,10}://|jdbc:|\?)"
+)
+_SAS_PREFIX = b"SharedAccessSignature "
+_RUNS = threading.local()
+
+
+def _whole_run(data: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """The run of non-blank characters around ``data[start:end]`` (at most MAX_RUN
+    either side), or None when it was already found. The text's map of blanks is
+    made once per scan, and each run is walked once (C speed), so a text dense with
+    keys costs no rescans."""
+    state = _RUNS.state
+    if state[0] is None:
+        state[0] = data.translate(_RUN_MAP)
+    runs: bytes = state[0]
+    if state[1] <= start < state[2]:
+        return None  # inside the run found last
+    lo = runs.rfind(b" ", max(0, start - MAX_RUN), start) + 1
+    lo = max(lo, start - MAX_RUN, 0)
+    hi = runs.find(b" ", end, end + MAX_RUN)
+    hi = hi if hi >= 0 else min(len(data), end + MAX_RUN)
+    state[1], state[2] = lo, hi
+    while hi > end and data[hi - 1] in _RUN_TRIM:
+        hi -= 1
+    name = _RUN_NAME.match(data, lo, hi)
+    if name:
+        lo = name.end()
+    elif data.startswith(_SAS_PREFIX, lo - len(_SAS_PREFIX)):
+        lo -= len(_SAS_PREFIX)
+    return lo, hi
 
 
 def _token_start(data: bytes, at: int, out: list[Candidate]) -> None:
@@ -1174,14 +1508,18 @@ def _keywords(data: bytes, low: bytes, out: list[Candidate]) -> None:
         rules = _BY_KEYWORD.get(keyword, ())
         generic = keyword in _KEYWORDS
         hit = low.find(keyword)
+        end = -1
         while hit >= 0:
             if generic:
-                # Cheap tests first: the name's end, then what follows it.
+                # Cheap tests first: the name's end, then what follows it. Hits come
+                # in order: one inside the name found last has that name's end (a
+                # long run of name characters is walked once, not once per hit).
                 if not ident:
                     ident = data.translate(_IDENT_TABLE)
-                end = ident.find(b" ", hit)
-                if end < 0:
-                    end = size
+                if hit >= end:
+                    end = ident.find(b" ", hit)
+                    if end < 0:
+                        end = size
                 if end not in seen:
                     seen.add(end)
                     after = data[end] if end < size else 0
@@ -1207,10 +1545,12 @@ def candidates(data: bytes) -> list[Candidate]:
     """Every match of every rule, overlapping ones included."""
     out: list[Candidate] = []
     low = data.lower()
+    _RUNS.state = [None, -1, -1]  # for _whole_run: the text's map of runs, the last run
     _tokens(data, out)
     _keywords(data, low, out)
     _url_credentials(data, out)
     _cli_passwords(data, low, out)
+    _kubernetes_secrets(data, out)
     return out
 
 
@@ -1248,7 +1588,7 @@ def rule_ids() -> list[str]:
     """Every rule name a finding can carry, for documentation and tests."""
     names = {r.id for r in RULES}
     names |= {"private-key", "putty-private-key", "url-credentials", "password-assignment"}
-    names |= {"cli-password"}
+    names |= {"cli-password", "kubernetes-secret"}
     names |= {"secret-assignment", "aws-secret-access-key"}
     names |= {f"{p.decode()}-credential" for p in _PROVIDER_CONTEXT}
     return sorted(names)
