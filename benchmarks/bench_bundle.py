@@ -48,12 +48,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-from benchtable import Report, Row
+from benchtable import Report, Row, terminate_gracefully
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.coordination import SessionRecord, WorkerRecord, write_session_record
@@ -956,21 +955,6 @@ def growth_lines(results: Sequence[SizeResult]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def terminate_gracefully() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so the sandbox is cleaned up."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -43,11 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
-from benchtable import Report, Row
+from benchtable import Report, Row, terminate_gracefully
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.agents import pick_agents
@@ -844,21 +843,6 @@ def bench_panes(sandbox: Sandbox, runs: int, report: Report) -> None:
 
 
 # --------------------------------------------------------------------------- main
-
-
-@contextlib.contextmanager
-def terminate_gracefully() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so the sandbox is cleaned up."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

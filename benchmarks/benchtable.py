@@ -1,9 +1,14 @@
-"""The figures table both benchmark scripts print: one row a measure, with its
-ratio against a floor and the target it must meet."""
+"""What the benchmark scripts share: the figures table they print (one row a
+measure, with its ratio against a floor and the target it must meet), and
+SIGTERM/SIGHUP handling so their temp trees are always removed."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 
 
 @dataclass
@@ -58,3 +63,18 @@ class Report:
     @property
     def missed(self) -> list[Row]:
         return [r for r in self.rows if r.passed is False]
+
+
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """SIGTERM/SIGHUP unwind like Ctrl-C, so the sandbox is cleaned up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
