@@ -30,6 +30,7 @@ from kodelyth_ecc.compare import (
     text_lines,
 )
 from kodelyth_ecc.humanize import human_bytes, human_duration, plural
+from kodelyth_ecc.termsafe import visible_controls
 
 # ANSI colours, used only when the caller says the terminal wants them. Neither side's
 # colour says good or bad: A (removed, "-" lines) magenta, B (added, "+" lines) cyan.
@@ -45,27 +46,9 @@ _SHORT_VALUE = 72
 # What the terminal and markdown show of one diff or patch; the JSON has all of it.
 MAX_BLOCK_CHARS = 64 * 1024
 
-# Characters that would drive a terminal (escape sequences, carriage return, bell, C1
-# controls) or hide or reorder text (zero-width and bidirectional marks): shown as
-# escapes. Tab and newline are kept.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 # Fields no text view shows (the HTML has its own escaping): not worth scanning.
 _NOT_SHOWN = frozenset({"a_text", "b_text", "a_changed", "b_changed"})
 _T = TypeVar("_T")
-
-
-def _escape_control(match: re.Match[str]) -> str:
-    char = match.group()
-    if char == "\r":
-        return "\\r"
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible_controls(text: str) -> str:
-    """``text`` with every control character written out (``\\x1b``, ``\\r``), so that
-    printing it cannot move the cursor, set the title or hide what follows."""
-    return _CONTROLS.sub(_escape_control, text) if _CONTROLS.search(text) else text
 
 
 def displayable(value: _T) -> _T:
