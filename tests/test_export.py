@@ -307,10 +307,13 @@ def test_a_session_name_that_leaves_the_root_is_refused(sandbox: Sandbox, name: 
     assert_one_line_error(export(sandbox, name), 2, "invalid session name")
 
 
-def test_a_session_name_with_a_dot_exports(sandbox: Sandbox) -> None:
-    """Names a bundle may carry (imported ones) export back."""
+def test_a_session_name_with_a_dot_is_refused_like_everywhere_else(sandbox: Sandbox) -> None:
+    """One rule for session names (issue 9, item 15): tmux rewrites '.', so a dotted
+    name that import refuses is refused by export too, in the same words."""
     make_worker(sandbox.coord_root, "v1.2", "w", task="t")
-    assert export_doc(sandbox, "v1.2")["session"] == "v1.2"
+    result = sandbox.cli("session-export", "v1.2", "--out", "-")
+    line = assert_one_line_error(result, 2, "invalid session name 'v1.2'")
+    assert "letters, digits, '_' or '-'" in line
 
 
 def _export_with_file_size_limit(sandbox: Sandbox, limit: int, *args: str) -> Result:

@@ -37,10 +37,12 @@ from tests.test_schema import schema_errors
 
 EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
 
-# One safe path component (bundle.py's rule), never the session's own file.
+# One safe path component (sessiondir's rule), never the session's own file.
 slugs = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,40}\Z").filter(
-    lambda s: ".." not in s and s not in RESERVED_SLUGS
+    lambda s: ".." not in s and s not in RESERVED_SLUGS and not s.endswith(".lock")
 )
+# Session names are tmux session names too: no '.'.
+session_names = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,40}\Z")
 
 # JSON strings hold any Unicode scalar value: NUL and other controls are escaped, astral
 # characters are UTF-8. Lone surrogates (category Cs) cannot be UTF-8, so no file holds one.
@@ -119,7 +121,7 @@ def bundles(draw: st.DrawFn) -> Bundle:
         )
     return Bundle(
         schema=SCHEMA,
-        session=draw(slugs),
+        session=draw(session_names),
         exported_at="2026-01-01T00:00:00Z",
         exported_by="kodelyth-ecc@0.0.0",
         meta=draw(metas),
@@ -162,7 +164,7 @@ def _import_then_export(bundle_path: Path, root: Path) -> Bundle:
 @example(
     Bundle(
         schema=SCHEMA,
-        session="v1.2",
+        session="v1_2",
         exported_at="x",
         exported_by="y",
         meta={"task": "t\r\n", "agents": ["a b"], "big": 2**70, "f": -0.0},

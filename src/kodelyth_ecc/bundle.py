@@ -21,7 +21,7 @@ import msgspec
 
 from kodelyth_ecc.bundleformat import (
     DEFAULT_MAX_BUNDLE_BYTES,
-    RESERVED_SLUGS,
+    MAX_META_DEPTH,
     SCHEMA,
     BundleError,
     check_name,
@@ -29,7 +29,10 @@ from kodelyth_ecc.bundleformat import (
     validate_meta,
     validate_names,
 )
-from kodelyth_ecc.fsutil import atomic_write_bytes
+from kodelyth_ecc.fsutil import atomic_write_bytes, remove_stale_temps
+from kodelyth_ecc.sessiondir import RESERVED_SLUGS, WORKER_FIELDS
+
+TYPE_CHECKING = False
 
 __all__ = [
     "DEFAULT_MAX_BUNDLE_BYTES",
@@ -48,20 +51,46 @@ __all__ = [
 ]
 
 
-class BundleWorker(msgspec.Struct, omit_defaults=True):
-    slug: str
-    task: str
-    handoff: str
-    status: str
-    # Optional, written by kodelyth-ecc (Python); absent in JS bundles.
-    state: str | None = None
-    exit_code: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    duration_s: float | None = None
-    diff: str | None = None
-    diffstat: str | None = None
-    transcript: str | None = None
+_KIND_TYPES: dict[str, type] = {"name": str, "text": str, "str": str, "int": int, "float": float}
+
+
+def worker_struct_fields(text_type: Any = str, absent: Any = None) -> list[tuple[Any, ...]]:
+    """msgspec field specs from ``sessiondir.WORKER_FIELDS``: required fields have no
+    default; optional ones default to ``absent`` (None) and text fields take
+    ``text_type`` (``msgspec.Raw`` on the fast import path)."""
+    specs: list[tuple[Any, ...]] = []
+    for field in WORKER_FIELDS:
+        kind = text_type if field.kind == "text" else _KIND_TYPES[field.kind]
+        if field.required:
+            specs.append((field.name, kind))
+        elif field.kind == "text" and text_type is not str:
+            specs.append((field.name, kind, absent))
+        else:
+            specs.append((field.name, kind | None, None))
+    return specs
+
+
+if TYPE_CHECKING:
+
+    class BundleWorker(msgspec.Struct, omit_defaults=True):
+        """The static view of the struct built from ``sessiondir.WORKER_FIELDS``: the
+        required fields typed, the optional ones through ``__getattr__``."""
+
+        slug: str
+        task: str
+        handoff: str
+        status: str
+
+        def __init__(self, **fields: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    # One worker of a bundle; every field but the first four is optional (the JS tool
+    # wrote only those), and None fields are left out when encoding.
+    BundleWorker = msgspec.defstruct(
+        "BundleWorker", worker_struct_fields(), omit_defaults=True, module=__name__
+    )
 
 
 class Bundle(msgspec.Struct):
@@ -103,6 +132,8 @@ def decode_bundle(data: bytes, where: str = "bundle") -> Bundle:
         raise problem(where, str(exc).replace(" - at `$", " at `$")) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{where} is not valid JSON: {_syntax_error(data, exc)}") from None
+    except RecursionError:
+        raise problem(where, f"meta nests deeper than {MAX_META_DEPTH} levels") from None
     return validate_bundle(bundle, where)
 
 
@@ -148,10 +179,24 @@ def read_bundle_file(path: str, *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) ->
 def _read_capped(path: str, max_bytes: int) -> bytes:
     """The file's bytes, refusing anything over ``max_bytes`` before reading it."""
     with open_capped(path, max_bytes) as (fh, _size):
-        data = fh.read(max_bytes + 1)
+        data = read_upto(fh, max_bytes + 1)
     if len(data) > max_bytes:
         raise BundleError(f"{path} grew past the {max_bytes:,}-byte limit while being read")
     return data
+
+
+def read_upto(fh: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` bytes, read a piece at a time: ``read(limit)`` would allocate
+    the whole limit up front (a pipe given with --max-bundle-size 1T)."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = fh.read(min(left, 16 * 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 @contextlib.contextmanager
@@ -188,5 +233,6 @@ def encode_bundle(bundle: Bundle) -> bytes:
 def write_bundle(bundle: Bundle, path: str) -> str:
     """Validate, then write atomically (no partial file after a crash or Ctrl-C)."""
     validate_bundle(bundle, path)
+    remove_stale_temps(os.path.abspath(path))
     atomic_write_bytes(path, encode_bundle(bundle))
     return path

@@ -17,14 +17,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 from kodelyth_ecc.errors import KodelythError
+from kodelyth_ecc.fsutil import remove_stale_temps, temp_sibling
+from kodelyth_ecc.sessiondir import (
+    WORKER_FIELD_NAMES,
+    session_name_problem,
+    slug_problem,
+)
 
 SCHEMA = "kodelyth.session-bundle/v1"
 DEFAULT_MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-# One path component: no separators, no `..`, no leading dot, nothing a shell or
-# tmux would read specially. JS-written sessions and slugs all fit.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# A worker directory of this name would collide with the coordination dir's own file.
-RESERVED_SLUGS = frozenset({"session.json"})
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "task": (str,),
     "harness": (str,),
@@ -45,12 +46,12 @@ def problem(where: str, detail: str) -> BundleError:
 
 
 def check_name(value: str, what: str, where: str) -> None:
-    if not _SAFE_NAME.fullmatch(value) or ".." in value:
-        raise problem(
-            where,
-            f"{what} {value!r} is not one safe path component "
-            "(letters, digits, '.', '_', '-'; no '/', '\\\\', '..' or leading dot)",
-        )
+    """``value`` must be a valid session name (``what == "session"``) or worker slug.
+    The error names the field and the rule, never the value: a bundle is hostile, and
+    a name may hold anything, a token included."""
+    reason = session_name_problem(value) if what == "session" else slug_problem(value)
+    if reason is not None:
+        raise problem(where, f"{what} is not one safe path component: it {reason}")
 
 
 def validate_names(session: str, slugs: Sequence[str], where: str) -> None:
@@ -61,18 +62,43 @@ def validate_names(session: str, slugs: Sequence[str], where: str) -> None:
     seen: set[str] = set()
     for index, slug in enumerate(slugs):
         check_name(slug, f"workers[{index}].slug", where)
-        if slug in RESERVED_SLUGS:
-            raise problem(
-                where,
-                f"workers[{index}].slug {slug!r} is reserved for the session's own file",
-            )
         if slug in seen:
-            raise problem(where, f"workers[{index}].slug {slug!r} appears twice")
+            raise problem(where, f"workers[{index}].slug appears twice (as an earlier worker's)")
         seen.add(slug)
 
 
+# How deep meta may nest: far beyond anything we write (3 levels), and far below what
+# would make a recursive reader (compare, sanitize, json) hit Python's recursion limit.
+MAX_META_DEPTH = 32
+# How many values meta may hold in all: it is a header, not a payload.
+MAX_META_VALUES = 100_000
+
+
+def check_meta_shape(meta: object, where: str) -> None:
+    """Depth and size limits, walked without recursion (a hostile bundle may nest
+    thousands deep): every recursive reader after this is safe."""
+    stack: list[tuple[object, int]] = [(meta, 1)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_META_VALUES:
+            raise problem(where, f"meta holds over {MAX_META_VALUES:,} values")
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_META_DEPTH:
+            raise problem(where, f"meta nests deeper than {MAX_META_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def validate_meta(meta: Mapping[str, Any], where: str) -> None:
-    """Types of the meta fields we read (others are carried along untouched)."""
+    """Types of the meta fields we read (others are carried along untouched), and
+    the shape limits of ``check_meta_shape``."""
+    check_meta_shape(meta, where)
     for key, types in _META_TYPES.items():
         value = meta.get(key)
         if value is not None and not isinstance(value, types):
@@ -94,11 +120,8 @@ def validate_meta(meta: Mapping[str, Any], where: str) -> None:
             raise problem(where, f"meta.replay_of.{key} must be a string")
 
 
-# Per-worker fields in the order they are written; the first four are required.
-WORKER_FIELDS = (
-    "slug", "task", "handoff", "status", "state", "exit_code", "started_at", "finished_at",
-    "duration_s", "diff", "diffstat", "transcript",
-)  # fmt: skip
+# Per-worker fields in the order they are written (sessiondir owns the table).
+WORKER_FIELDS = WORKER_FIELD_NAMES
 
 # Control characters other than \t \n \r: rare in text, escaped one by one.
 _RARE_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -231,8 +254,9 @@ def stream_to_file(
     path: str, header: Mapping[str, Any], workers: Iterable[Mapping[str, Any]]
 ) -> int:
     """``write_stream`` into a temporary sibling renamed over ``path``: atomic."""
-    head, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    path = os.path.abspath(path)
+    remove_stale_temps(path)  # what a killed export of the same file left behind
+    tmp = temp_sibling(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o666)
     try:

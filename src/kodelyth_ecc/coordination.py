@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kodelyth_ecc import __version__
-from kodelyth_ecc.errors import SessionTaken
+from kodelyth_ecc.errors import KodelythError, SessionTaken
 from kodelyth_ecc.fsutil import atomic_write_text
 from kodelyth_ecc.prompts import initial_handoff_md, worker_task_md
+from kodelyth_ecc.sessiondir import (
+    GITIGNORE,
+    MAX_SESSION_RECORD_BYTES,
+    SESSION_FILE,
+    WORKER_FILES,
+    SessionDir,
+)
 from kodelyth_ecc.statusfile import StatusRecord, render_status
 
 TYPE_CHECKING = False
@@ -26,9 +33,18 @@ if TYPE_CHECKING:
     # Only for annotations: export and import read session.json without the planner.
     from kodelyth_ecc.plan import OrchestrationPlan
 
-SESSION_FILE = "session.json"
 SESSION_SCHEMA = "kodelyth.session/v1"
-WORKER_FILES = ("task.md", "handoff.md", "status.md")
+__all__ = [
+    "SESSION_FILE",
+    "SESSION_SCHEMA",
+    "WORKER_FILES",
+    "SessionRecord",
+    "WorkerRecord",
+    "materialize_plan",
+    "read_session_record",
+    "session_record_for",
+    "write_session_record",
+]
 
 
 def utc_now() -> str:
@@ -177,15 +193,19 @@ def write_session_record(coordination_dir: str, record: SessionRecord) -> None:
 
 
 def read_session_record(coordination_dir: str) -> SessionRecord | None:
-    path = os.path.join(coordination_dir, SESSION_FILE)
+    """The session's record, or None when it has none or it is damaged (a damaged
+    session.json must not hide the worker files next to it). Read through
+    ``sessiondir``: never through a symlink, never more than its cap."""
+    head, name = os.path.split(os.path.normpath(coordination_dir))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        return SessionRecord.from_json(data)
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
-        # A damaged session.json must not hide the worker files next to it.
+        data = SessionDir(head, name).read(SESSION_FILE, MAX_SESSION_RECORD_BYTES)
+        if data is None:
+            return None
+        parsed = json.loads(data)
+        if not isinstance(parsed, dict):
+            return None
+        return SessionRecord.from_json(parsed)
+    except (KodelythError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
@@ -196,7 +216,7 @@ def _ensure_root(coordination_root: str, repo_root: str) -> None:
     os.makedirs(coordination_root, exist_ok=True)
     real_root = os.path.realpath(coordination_root)
     if real_root.startswith(os.path.realpath(repo_root) + os.sep):
-        atomic_write_text(os.path.join(coordination_root, ".gitignore"), "*\n")
+        atomic_write_text(os.path.join(coordination_root, GITIGNORE), "*\n")
 
 
 def materialize_plan(

@@ -10,11 +10,12 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from kodelyth_ecc import gitrepo, naming, tmux
+from kodelyth_ecc import gitrepo, naming, repolock, tmux
 from kodelyth_ecc.coordination import (
     SessionRecord,
     materialize_plan,
@@ -46,7 +47,8 @@ def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
     if not taken:
         return
     if not plan.replace_existing:
-        raise KodelythError(
+        # SessionTaken: a caller that picked the name itself may pick the next one.
+        raise SessionTaken(
             f"session {plan.session_name!r} is already taken: {taken[0]}"
             f"{f' (and {len(taken) - 1} more)' if len(taken) > 1 else ''}; "
             "pick another --session, or pass --replace to tear the old one down"
@@ -93,9 +95,89 @@ def _copy_seeds(repo_root: str, worktree: str, seeds: tuple[str, ...]) -> None:
 
 # Variables tmux sets for its own panes, or that describe the calling shell only.
 _TMUX_OWN_ENV = frozenset({"TMUX", "TMUX_PANE", "PWD", "OLDPWD", "SHLVL", "_"})
+ENV_DIR_PREFIX = "kodelyth-env-"
+# How long the runners may take to start and take their environment.
+RUNNER_START_TIMEOUT_S = 60.0
 
 
-def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[list[str]]:
+def _env_parent() -> str:
+    """Where the environment files go: the per-user runtime dir (a tmpfs, mode 0700)
+    when there is one, else the temp dir. Never the repo."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK | os.X_OK):
+        return runtime
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _environment_bytes() -> bytes:
+    """The caller's environment as ``NAME=value\\0`` entries (the bytes as given)."""
+    return b"".join(
+        key + b"=" + value + b"\0"
+        for key, value in sorted(os.environb.items())
+        if key and b"=" not in key and os.fsdecode(key) not in _TMUX_OWN_ENV
+    )
+
+
+def write_environment_files(slugs: list[str]) -> tuple[str, dict[str, str]]:
+    """A fresh 0700 directory holding, per worker, a 0600 file with the caller's
+    environment, for its runner to read and delete before the agent starts. The values
+    never go on a command line (``ps`` shows those) nor into tmux (whose global
+    environment is the server's start environment, not the caller's)."""
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix=ENV_DIR_PREFIX, dir=_env_parent())
+    data = _environment_bytes()
+    files: dict[str, str] = {}
+    try:
+        for slug in slugs:
+            path = os.path.join(directory, f"{slug}.env")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(path, flags, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            files[slug] = path
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory, files
+
+
+def _wait_for_runners(
+    plan: OrchestrationPlan, env_files: dict[str, str], panes: dict[str, str]
+) -> None:
+    """Until every runner has taken (and deleted) its environment file: nothing of the
+    environment stays on disk once the workers are launched."""
+    deadline = time.monotonic() + RUNNER_START_TIMEOUT_S
+    next_pane_check = 0.0
+    while True:
+        waiting = [slug for slug, path in env_files.items() if os.path.lexists(path)]
+        if not waiting:
+            return
+        now = time.monotonic()
+        if now >= next_pane_check:
+            states = tmux.panes(plan.session_name) or {}
+            dead = [s for s in waiting if (state := states.get(panes[s])) is None or state.dead]
+            if dead:
+                state = states.get(panes[dead[0]])
+                code = state.dead_status if state is not None else None
+                raise KodelythError(
+                    f"the runner of worker {dead[0]} exited (status {code}) before it took its "
+                    f"environment: check that {sys.executable} runs, and try again"
+                )
+            next_pane_check = now + 0.25
+        if now >= deadline:
+            raise KodelythError(
+                f"the runner of worker {waiting[0]} did not start within "
+                f"{RUNNER_START_TIMEOUT_S:g} s: the machine may be overloaded; try again"
+            )
+        time.sleep(0.01)
+
+
+def _pane_commands(
+    plan: OrchestrationPlan, run_id: str, env_files: dict[str, str]
+) -> list[list[str]]:
     target = f"={plan.session_name}:{WINDOW_NAME}"
     banner = (
         'printf "Session: %s\\nCoordination: %s\\nStatus: kodelyth-ecc status %s\\n" '
@@ -127,14 +209,8 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
         ],
         ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
     ]
-    # A tmux server started earlier has an older environment: give the session ours,
-    # so workers see what the user exported (API keys, PATH) before running us.
-    session = f"={plan.session_name}"
-    commands += [
-        ["set-environment", "-t", session, key, value]
-        for key, value in sorted(os.environ.items())
-        if key not in _TMUX_OWN_ENV and "=" not in key
-    ]
+    # No environment on these command lines: each runner reads the caller's from its
+    # file (a tmux server started earlier would hand panes its own, older one).
     for worker in plan.workers:
         commands += [
             [
@@ -143,18 +219,57 @@ def _pane_commands(plan: OrchestrationPlan, path_env: str, run_id: str) -> list[
                 target,
                 "-c",
                 tmux.literal(plan.repo_root),
-                "-e",
-                f"PATH={path_env}",
                 "-P",
                 "-F",
                 "#{pane_id}",
-                *plan.runner_argv(worker, run_id),
+                *plan.runner_argv(worker, run_id, env_files[worker.worker_slug]),
             ],
             # split-window without -d made the new pane active: title it.
             ["select-pane", "-t", target, "-T", worker.worker_slug],
             ["select-layout", "-t", target, "tiled"],
         ]
     return commands
+
+
+def _refuse_taken(plan: OrchestrationPlan, branch: str, path: str) -> None:
+    """Under the worktree lock: another run may have taken a name since pre-flight."""
+    taken = (
+        f"branch {branch} exists"
+        if gitrepo.branch_exists(plan.repo_root, branch)
+        else f"worktree path {path} exists"
+        if os.path.lexists(path)
+        else None
+    )
+    if taken:
+        raise SessionTaken(
+            f"session {plan.session_name!r} is already taken: {taken}; "
+            "pick another --session, or pass --replace"
+        )
+
+
+def _remove_worktrees(repo: str, added: list[tuple[str, str]]) -> None:
+    """Undo this run's `worktree add`s (only those), under the repository's lock."""
+    if not added:
+        return
+    failures = []
+    with repolock.worktree_lock(repo):
+        registered = gitrepo.worktrees(repo)
+        stale = False
+        for path, branch in reversed(added):
+            try:
+                if os.path.realpath(path) in registered:
+                    if os.path.isdir(path):
+                        gitrepo.worktree_remove(repo, path)
+                    else:
+                        stale = True  # its directory is gone: only prune drops the entry
+                if gitrepo.branch_exists(repo, branch):
+                    gitrepo.branch_delete(repo, branch)
+            except KodelythError as exc:
+                failures.append(f"{path}: {exc.message}")
+        if stale:
+            gitrepo.worktree_prune(repo)
+    if failures:
+        raise KodelythError("; ".join(failures))
 
 
 def _rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
@@ -247,6 +362,17 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
         # Panes first: their runners start (and wait at the launch gate) while git
         # creates the worktrees, instead of after it.
+        step = "writing the workers' environment"
+        env_dirs: list[str] = []
+
+        def remove_environment() -> None:
+            for directory in env_dirs:
+                shutil.rmtree(directory, ignore_errors=True)
+
+        undo.append(("environment files", remove_environment))
+        env_dir, env_files = write_environment_files([w.worker_slug for w in plan.workers])
+        env_dirs.append(env_dir)
+
         step = "creating the tmux session"
 
         def kill_tmux() -> None:
@@ -254,7 +380,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
         undo.append((f"tmux session {plan.session_name}", kill_tmux))
         run_id = secrets.token_hex(4)
-        out = tmux.run_sequence(_pane_commands(plan, os.environ.get("PATH", os.defpath), run_id))
+        out = tmux.run_sequence(_pane_commands(plan, run_id, env_files))
         pane_ids = [line.strip() for line in out.stdout.splitlines() if line.startswith("%")]
         if len(pane_ids) != len(plan.workers) + 1:
             raise KodelythError(
@@ -268,30 +394,29 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         lap("tmux")
 
         undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))
+        # What this run added, and so what its rollback removes: a worktree or branch
+        # is only ever added after checking, under the lock, that none of that name exists.
+        added: list[tuple[str, str]] = []
+        undo.append(("worktrees", lambda: _remove_worktrees(plan.repo_root, added)))
         # `worktree add` runs one at a time (git refuses concurrent ones); the checkouts,
         # most of the cost on a big repo, then run in parallel. Only without a
         # post-checkout hook: `--no-checkout` would skip it.
         parallel_checkout = len(plan.workers) > 1 and not gitrepo.has_post_checkout_hook(
             plan.repo_root
         )
-        for worker in plan.workers:
-            step = f"creating the worktree for {worker.worker_slug}"
-
-            def remove_worktree(w: str = worker.worktree_path, b: str = worker.branch_name) -> None:
-                if os.path.realpath(w) in gitrepo.worktrees(plan.repo_root):
-                    gitrepo.worktree_remove(plan.repo_root, w)
-                gitrepo.worktree_prune(plan.repo_root)
-                if gitrepo.branch_exists(plan.repo_root, b):
-                    gitrepo.branch_delete(plan.repo_root, b)
-
-            undo.append((f"worktree {worker.worktree_path}", remove_worktree))
-            gitrepo.worktree_add(
-                plan.repo_root,
-                worker.branch_name,
-                worker.worktree_path,
-                commit,
-                checkout=not parallel_checkout,
-            )
+        step = "waiting for the repository's worktree lock"
+        with repolock.worktree_lock(plan.repo_root):
+            for worker in plan.workers:
+                step = f"creating the worktree for {worker.worker_slug}"
+                _refuse_taken(plan, worker.branch_name, worker.worktree_path)
+                added.append((worker.worktree_path, worker.branch_name))
+                gitrepo.worktree_add(
+                    plan.repo_root,
+                    worker.branch_name,
+                    worker.worktree_path,
+                    commit,
+                    checkout=not parallel_checkout,
+                )
         if parallel_checkout:
             step = "checking out the worktrees"
             gitrepo.check_out_worktrees([w.worktree_path for w in plan.workers])
@@ -299,6 +424,10 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
             step = f"copying seeds into {worker.worktree_path}"
             _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
         lap("worktrees")
+
+        step = "starting the runners"
+        _wait_for_runners(plan, env_files, panes)
+        remove_environment()
 
         step = "launching the workers"
         tmux.run_sequence(

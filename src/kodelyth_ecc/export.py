@@ -18,8 +18,6 @@ from typing import Any, BinaryIO
 from kodelyth_ecc import __version__
 from kodelyth_ecc.bundleformat import (
     SCHEMA,
-    BundleError,
-    check_name,
     loosen_allocator,
     stream_to_file,
     valid_utf8,
@@ -29,6 +27,18 @@ from kodelyth_ecc.bundleformat import (
 )
 from kodelyth_ecc.coordination import SessionRecord, read_session_record
 from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.sessiondir import (
+    DIFF_FILE,
+    DIFFSTAT_FILE,
+    MAX_STATUS_BYTES,
+    MAX_TEXT_BYTES,
+    TRANSCRIPT_FILE,
+    WORKER_FIELDS,
+    SessionDir,
+    WorkerDir,
+    session_name_problem,
+    shown_name,
+)
 from kodelyth_ecc.statusfile import STATES, parse_status
 
 TYPE_CHECKING = False
@@ -37,11 +47,9 @@ if TYPE_CHECKING:
 
 MAX_DIFF_BYTES = 1024 * 1024
 MAX_TRANSCRIPT_BYTES = 1024 * 1024
-WORKER_FILES = ("task.md", "handoff.md", "status.md")
-TRANSCRIPT_FILE = "transcript.log"
-# Written by session-import when a bundle carried a diff but no worktree exists.
-DIFF_FILE = "diff.patch"
-DIFFSTAT_FILE = "diffstat.txt"
+# What is read of a transcript's end before its control sequences are stripped: a pane
+# full of escapes shrinks a lot, and the bundle keeps the last MAX_TRANSCRIPT_BYTES.
+_TRANSCRIPT_READ_BYTES = 8 * MAX_TRANSCRIPT_BYTES
 
 # CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), DCS/SOS/PM/APC (ESC P|X|^|_ ... ST),
 # two- and three-byte escapes (ESC ( B, ESC =, ESC 7 ...), and C1 CSI.
@@ -90,26 +98,6 @@ def exported_at(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
 
 
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        return None
-    # Kept exactly (line endings, missing final newline); invalid UTF-8 cannot be JSON.
-    return data.decode("utf-8", errors="replace")
-
-
-def worker_dirs(coordination_dir: str) -> list[str]:
-    """Only directories are workers; files beside them (session.json) are not."""
-    with os.scandir(coordination_dir) as entries:
-        return sorted(
-            e.name
-            for e in entries
-            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-        )
-
-
 def session_meta(record: SessionRecord | None) -> dict[str, Any]:
     if record is None:
         return {}
@@ -149,15 +137,13 @@ def _worker_changes(worktree: str | None, base: str | None) -> tuple[str | None,
 
 
 def _check_session(session: str) -> None:
-    """Any name a bundle may carry (a swarm's, or an imported one with a '.'), and
-    nothing that would leave the coordination root."""
-    try:
-        check_name(session, "session", "the export")
-    except BundleError:
+    """The one rule for session names, and nothing that would leave the root."""
+    reason = session_name_problem(session)
+    if reason is not None:
         raise UsageError(
-            f"invalid session name {session!r}: it must be one directory name under the "
-            "coordination root (letters, digits, '.', '_', '-'; starting with a letter or digit)"
-        ) from None
+            f"invalid session name {shown_name(session)}: it {reason}; "
+            "`kodelyth-ecc status` lists the sessions"
+        )
 
 
 def _prepare(
@@ -168,16 +154,17 @@ def _prepare(
     agents: Sequence[str] | None,
     harness: str | None,
     base_ref: str | None,
-) -> tuple[dict[str, Any], list[tuple[str, str]], SessionRecord | None]:
+) -> tuple[dict[str, Any], list[tuple[str, WorkerDir]], SessionRecord | None]:
     """Checks, meta and the worker directories, before any file is read."""
     _check_session(session)
-    coordination_dir = os.path.join(coordination_root, session)
-    if not os.path.isdir(coordination_dir):
+    sdir = SessionDir(coordination_root, session)
+    coordination_dir = sdir.path
+    if not sdir.exists():
         raise KodelythError(
             f"no session {session!r} under {coordination_root}: "
             "check the name (`kodelyth-ecc status` lists sessions) or pass --coord-root"
         )
-    slugs = worker_dirs(coordination_dir)
+    slugs = sdir.worker_slugs()
     if not slugs:
         raise KodelythError(
             f"session {session!r} has no worker directories in {coordination_dir}: "
@@ -201,7 +188,7 @@ def _prepare(
         "exported_by": f"kodelyth-ecc@{__version__}",
         "meta": meta,
     }
-    return header, [(slug, os.path.join(coordination_dir, slug)) for slug in slugs], record
+    return header, [(slug, sdir.worker(slug)) for slug in slugs], record
 
 
 def _changes(
@@ -222,39 +209,36 @@ def _changes(
         return dict(zip((s for s, _ in with_worktrees), results, strict=True))
 
 
-def _read_bytes(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-
-
 def _worker_fields(
-    slug: str, worker_dir: str, changes: dict[str, tuple[str | None, str | None]]
+    slug: str, worker: WorkerDir, changes: dict[str, tuple[str | None, str | None]]
 ) -> dict[str, Any]:
-    """One worker as bundle fields; the big texts stay UTF-8 bytes (kept exactly)."""
-    task_md, handoff_md, status_md = (
-        valid_utf8(_read_bytes(os.path.join(worker_dir, name)) or b"") for name in WORKER_FILES
-    )
-    status_text = status_md.decode("utf-8")
+    """One worker as bundle fields; the big texts stay UTF-8 bytes (kept exactly).
+
+    Every file is read through ``sessiondir``: a symlink (``handoff.md`` pointing at
+    ``~/.ssh/id_ed25519``), a FIFO or a device is refused with an error naming it,
+    and nothing is read past its cap."""
+    texts: dict[str, bytes | None] = {}
+    for field in WORKER_FIELDS:
+        if field.file is None or field.name in ("diff", "diffstat", "transcript"):
+            continue
+        texts[field.name] = valid_utf8(worker.read(field.file, MAX_TEXT_BYTES) or b"")
+    # Kept whole in the bundle; only its head is a status a runner wrote.
+    status_text = (texts["status"] or b"")[:MAX_STATUS_BYTES].decode("utf-8", errors="ignore")
     status = parse_status(status_text, slug)
     diff, diffstat = changes.get(slug, (None, None))
     if diff is None:
-        diff = _read_text(os.path.join(worker_dir, DIFF_FILE))
-        diffstat = _read_text(os.path.join(worker_dir, DIFFSTAT_FILE))
-    transcript = _read_text(os.path.join(worker_dir, TRANSCRIPT_FILE))
-    if transcript is not None:
-        transcript = cap_text(
-            strip_terminal_controls(transcript), MAX_TRANSCRIPT_BYTES, keep="tail"
-        )
+        diff = _read_text(worker, DIFF_FILE, MAX_DIFF_BYTES)
+        diffstat = _read_text(worker, DIFFSTAT_FILE, MAX_DIFF_BYTES)
+    raw = worker.read(TRANSCRIPT_FILE, _TRANSCRIPT_READ_BYTES, tail=True)
+    transcript = None
+    if raw is not None:
+        text = raw.decode("utf-8", errors="replace")
+        transcript = cap_text(strip_terminal_controls(text), MAX_TRANSCRIPT_BYTES, keep="tail")
     # An empty or missing status.md says nothing, not "pending".
     known_state = bool(status_text.strip()) and status.state in STATES
     return {
+        **texts,
         "slug": slug,
-        "task": task_md,
-        "handoff": handoff_md,
-        "status": status_md,
         "state": status.state if known_state else None,
         "exit_code": status.exit_code,
         "started_at": status.started,
@@ -264,6 +248,15 @@ def _worker_fields(
         "diffstat": None if diffstat is None else diffstat.encode("utf-8"),
         "transcript": None if transcript is None else transcript.encode("utf-8"),
     }
+
+
+def _read_text(worker: WorkerDir, name: str, limit: int) -> str | None:
+    """A restored diff or diffstat, capped as export caps the worktree's."""
+    data = worker.read(name, limit * 2, truncate=True)
+    if data is None:
+        return None
+    # Kept exactly (line endings, missing final newline); invalid UTF-8 cannot be JSON.
+    return cap_text(data.decode("utf-8", errors="replace"), limit)
 
 
 def export_bundle(

@@ -2,26 +2,38 @@
 
 Every check happens before the first write. Files go into a fresh temporary
 sibling of the target and the whole directory is renamed into place; with
-``overwrite`` the old directory goes only after the new one is complete.
-Nothing is written through a symlink, and restored files are byte-identical
-to the bundle's strings.
+``overwrite`` the new tree and the old one are swapped in one atomic exchange
+(``renameat2(RENAME_EXCHANGE)``), so the target always holds the old tree or the
+new one, even if the process is killed. What a killed import leaves behind (its
+hidden staging or old sibling, named with its pid) is cleaned up by the next
+import of the same target. Nothing is written through a symlink, a directory that
+holds a live session (its tmux session or worktrees still there) is never
+replaced, and restored files are byte-identical to the bundle's strings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kodelyth_ecc.bundle import Bundle, BundleWorker, validate_bundle
 from kodelyth_ecc.bundleformat import DEFAULT_MAX_BUNDLE_BYTES, loosen_allocator
-from kodelyth_ecc.coordination import SessionRecord, utc_now, write_session_record
+from kodelyth_ecc.coordination import (
+    SessionRecord,
+    read_session_record,
+    utc_now,
+    write_session_record,
+)
 from kodelyth_ecc.errors import KodelythError
-from kodelyth_ecc.export import DIFF_FILE, DIFFSTAT_FILE, TRANSCRIPT_FILE
-from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
+from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs, stale_siblings, temp_sibling
+from kodelyth_ecc.sessiondir import (
+    FILE_FIELDS,
+    TEARDOWN_SUFFIX,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,14 +54,9 @@ try:
     _IOV_MAX = min(512, os.sysconf("SC_IOV_MAX"))  # POSIX guarantees 16; Linux has 1024
 except (AttributeError, OSError, ValueError):
     _IOV_MAX = 16
-_FILES = (
-    ("task.md", "task"),
-    ("handoff.md", "handoff"),
-    ("status.md", "status"),
-    (TRANSCRIPT_FILE, "transcript"),
-    (DIFF_FILE, "diff"),
-    (DIFFSTAT_FILE, "diffstat"),
-)
+# The hidden siblings an import makes next to its target (see fsutil.temp_sibling).
+_STAGING = "import"
+_OLD = "old"
 
 
 def _write_new(path: str, pieces: Iterable[bytes]) -> None:
@@ -148,19 +155,22 @@ def import_bundle(
         validate_bundle(bundle, source or "bundle")
     target = os.path.abspath(target)
     parent = os.path.dirname(target)
+    _check_target_name(target)
     if os.path.islink(target):
         raise KodelythError(
             f"{target} is a symlink: refusing to import through it; remove it first"
         )
+    _recover(target)
     exists = os.path.lexists(target)
     if exists and not overwrite:
         raise KodelythError(f"{target} already exists: pass --overwrite to replace it, or --target")
-    if exists and not os.path.isdir(target):
-        raise KodelythError(f"{target} exists and is not a directory: move it away first")
+    if exists:
+        _check_replaceable(target)
     created = missing_dirs(parent)
     os.makedirs(parent, exist_ok=True)
+    staging = temp_sibling(target, _STAGING)
     try:
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.import-", dir=parent)
+        os.mkdir(staging, 0o700)
     except BaseException:
         remove_empty_dirs(created)
         raise
@@ -168,7 +178,7 @@ def import_bundle(
         for worker in bundle.workers:
             worker_dir = os.path.join(staging, worker.slug)
             os.mkdir(worker_dir)
-            for name, field in _FILES:
+            for field, name in FILE_FIELDS:
                 pieces = _texts(worker, field)
                 if pieces is not None:
                     _write_new(os.path.join(worker_dir, name), pieces)
@@ -176,28 +186,117 @@ def import_bundle(
         write_session_record(staging, record)
         os.chmod(staging, 0o755 & ~_umask())
         if exists:
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
-            previous = os.path.join(old, "previous")
-            try:
-                os.rename(target, previous)
-                try:
-                    os.rename(staging, target)
-                except BaseException:
-                    os.rename(previous, target)  # put the old one back
-                    raise
-            except BaseException:
-                # Empty unless the old directory could not be put back: then it stays.
-                with contextlib.suppress(OSError):
-                    os.rmdir(old)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+            _swap_in(staging, target)
         else:
             os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         remove_empty_dirs(created)  # a failed import leaves no trace, not even the parents it made
         raise
+    # After the exchange the staging name holds the old tree.
+    shutil.rmtree(staging, ignore_errors=True)
     return ImportResult(bundle.session, target, len(bundle.workers), exists)
+
+
+def _check_target_name(target: str) -> None:
+    """Names the tool keeps for itself are never import targets: ``X.teardown`` holds
+    the work teardown saved, dot-names are staging and temporary files."""
+    name = os.path.basename(target)
+    if name.endswith(TEARDOWN_SUFFIX) or name.startswith("."):
+        what = "saved teardown work" if name.endswith(TEARDOWN_SUFFIX) else "temporary files"
+        raise KodelythError(
+            f"{target} is reserved by kodelyth-ecc ({what}): import somewhere else with --target"
+        )
+
+
+def _check_replaceable(target: str) -> None:
+    """``--overwrite`` replaces a directory that no live session runs from: a session
+    whose tmux session or registered worktrees are still there stays."""
+    if not os.path.isdir(target):
+        raise KodelythError(f"{target} exists and is not a directory: move it away first")
+    record = read_session_record(target)
+    if record is None:
+        return
+    live: list[str] = []
+    if record.tmux_session:
+        from kodelyth_ecc import tmux
+
+        if tmux.has_session(record.tmux_session):
+            live.append(f"its tmux session {record.tmux_session!r} is running")
+    worktrees = [w.worktree for w in record.workers if w.worktree]
+    if worktrees and record.repo_root and os.path.isdir(record.repo_root):
+        from kodelyth_ecc import gitrepo
+
+        try:
+            registered = gitrepo.worktrees(record.repo_root)
+        except KodelythError:
+            registered = {}
+        still = [w for w in worktrees if os.path.realpath(w) in registered]
+        if still:
+            live.append(f"{len(still)} of its worktrees are still registered (e.g. {still[0]})")
+    if live:
+        raise KodelythError(
+            f"{target} holds a live session ({'; '.join(live)}): tear it down first "
+            f"(`kodelyth-ecc teardown {record.session}`), or import with another --target"
+        )
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux ``renameat2``); False where the system or
+    file system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _swap_in(staging: str, target: str) -> None:
+    """Put the complete new tree at ``target``; the old one ends up at ``staging``."""
+    if _exchange(staging, target):
+        return
+    # Two renames: a kill between them leaves the old tree at ``old``, which the next
+    # import of this target (``_recover``) puts back.
+    old = temp_sibling(target, _OLD)
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)  # put the old one back
+        raise
+    os.rename(old, staging)
+
+
+def _recover(target: str) -> None:
+    """Clean up after imports of ``target`` that were killed: an old tree moved aside
+    with no target in its place goes back; staging dirs and old trees are removed."""
+    leftovers = stale_siblings(target, (_STAGING, _OLD))
+    for path in leftovers:
+        if path.endswith("." + _OLD) and not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.rename(path, target)
+    for path in leftovers:
+        if os.path.lexists(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -40,14 +40,24 @@ def _add_coordination_root(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The largest --max-bundle-size: far beyond any bundle, and still a size the OS can read.
+MAX_BYTE_SIZE = 1024**4
+
+
 def _byte_size(text: str) -> int:
-    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    units = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
     raw = text.strip().lower().removesuffix("ib").removesuffix("b")
     unit = raw[-1:] if raw[-1:] in units and raw[-1:] else ""
     number = raw[: -len(unit)] if unit else raw
-    if not number.isdigit() or int(number) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size: use bytes, or e.g. 512M, 1G")
-    return int(number) * units[unit]
+    # Checked by length first: int() refuses over 4,300 digits with a ValueError.
+    if not number.isdigit() or not number.isascii() or len(number) > 15 or int(number) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a size: use bytes, or e.g. 512M, 1G (at most 1T)"
+        )
+    size = int(number) * units[unit]
+    if size > MAX_BYTE_SIZE:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is over the largest size, 1T")
+    return size
 
 
 def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
@@ -443,7 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.run(args)
         return code
     except KodelythError as exc:
-        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        from kodelyth_ecc.termsafe import one_line
+
+        # One line, whatever a message quotes: no control character reaches the terminal.
+        print(f"{PROG}: error: {one_line(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -12,16 +12,28 @@ import time
 
 from kodelyth_ecc.errors import UsageError
 
+# The one rule for session names lives with the session on disk; re-exported here,
+# where the other names are made.
+from kodelyth_ecc.sessiondir import MAX_SLUG, shown_name, validate_session_name
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime as _dt
+
+__all__ = [
+    "branch_name",
+    "default_session_name",
+    "gate_channel",
+    "slugify",
+    "validate_session_name",
+    "validate_worker_name",
+    "worktree_path",
+]
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 # Letters, digits and the separators people put in agent names ("Fix Bug",
 # "tdd_guide", "api.guardian"). Anything a shell would interpret is refused.
 _WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
-# tmux turns '.' and ':' in session names into '_', and names become directories.
-_SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def slugify(name: str) -> str:
@@ -31,19 +43,10 @@ def slugify(name: str) -> str:
 def validate_worker_name(name: str) -> str:
     if not name or not name.strip():
         raise UsageError("empty agent name: give names separated by single commas, e.g. a,b,c")
-    if not _WORKER_NAME.fullmatch(name) or len(name) > 64:
+    if not _WORKER_NAME.fullmatch(name) or len(name) > MAX_SLUG:
         raise UsageError(
-            f"invalid agent name {name!r}: use letters, digits, spaces, '.', '_' or '-' "
+            f"invalid agent name {shown_name(name)}: use letters, digits, spaces, '.', '_' or '-' "
             "(at most 64 characters, starting with a letter or digit)"
-        )
-    return name
-
-
-def validate_session_name(name: str) -> str:
-    if not _SESSION_NAME.fullmatch(name) or len(name) > 100:
-        raise UsageError(
-            f"invalid session name {name!r}: use letters, digits, '_' or '-', "
-            "starting with a letter or digit"
         )
     return name
 

@@ -38,6 +38,8 @@ WINDOW_NAME = "orchestrator"
 _NO_META: Mapping[str, Any] = MappingProxyType({})
 # Shown where the per-run id of the launch channels goes (chosen by execute_plan).
 RUN_ID_PLACEHOLDER = "<run-id>"
+# Shown where the worker's environment file goes (a fresh private file per run).
+ENV_FILE_PLACEHOLDER = "<env-file>"
 
 
 class WorkerSpec(Record):
@@ -131,8 +133,16 @@ class OrchestrationPlan(Record):
     shell: tuple[str, ...]
     extra_meta: Mapping[str, Any] = _NO_META
 
-    def runner_argv(self, worker: WorkerPlan, run_id: str = RUN_ID_PLACEHOLDER) -> list[str]:
-        """The pane's command: our runner, started without any interactive shell."""
+    def runner_argv(
+        self,
+        worker: WorkerPlan,
+        run_id: str = RUN_ID_PLACEHOLDER,
+        env_file: str = ENV_FILE_PLACEHOLDER,
+    ) -> list[str]:
+        """The pane's command: our runner, started without any interactive shell.
+
+        ``env_file`` holds the caller's environment; the runner reads and deletes it, so
+        no value of it is ever on a command line."""
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         bootstrap = (
             f"import sys; sys.path.insert(0, {package_parent!r}); "
@@ -157,6 +167,8 @@ class OrchestrationPlan(Record):
             worker.worktree_path,
             "--cwd",
             worker.worktree_path,
+            "--env-file",
+            env_file,
             "--",
             *self.shell,
             worker.launch_command,

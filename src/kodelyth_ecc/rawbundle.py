@@ -25,7 +25,13 @@ from typing import Any
 
 import msgspec
 
-from kodelyth_ecc.bundle import Bundle, decode_bundle, open_capped
+from kodelyth_ecc.bundle import (
+    Bundle,
+    decode_bundle,
+    open_capped,
+    read_upto,
+    worker_struct_fields,
+)
 from kodelyth_ecc.bundleformat import (
     CHUNK,
     SCHEMA,
@@ -34,27 +40,31 @@ from kodelyth_ecc.bundleformat import (
     validate_meta,
     validate_names,
 )
+from kodelyth_ecc.sessiondir import REQUIRED_FIELDS, TEXT_FIELDS
 
-# Worker fields that are texts: restored as files, kept as raw JSON until written.
-TEXT_FIELDS = ("task", "handoff", "status", "diff", "diffstat", "transcript")
+TYPE_CHECKING = False
+
 _ABSENT = msgspec.Raw()
 _NULL = b"null"
 _QUOTE = ord('"')
 
+if TYPE_CHECKING:
 
-class RawWorker(msgspec.Struct):
-    slug: str
-    task: msgspec.Raw
-    handoff: msgspec.Raw
-    status: msgspec.Raw
-    state: str | None = None
-    exit_code: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    duration_s: float | None = None
-    diff: msgspec.Raw = _ABSENT
-    diffstat: msgspec.Raw = _ABSENT
-    transcript: msgspec.Raw = _ABSENT
+    class RawWorker(msgspec.Struct):
+        """The static view of the struct built from ``sessiondir.WORKER_FIELDS``, each
+        text kept as raw JSON."""
+
+        slug: str
+        task: msgspec.Raw
+        handoff: msgspec.Raw
+        status: msgspec.Raw
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    RawWorker = msgspec.defstruct(
+        "RawWorker", worker_struct_fields(msgspec.Raw, _ABSENT), module=__name__
+    )
 
 
 class RawBundle(msgspec.Struct):
@@ -75,7 +85,7 @@ def read_raw_bundle(path: str, *, max_bytes: int) -> RawBundle | Bundle:
     data = _map(path, max_bytes)
     try:
         raw = _DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return decode_bundle(bytes(data), path)  # raises the usual, precise error
     if raw.schema != SCHEMA:
         raise problem(path, f"schema is {raw.schema!r}, expected {SCHEMA!r}")
@@ -88,7 +98,7 @@ def read_raw_bundle(path: str, *, max_bytes: int) -> RawBundle | Bundle:
             if view and view[0] == _QUOTE:
                 if not is_utf8(view):
                     return decode_bundle(bytes(data), path)
-            elif not (name not in ("task", "handoff", "status") and view in (b"", _NULL)):
+            elif name in REQUIRED_FIELDS or view not in (b"", _NULL):
                 return decode_bundle(bytes(data), path)  # a number, list, ...: its error
     return raw
 
@@ -99,11 +109,11 @@ def _map(path: str, max_bytes: int) -> bytes | mmap.mmap:
     with open_capped(path, max_bytes) as (fh, size):
         # A pipe or device cannot be mapped: the open file says what it is, not its name.
         if size == 0 or not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return fh.read(max_bytes + 1)
+            return read_upto(fh, max_bytes + 1)
         try:
             return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
-            return fh.read(max_bytes + 1)
+            return read_upto(fh, max_bytes + 1)
 
 
 def text_bytes(value: msgspec.Raw) -> list[bytes] | None:

@@ -13,17 +13,42 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from kodelyth_ecc import gitrepo, naming, tmux
+from kodelyth_ecc import gitrepo, naming
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.freename import name_is_free
 from kodelyth_ecc.launchers import DEFAULT_HARNESS, HARNESSES, get_harness
-from kodelyth_ecc.plan import PlanConfig, WorkerSpec, parse_agents
+from kodelyth_ecc.plan import PlanConfig, WorkerSpec, normalize_seed_paths, parse_agents
 from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.records import Record
+from kodelyth_ecc.termsafe import one_line
 
 _REPLAY_SUFFIX = re.compile(r"-replay-\d+$")
 _HEADING = re.compile(r"^## +(.+?)\s*$", re.MULTILINE)
 MAX_REPLAY_NUMBER = 10_000
+# A commit the origin started from: a full object id (SHA-1 or SHA-256), never an
+# abbreviation or a name, which could name some other commit here.
+_FULL_OBJECT_ID = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+# The user and password of a URL (``https://user:token@host``).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+# What a message shows of a bundle value: enough to recognise it, never a whole value.
+SHOWN_VALUE = 24
+
+
+def shown_text(text: str, limit: int | None = None) -> str:
+    """Bundle text for one line of a terminal: credentials in URLs taken out, control
+    and bidi characters written out (``termsafe.one_line``), cut to ``limit``."""
+    return one_line(_URL_CREDENTIALS.sub(r"\1***@", text), limit)
+
+
+def shown_value(value: object) -> str:
+    """A bundle value quoted in a message or warning: ``shown_text`` cut short, in
+    quotes (escapes are not doubled, as ``repr`` would)."""
+    return f"'{shown_text(value if isinstance(value, str) else repr(value), SHOWN_VALUE)}'"
+
+
+class BaseNotHere(KodelythError):
+    """The replay's base names no commit in this repository."""
 
 
 def _section(text: str, title: str, until: str | None = None) -> str | None:
@@ -83,20 +108,6 @@ def origin_name(session: str) -> str:
     return _REPLAY_SUFFIX.sub("", session)
 
 
-def name_is_free(
-    name: str, coordination_root: str, repo_root: str, worktree_root: str, slugs: Sequence[str]
-) -> bool:
-    """Free everywhere it would be used: coordination dir, tmux, branches, worktrees."""
-    if os.path.lexists(os.path.join(coordination_root, name)) or tmux.has_session(name):
-        return False
-    if gitrepo.branches(repo_root, prefix=f"orchestrator-{name}-"):
-        return False
-    return not any(
-        os.path.lexists(naming.worktree_path(worktree_root, repo_root, name, slug))
-        for slug in slugs
-    )
-
-
 def next_replay_name(
     session: str,
     coordination_root: str,
@@ -116,14 +127,30 @@ def next_replay_name(
     raise KodelythError(f"no free replay name for {base!r} below -replay-{MAX_REPLAY_NUMBER}")
 
 
+_FROM_FLAG = "--base-ref"  # the reason of a base the user chose
+
+
 class BaseChoice(Record):
     ref: str
     reason: str
     warnings: tuple[str, ...] = ()
 
 
+def is_full_commit_id(value: object) -> bool:
+    """A full object id (40 hex digits, or 64 in a SHA-256 repository): the only form
+    of ``meta.base_commit`` that is taken to be the origin's commit."""
+    return isinstance(value, str) and bool(_FULL_OBJECT_ID.fullmatch(value))
+
+
 def _commit_exists(repo_root: str, sha: str) -> bool:
-    return bool(re.fullmatch(r"[0-9a-fA-F]{4,64}", sha)) and gitrepo.commit_exists(repo_root, sha)
+    """``sha`` is a full object id naming a commit here. Resolved with ``^{commit}``
+    (as ``gitrepo.commit_exists`` does) and compared: a branch or tag named like hex
+    (or a 64-digit id in a SHA-1 repository, which git looks up as a name) is not the
+    origin's commit."""
+    if not is_full_commit_id(sha):
+        return False
+    _, found = gitrepo.locate(sha, repo_root)  # one git call: rev-parse sha^{commit}
+    return found is not None and found.lower() == sha.lower()
 
 
 def choose_base(bundle: Bundle, repo_root: str, base_ref: str | None) -> BaseChoice:
@@ -133,12 +160,20 @@ def choose_base(bundle: Bundle, repo_root: str, base_ref: str | None) -> BaseCho
     have_origin = isinstance(origin_commit, str) and _commit_exists(repo_root, origin_commit)
     warnings: list[str] = []
     if isinstance(origin_commit, str) and not have_origin:
+        if is_full_commit_id(origin_commit):
+            what = f"the origin's base commit {origin_commit[:12]} is not in this repository"
+        else:
+            # Never the value: only a full object id is shown, and that is hex.
+            what = (
+                "the bundle's meta.base_commit is not a full commit id (40 or 64 hex "
+                "digits), so the origin's base commit is not in this repository"
+            )
         warnings.append(
-            f"the origin's base commit {origin_commit[:12]} is not in this repository: "
-            "the replay runs against different code (fetch it, or choose --base-ref knowingly)"
+            f"{what}: the replay runs against different code (fetch it, or choose "
+            "--base-ref knowingly)"
         )
     if base_ref:
-        choice = BaseChoice(base_ref, "--base-ref")
+        choice = BaseChoice(base_ref, _FROM_FLAG)
     elif have_origin:
         assert isinstance(origin_commit, str)
         choice = BaseChoice(origin_commit, "the origin's base commit (same code as the origin)")
@@ -152,10 +187,42 @@ def choose_base(bundle: Bundle, repo_root: str, base_ref: str | None) -> BaseCho
         contains = gitrepo.is_ancestor(repo_root, origin_commit, chosen)
         if not contains:
             warnings.append(
-                f"the chosen base {choice.ref} does not contain the origin's commit "
-                f"{origin_commit[:12]}: don't replay across incompatible bases without knowing it"
+                f"the chosen base {shown_text(choice.ref)} does not contain the origin's "
+                f"commit {origin_commit[:12]}: don't replay across incompatible bases "
+                "without knowing it"
             )
     return choice._replace(warnings=tuple(warnings))
+
+
+def resolve_base(bundle: Bundle, repo_root: str, choice: BaseChoice) -> str:
+    """The commit ``choice`` names here; ``BaseNotHere`` when it names none.
+
+    A ``--base-ref`` the user gave fails as git's own lookup does. A base taken from
+    the bundle (or ``HEAD``) fails with a hint at what to fetch, and never quotes
+    more of the bundle than a short, escaped excerpt."""
+    if choice.reason == _FROM_FLAG:
+        return gitrepo.resolve_commit(repo_root, choice.ref)
+    if "\x00" not in choice.ref:  # no argument to git can hold one
+        _, found = gitrepo.locate(choice.ref, repo_root)
+        if found is not None:
+            return found
+    if not gitrepo.git("rev-list", "-n", "1", "--all", cwd=repo_root, check=False).strip():
+        raise BaseNotHere(
+            f"the repository {repo_root} has no commits yet: worktrees start from a commit, "
+            "so commit something first (e.g. `git commit --allow-empty -m init`)"
+        )
+    origin_commit = bundle.meta.get("base_commit")
+    if choice.ref == "HEAD":
+        what = "HEAD does not name a commit in this repository"
+    else:
+        what = f"the bundle's base ref {shown_value(choice.ref)} is not in this repository"
+    if is_full_commit_id(origin_commit):
+        assert isinstance(origin_commit, str)
+        raise BaseNotHere(
+            f"{what}, nor is the origin's commit {origin_commit[:12]}: fetch it "
+            f"(`git fetch <remote> {origin_commit}`) or choose a base with --base-ref"
+        )
+    raise BaseNotHere(f"{what}: fetch it, or choose a base with --base-ref")
 
 
 def load_replay_source(
@@ -183,7 +250,17 @@ def replay_agents(bundle: Bundle, agents: str | Sequence[str] | None = None) -> 
         return parsed
     meta_agents = bundle.meta.get("agents")
     if isinstance(meta_agents, list) and meta_agents:
-        return [naming.validate_worker_name(a) for a in meta_agents]
+        for index, agent in enumerate(meta_agents):
+            try:
+                naming.validate_worker_name(agent if isinstance(agent, str) else "")
+            except UsageError:
+                # The index, never the value: a bundle is hostile.
+                raise UsageError(
+                    f"invalid agent name in the bundle's meta.agents[{index}]: agent names "
+                    "are letters, digits, spaces, '.', '_' or '-' (at most 64 characters, "
+                    "starting with a letter or digit); pass --agents a,b,c"
+                ) from None
+        return list(meta_agents)
     return [w.slug for w in bundle.workers]
 
 
@@ -216,7 +293,7 @@ def build_replay_plan_config(
     elif isinstance(bundle_harness, str) and bundle_harness:
         if bundle_harness not in HARNESSES:
             raise UsageError(
-                f"the bundle's harness {bundle_harness!r} is unknown here: pass --harness "
+                "the bundle's meta.harness is not a harness known here: pass --harness "
                 f"({', '.join(HARNESSES)})"
             )
         chosen_harness = bundle_harness
@@ -254,12 +331,7 @@ def build_replay_plan_config(
     replay_of: dict[str, Any] = {"session": bundle.session}
     if bundle_sha256:
         replay_of["bundle_sha256"] = bundle_sha256
-    origin_seeds = bundle.meta.get("seed_paths")
-    seeds = [
-        s
-        for s in (origin_seeds if isinstance(origin_seeds, list) else [])
-        if isinstance(s, str) and _seed_ok(repo_root, s)
-    ]
+    seeds, _ = replay_seeds(bundle, repo_root)
     return PlanConfig(
         session_name=name,
         repo_root=repo_root,
@@ -276,13 +348,55 @@ def build_replay_plan_config(
     )
 
 
-def _seed_ok(repo_root: str, seed: str) -> bool:
-    """Seeds named by a bundle are used only when they exist inside this repo."""
-    if not seed or "\x00" in seed:
-        return False
-    real_root = os.path.realpath(repo_root)
-    real = os.path.realpath(os.path.join(repo_root, seed))
-    return real.startswith(real_root + os.sep) and os.path.exists(real)
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _seed_problem(repo_root: str, seed: str) -> str | None:
+    """Why the bundle's ``seed`` is not copied into the replay's worktrees (None: it
+    is). The rules of ``plan.normalize_seed_paths``, which would refuse the plan."""
+    if not seed.strip():
+        return "is empty"
+    if "\x00" in seed:
+        return "holds a NUL character"
+    root = os.path.normpath(repo_root)
+    real_root = os.path.realpath(root)
+    lexical = os.path.normpath(os.path.join(root, seed))
+    real = os.path.realpath(lexical)
+    if not _inside(real, real_root):
+        return "is outside this repository"
+    if not os.path.exists(real):
+        return "does not exist in this repository"
+    if real == real_root or lexical == root:
+        return "is the whole repository"
+    rel = os.path.relpath(lexical, root) if _inside(lexical, root) else ""
+    if ".git" in {*rel.split(os.sep), *os.path.relpath(real, real_root).split(os.sep)}:
+        return "is inside git's own data (.git)"
+    try:
+        normalize_seed_paths([seed], repo_root)
+    except UsageError:
+        return "cannot be a seed here"
+    return None
+
+
+def replay_seeds(bundle: Bundle, repo_root: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(seeds, warnings): the bundle's ``meta.seed_paths`` that exist inside this repo
+    (outside ``.git``), and one warning for each one skipped. A bad seed never stops
+    a replay: the bundle is a stranger's, and its seeds are only a convenience."""
+    origin_seeds = bundle.meta.get("seed_paths")
+    seeds: list[str] = []
+    warnings: list[str] = []
+    for index, seed in enumerate(origin_seeds if isinstance(origin_seeds, list) else []):
+        reason = "is not a string" if not isinstance(seed, str) else _seed_problem(repo_root, seed)
+        if reason is None:
+            if seed not in seeds:
+                seeds.append(seed)
+            continue
+        warnings.append(
+            f"the bundle's seed path meta.seed_paths[{index}] {shown_value(seed)} is skipped: "
+            f"it {reason}"
+        )
+    return tuple(seeds), tuple(warnings)
 
 
 def differences(bundle: Bundle, config: PlanConfig) -> list[tuple[str, str, str]]:

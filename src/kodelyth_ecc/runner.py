@@ -17,6 +17,7 @@ import pty
 import re
 import select
 import signal
+import stat
 import sys
 import termios
 import time
@@ -27,6 +28,9 @@ from kodelyth_ecc.fsutil import atomic_write_text
 from kodelyth_ecc.statusfile import StatusRecord, render_status
 
 _DROP_ENV = ("BASH_ENV", "ENV")
+# What tmux sets for the pane itself: kept from the pane, whatever the caller had.
+_PANE_ENV = ("TMUX", "TMUX_PANE", "TERM")
+_MAX_ENV_BYTES = 64 * 1024 * 1024
 
 
 def _utc_now() -> str:
@@ -84,9 +88,46 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[written:]
 
 
-def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
+def read_environment(path: str) -> dict[str, str]:
+    """The caller's environment from the file ``execute_plan`` wrote (``NAME=value\\0``
+    entries), deleted as soon as it is open: its values never reach disk for longer,
+    nor any command line. Only a regular file of ours, never through a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.unlink(path)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "not a regular file of this user", path)
+        chunks = []
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > _MAX_ENV_BYTES:
+                raise OSError(errno.EFBIG, "environment file too large", path)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    env: dict[str, str] = {}
+    for entry in b"".join(chunks).split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep and key:
+            env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
+
+
+def worker_environment(caller: dict[str, str]) -> dict[str, str]:
+    """Exactly the caller's environment, plus what tmux set for this pane."""
+    env = {k: v for k, v in caller.items() if k not in _DROP_ENV}
+    for name in _PANE_ENV:
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | None = None) -> int:
     """Run ``argv`` on a new pty; tee its output to stdout and the transcript."""
-    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     pid, master = pty.fork()
     if pid == 0:  # pragma: no cover - the child execs or exits
         try:
@@ -153,7 +194,16 @@ def run_in_pty(argv: Sequence[str], transcript_path: str) -> int:
     return 128 - code if code < 0 else code
 
 
-_OPTIONS = ("--name", "--status-file", "--transcript", "--gate", "--branch", "--worktree", "--cwd")
+_OPTIONS = (
+    "--name",
+    "--status-file",
+    "--transcript",
+    "--gate",
+    "--branch",
+    "--worktree",
+    "--cwd",
+    "--env-file",
+)
 
 
 def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -173,11 +223,12 @@ def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     return options, command
 
 
-def _wait_for_launch(channel: str) -> bool:
+def _wait_for_launch(channel: str, env: dict[str, str]) -> bool:
     """Block on the tmux channel that ``execute_plan`` signals once every pane exists."""
     try:
         argv = ["tmux", "wait-for", channel]
-        return os.spawnvp(os.P_WAIT, "tmux", argv) == 0  # noqa: S606 - fixed argv, no shell
+        # The caller's PATH finds the tmux it ran.
+        return os.spawnvpe(os.P_WAIT, "tmux", argv, env) == 0  # noqa: S606 - fixed argv
     except OSError:
         return False
 
@@ -186,8 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, command = _parse(sys.argv[1:] if argv is None else argv)
     name = options["name"]
     record = StatusRecord(name=name, branch=options.get("branch"), worktree=options.get("worktree"))
+    env = None
+    if "env-file" in options:
+        try:
+            env = worker_environment(read_environment(options["env-file"]))
+        except OSError as exc:
+            # The path only: never a value of the environment.
+            print(
+                f"kodelyth-ecc runner: cannot read the environment file: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 1
     gate = options.get("gate")
-    if gate and not _wait_for_launch(gate):
+    if gate and not _wait_for_launch(gate, env if env is not None else dict(os.environ)):
         print(f"kodelyth-ecc runner: launch signal {gate!r} failed", file=sys.stderr)
         return 1
     if "cwd" in options:
@@ -197,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(options["status-file"], render_status(record))
     start = time.monotonic()
     try:
-        code = run_in_pty(command, options["transcript"])
+        code = run_in_pty(command, options["transcript"], env)
     except OSError as exc:
         print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
         code = 127

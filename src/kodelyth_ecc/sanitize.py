@@ -2,22 +2,42 @@
 
 Bundles are public artifacts; agents print tokens, ``.env`` files and connection
 strings into handoffs and transcripts. Every string of a bundle is scanned with the
-rules of ``secretrules``; each secret becomes ``[REDACTED:<rule>:<fingerprint>]``,
+rules of ``secretrules``: the top-level fields, every string field of every worker
+(task, handoff, status, diff, diffstat, transcript, but also state and timestamps),
+every meta value and key at any depth, and the strings of the findings an earlier run
+recorded in ``meta.sanitized``. Each secret becomes ``[REDACTED:<rule>:<fingerprint>]``,
 the fingerprint being the first 12 hex digits of the secret's sha256, so the same
 secret reads as the same placeholder everywhere and nothing of it survives.
-``meta.sanitized`` records what was done: never a secret, only where (location,
-line), which rule and which fingerprint.
 
-Sanitizing is idempotent: a placeholder is never matched again, and findings
-already in ``meta.sanitized`` are merged, not repeated.
+A secret found anywhere is redacted everywhere: once the scan has found every secret
+(a password by its assignment, a URL's credentials), a second pass looks for each
+found value (and the password inside a URL or connection string) in every string of
+the bundle, bare, and replaces each copy with the same placeholder; each copy is a
+finding of its own, so ``--check`` lists what writing redacts. Values shorter than
+``secretrules.MIN_COPY_LENGTH`` (8) characters, or made of one character class (a
+word such as ``production``), are not looked for: they would erase ordinary text. The
+search is one pass per string whatever the number of secrets (``_Copies``).
+
+Session and worker names are scanned too, but a name cannot be redacted (it is a
+directory name, and a placeholder is not a valid one): a secret in a name is a
+finding that ``--check`` reports, and ``sanitize_bundle`` refuses with an error naming
+the field, never the value.
+
+``meta.sanitized`` records what was done: never a secret, only where (location,
+line), which rule and which fingerprint. Sanitizing is idempotent: a placeholder is
+never matched again, and findings already in ``meta.sanitized`` are merged, not
+repeated (only well-formed ones holding no secret are kept).
 """
 
 from __future__ import annotations
 
+import bisect
 import getpass
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +47,10 @@ from kodelyth_ecc import __version__
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.secretrules import (
+    PLACEHOLDER_RE,
     PLACEHOLDER_TEXT_RE,
     RULES_VERSION,
+    copy_values,
     find_secrets,
     fingerprint,
     placeholder,
@@ -40,25 +62,32 @@ __all__ = [
     "Finding",
     "PathRoots",
     "SanitizeReport",
+    "SecretInNameError",
     "SecretMatch",
     "infer_path_roots",
     "read_allow_file",
     "redact_text",
     "sanitize_bundle",
+    "scan_bundle",
     "scan_text",
 ]
 
 # Looked for at the root of the repository the command runs in.
 ALLOW_FILE = ".kodelyth-allow"
-# The worker fields that hold text (the others are names, states and timestamps).
-WORKER_TEXT_FIELDS = ("task", "handoff", "status", "diff", "diffstat", "transcript")
 PATH_PLACEHOLDERS = ("<repo>", "<worktrees>", "<home>", "<user>")
 _FINGERPRINT = re.compile(r"[0-9a-f]{12}")
 _LOCATION = re.compile(
-    r"workers\[\d{1,9}\]\.[a-z_]{1,32}|meta(?:\.[A-Za-z0-9_-]{1,64}|\.\{\d{1,9}\}|\[\d{1,9}\])+"
+    r"schema|session|exported_at|exported_by"
+    r"|workers\[\d{1,9}\]\.[a-z_]{1,32}"
+    r"|meta(?:\.[A-Za-z0-9_-]{1,64}|\.\{\d{1,9}\}|\[\d{1,9}\])+"
 )
+_NAME_LOCATION = re.compile(r"schema|session|workers\[\d{1,9}\]\.slug")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RULE = re.compile(r"[a-z0-9-]{1,64}")
+
+
+class SecretInNameError(KodelythError):
+    """A secret in the session's or a worker's name, which cannot be redacted."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,11 @@ class SanitizeReport:
         """Nothing to redact: what ``--check`` passes."""
         return not self.findings and not any(self.paths.values())
 
+    @property
+    def unredactable(self) -> tuple[Finding, ...]:
+        """Findings in the session's or a worker's name: only renaming removes them."""
+        return tuple(f for f in self.findings if _NAME_LOCATION.fullmatch(f.location))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "clean": self.clean,
@@ -113,6 +147,7 @@ class SanitizeReport:
             "rules_version": self.rules_version,
             "findings": [f.to_json() for f in self.findings],
             "allowed": [f.to_json() for f in self.allowed],
+            "unredactable": [f.to_json() for f in self.unredactable],
             "paths": dict(self.paths),
         }
 
@@ -129,22 +164,42 @@ class PathRoots:
 
 # --- texts ---------------------------------------------------------------------------
 
+# (start, end, line, rule, fingerprint): offsets into the text scanned
+_Span = tuple[int, int, int, str, str]
+# Found secrets: their exact bytes -> (rule, fingerprint, line prefix of a multi-line one)
+_Found = dict[bytes, tuple[str, str, bytes]]
+# A finding before it has a location: (line, rule, fingerprint)
+_Hit = tuple[int, str, str]
+
+
+def _replacement(secret: bytes, rule: str, fp: str, prefix: bytes) -> bytes:
+    """The placeholder, plus one newline (and the diff sign or indentation it had) per
+    line break of a multi-line secret: line numbers and patch hunks stay right."""
+    out = placeholder(rule, fp)
+    if b"\n" in secret:
+        out += b"".join(
+            b"\n" + (prefix if prefix and piece.startswith(prefix) else b"")
+            for piece in secret.split(b"\n")[1:]
+        )
+    return out
+
 
 def _redact_bytes(
-    data: bytes, allow: frozenset[str], placed: list[tuple[int, int]]
-) -> tuple[bytes, list[tuple[int, int, int, str, str]], list[tuple[int, int, int, str, str]]]:
-    """(redacted data, redacted, allowed); each as (start, end, line, rule, fingerprint),
-    offsets into ``data``; ``placed`` gets where each replacement landed in the output.
-    A multi-line secret keeps its line count (and a diff's ``+`` on each line), so line
-    numbers and patch hunks stay right."""
+    data: bytes,
+    allow: frozenset[str],
+    placed: list[tuple[int, int]],
+    found_secrets: _Found | None = None,
+) -> tuple[bytes, list[_Span], list[_Span]]:
+    """(redacted data, redacted, allowed), offsets into ``data``; ``placed`` gets where
+    each replacement landed in the output, ``found_secrets`` each redacted secret."""
     found = find_secrets(data)
     del placed[:]
     if not found:
         return data, [], []
     parts: list[bytes] = []
     written = 0  # bytes of output so far: where each placeholder lands
-    redacted: list[tuple[int, int, int, str, str]] = []
-    allowed: list[tuple[int, int, int, str, str]] = []
+    redacted: list[_Span] = []
+    allowed: list[_Span] = []
     pos = last = 0
     line = 1
     for start, end, rule, _priority, prefix in found:
@@ -155,16 +210,16 @@ def _redact_bytes(
         if fp in allow:
             allowed.append((start, end, line, rule, fp))
             continue
+        if found_secrets is not None:
+            found_secrets.setdefault(secret, (rule, fp, prefix))
+        rep = _replacement(secret, rule, fp, prefix)
         parts.append(data[pos:start])
-        parts.append(placeholder(rule, fp))
-        for piece in secret.split(b"\n")[1:]:
-            parts.append(b"\n" + (prefix if prefix and piece.startswith(prefix) else b""))
         written += start - pos
-        landed = written
-        written += sum(len(p) for p in parts[-1 - secret.count(b"\n") :])
+        placed.append((written, written + len(rep)))
+        written += len(rep)
+        parts.append(rep)
         pos = end
         redacted.append((start, end, line, rule, fp))
-        placed.append((landed, written))
     parts.append(data[pos:])
     return b"".join(parts), redacted, allowed
 
@@ -180,25 +235,33 @@ def _canonical(secret: bytes, prefix: bytes) -> bytes:
     return b"\n".join(ln.strip() for ln in lines)
 
 
-def _redact_str(
-    text: str, allow: frozenset[str]
-) -> tuple[str, list[tuple[int, int, int, str, str]], list[tuple[int, int, int, str, str]]]:
-    """``_redact_bytes`` on a string, repeated until nothing new is found, so that a
-    second run finds nothing either (a placeholder can end a token boundary)."""
-    data = text.encode("utf-8", errors="surrogatepass")
+def _redact_data(
+    data: bytes, allow: frozenset[str], found_secrets: _Found | None = None
+) -> tuple[bytes, list[_Span], list[_Span]]:
+    """``_redact_bytes``, repeated until nothing new is found, so that a second run
+    finds nothing either (a placeholder can end a token boundary). Offsets of the
+    later passes are into the text they scanned (lines stay the same)."""
     placed: list[tuple[int, int]] = []
-    out, redacted, allowed = _redact_bytes(data, allow, placed)
+    out, redacted, allowed = _redact_bytes(data, allow, placed, found_secrets)
     if not redacted:
-        return text, redacted, allowed
+        return data, redacted, allowed
     # Only next to a placeholder can a second pass see anything new: look there, and
     # rescan the whole text in the (rare) case it does.
     for _ in range(3):
         if not _new_near(out, placed):
             break
-        out, more, _ignored = _redact_bytes(out, allow, placed)
+        out, more, _ignored = _redact_bytes(out, allow, placed, found_secrets)
         if not more:
             break
         redacted += more
+    return out, redacted, allowed
+
+
+def _redact_str(text: str, allow: frozenset[str]) -> tuple[str, list[_Span], list[_Span]]:
+    data = text.encode("utf-8", errors="surrogatepass")
+    out, redacted, allowed = _redact_data(data, allow)
+    if not redacted:
+        return text, redacted, allowed
     return out.decode("utf-8", errors="surrogatepass"), redacted, allowed
 
 
@@ -218,6 +281,140 @@ def _new_near(data: bytes, placed: list[tuple[int, int]]) -> bool:
             return True
         lo, hi = max(0, start - NEAR), end + NEAR
     return lo >= 0 and bool(find_secrets(data[lo:hi]))
+
+
+# --- copies --------------------------------------------------------------------------
+
+# Up to this many values are looked for with one ``bytes.find`` each (memory speed);
+# more go through the block index below, whose cost does not grow with their number.
+FIND_LIMIT = 32
+# Values at least this long are indexed by 8-byte blocks, shorter ones by 4-byte
+# blocks: an occurrence of length >= 2 * size - 1 always holds a whole aligned block.
+_LONG = 15
+
+
+class _Copies:
+    """Where any of many known values occurs in a text, in one pass over it.
+
+    Each text is cut into aligned blocks of 8 (or 4) bytes, read as integers at C speed
+    (``memoryview.cast``) and intersected with an index: for each value and each of the
+    block size's alignments, one of its blocks (the rarest among the values). An
+    occurrence at any offset holds a whole aligned block at one of those alignments, so
+    a value absent from the intersection is absent from the text; the few values
+    present are then found exactly with ``bytes.find``."""
+
+    def __init__(self, values: Iterable[bytes]) -> None:
+        self.groups: list[tuple[int, list[bytes], dict[int, list[bytes]] | None]] = []
+        ordered = sorted(set(values), key=lambda v: (-len(v), v))
+        long = [v for v in ordered if len(v) >= _LONG]
+        short = [v for v in ordered if len(v) < _LONG]
+        for size, group in ((8, long), (4, short)):
+            if not group:
+                continue
+            if len(group) <= FIND_LIMIT or _itemsize(size) != size:
+                self.groups.append((size, group, None))
+            else:
+                self.groups.append((size, group, _block_index(size, group)))
+
+    def spans(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """(start, end, value) of every occurrence, overlapping ones included."""
+        candidates: list[bytes] = []
+        for size, group, index in self.groups:
+            if len(data) < len(group[-1]):
+                continue
+            if index is None:
+                candidates += group
+                continue
+            blocks = _blocks(data + bytes(-len(data) % size), size)
+            hit: set[bytes] = set()
+            for key in index.keys() & blocks:  # iterates the blocks, builds no set of them
+                hit.update(index[key])
+            candidates += sorted(hit, key=lambda v: (-len(v), v))
+        out = []
+        for value in candidates:
+            if len(value) > len(data):
+                continue
+            at = data.find(value)
+            while at >= 0:
+                out.append((at, at + len(value), value))
+                at = data.find(value, at + len(value))
+        return out
+
+
+def _blocks(data: bytes, size: int) -> memoryview[int]:
+    """``data`` (a multiple of ``size`` long) as native integers of ``size`` bytes."""
+    return memoryview(data).cast("Q" if size == 8 else "I")
+
+
+def _itemsize(size: int) -> int:
+    return _blocks(bytes(8), size).itemsize
+
+
+def _block_index(size: int, values: list[bytes]) -> dict[int, list[bytes]]:
+    """For each value and alignment, its rarest block (fewest values share it): a
+    common block (``postgres`` in many URLs) would make every text a candidate."""
+    span = 4 * size  # the first few blocks of each alignment are choice enough
+    grams = [[v[o : o + size] for o in range(min(len(v), span + size) - size + 1)] for v in values]
+    counts = Counter(g for per_value in grams for g in per_value)
+    index: dict[int, list[bytes]] = {}
+    for value, per_value in zip(values, grams, strict=True):
+        for align in range(size):
+            best = min(per_value[align::size], key=counts.__getitem__)
+            index.setdefault(int.from_bytes(best, sys.byteorder), []).append(value)
+    return index
+
+
+def _replace_copies(
+    data: bytes, copies: _Copies, table: Mapping[bytes, tuple[str, str, bytes]]
+) -> tuple[bytes, list[_Hit], list[tuple[int, int]]]:
+    """``data`` with every copy of a known value replaced by its placeholder (never
+    inside a placeholder; overlapping copies merge into one span), the hits, and where
+    the replacements landed."""
+    spans = copies.spans(data)
+    if not spans:
+        return data, [], []
+    if b"[REDACTED:" in data:
+        marks = [m.span() for m in PLACEHOLDER_RE.finditer(data)]
+        starts = [s for s, _ in marks]
+
+        def inside(start: int, end: int) -> bool:
+            i = bisect.bisect_right(starts, end - 1) - 1
+            return i >= 0 and marks[i][1] > start
+
+        spans = [s for s in spans if not inside(s[0], s[1])]
+        if not spans:
+            return data, [], []
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    merged: list[tuple[int, int, bytes]] = []
+    for start, end, value in spans:
+        if merged and start < merged[-1][1]:
+            p_start, p_end, p_value = merged[-1]
+            longest = p_value if len(p_value) >= len(value) else value
+            merged[-1] = (p_start, max(p_end, end), longest)
+        else:
+            merged.append((start, end, value))
+    parts: list[bytes] = []
+    hits: list[_Hit] = []
+    placed: list[tuple[int, int]] = []
+    pos = last = written = 0
+    line = 1
+    for start, end, value in merged:
+        line += data.count(b"\n", last, start)
+        last = start
+        secret = data[start:end]
+        rule, fp, prefix = table[value]
+        if secret != value:  # copies that overlap: one secret of their own
+            fp = fingerprint(_canonical(secret, prefix))
+        rep = _replacement(secret, rule, fp, prefix)
+        parts.append(data[pos:start])
+        written += start - pos
+        placed.append((written, written + len(rep)))
+        written += len(rep)
+        parts.append(rep)
+        pos = end
+        hits.append((line, rule, fp))
+    parts.append(data[pos:])
+    return b"".join(parts), hits, placed
 
 
 def scan_text(text: str) -> list[SecretMatch]:
@@ -407,6 +604,25 @@ class _PathRedactor:
 
 # --- bundles -------------------------------------------------------------------------
 
+# What a string of the bundle is: free text (redacted in place), a name (the session,
+# a slug: never changed, a secret there is refused), or a string of an earlier run's
+# finding (the finding is dropped when it holds a secret).
+TEXT, NAME, RECORD = "text", "name", "record"
+# A secret found in a copy's neighbourhood is looked for in turn: at most this many
+# rounds (one is the rule; each further round needs a newly exposed secret).
+MAX_COPY_ROUNDS = 4
+
+# (text, kind, location) -> the text to keep
+_Visit = Callable[[str, str, str], str]
+
+
+@dataclass
+class _Slot:
+    kind: str
+    data: bytes
+    hits: list[_Hit]
+    allowed: list[_Hit]
+
 
 def sanitize_bundle(
     bundle: Bundle,
@@ -415,75 +631,199 @@ def sanitize_bundle(
     redact_paths: bool = False,
     roots: PathRoots | None = None,
 ) -> tuple[Bundle, SanitizeReport]:
-    """The bundle with every secret redacted (and paths replaced, with
-    ``redact_paths``; ``roots`` defaults to ``infer_path_roots``), and what was found.
-    Workers come out sorted by slug, as written, so locations name the written order."""
+    """The bundle with every secret redacted, each copy of it too (and paths replaced,
+    with ``redact_paths``; ``roots`` defaults to ``infer_path_roots``), and what was
+    found. Workers come out sorted by slug, as written, so locations name the written
+    order. Raises ``SecretInNameError`` when the session's or a worker's name holds a
+    secret: a name cannot be redacted (``scan_bundle`` reports it instead)."""
+    cleaned, report = _sanitize(bundle, allow, redact_paths, roots)
+    if report.unredactable:
+        first = report.unredactable[0]
+        more = len(report.unredactable) - 1
+        raise SecretInNameError(
+            f"{first.location} holds a secret ({first.rule}, fingerprint {first.fingerprint})"
+            + (f" and {more} more name(s) do" if more else "")
+            + ": a name cannot be redacted; rename it in the bundle, or allow the "
+            f"fingerprint (--allow {first.fingerprint}) if it is not a secret"
+        )
+    return cleaned, report
+
+
+def scan_bundle(
+    bundle: Bundle,
+    *,
+    allow: Iterable[str] = (),
+    redact_paths: bool = False,
+    roots: PathRoots | None = None,
+) -> SanitizeReport:
+    """What ``sanitize_bundle`` would find (and redact), names included: ``--check``."""
+    return _sanitize(bundle, allow, redact_paths, roots)[1]
+
+
+def _sanitize(
+    bundle: Bundle, allow: Iterable[str], redact_paths: bool, roots: PathRoots | None
+) -> tuple[Bundle, SanitizeReport]:
     allowed_fps = frozenset(a.lower() for a in allow)
+    # 1. Every string of the bundle, in a fixed order, scanned with the rules.
+    texts: list[tuple[str, str]] = []
+
+    def collect(text: str, kind: str, _location: str) -> str:
+        texts.append((text, kind))
+        return text
+
+    _walk(bundle, collect)
+    found: _Found = {}
+    slots = []
+    for text, kind in texts:
+        data = text.encode("utf-8", errors="surrogatepass")
+        out, redacted, passed = _redact_data(data, allowed_fps, found)
+        slots.append(_Slot(kind, out, [s[2:] for s in redacted], [s[2:] for s in passed]))
+    # 2. Every copy of what was found, in every string.
+    _redact_copies(slots, found, allowed_fps)
+    # 3. The bundle rebuilt in the same order: locations name the redacted keys.
     paths = None
     if redact_paths:
         paths = _PathRedactor(roots if roots is not None else infer_path_roots(bundle))
     findings: list[Finding] = []
     allowed: list[Finding] = []
+    pending = iter(slots)
 
-    def clean(text: str, location: str) -> str:
-        out, redacted, passed = _redact_str(text, allowed_fps)
-        findings.extend(Finding(location, ln, rule, fp) for _s, _e, ln, rule, fp in redacted)
-        allowed.extend(Finding(location, ln, rule, fp) for _s, _e, ln, rule, fp in passed)
-        return paths(out) if paths is not None else out
+    def apply(text: str, kind: str, location: str) -> str:
+        slot = next(pending)
+        findings.extend(Finding(location, *hit) for hit in sorted(slot.hits, key=_line))
+        allowed.extend(Finding(location, *hit) for hit in sorted(slot.allowed, key=_line))
+        out = text
+        if slot.hits and kind != NAME:
+            out = slot.data.decode("utf-8", errors="surrogatepass")
+        if kind == TEXT and paths is not None:
+            out = paths(out)
+        return out
 
-    workers = []
-    for index, worker in enumerate(sorted(bundle.workers, key=lambda w: w.slug)):
-        changes = {}
-        for name in WORKER_TEXT_FIELDS:
-            value = getattr(worker, name)
-            if isinstance(value, str):
-                cleaned = clean(value, f"workers[{index}].{name}")
-                if cleaned is not value:
-                    changes[name] = cleaned
-        workers.append(msgspec.structs.replace(worker, **changes) if changes else worker)
-    meta: dict[str, Any] = {}
-    for key, value in bundle.meta.items():
-        if key != "sanitized":
-            meta[key] = _clean_value(value, f"meta.{key}", clean)
+    top, workers, meta, kept = _walk(bundle, apply)
     path_counts = (
         {k: paths.counts.get(k, 0) for k in PATH_PLACEHOLDERS} if paths is not None else {}
     )
     report = SanitizeReport(tuple(findings), tuple(allowed), path_counts)
-    meta["sanitized"] = _merged_record(bundle.meta.get("sanitized"), report, redact_paths)
-    result = msgspec.structs.replace(bundle, meta=meta, workers=workers)
+    meta["sanitized"] = _merged_record(bundle.meta.get("sanitized"), kept, report, redact_paths)
+    result = msgspec.structs.replace(bundle, **top, meta=meta, workers=workers)
     return result, report
 
 
-def _clean_value(value: Any, location: str, clean: Any) -> Any:
-    """Strings anywhere in meta, nested ones and keys too; other values as they are. A
-    key that is not a plain name is located by its position (``meta.x.{2}``): a
-    location is shown and recorded, so it must not carry text from the bundle."""
+def _line(hit: _Hit) -> int:
+    return hit[0]
+
+
+def _redact_copies(slots: list[_Slot], found: _Found, allow: frozenset[str]) -> None:
+    """Replace, in every slot, each copy of a found secret (and of the password inside
+    it); what a replacement exposes is scanned, and its secrets looked for in turn."""
+    searched: set[bytes] = set()
+    new = found
+    for _ in range(MAX_COPY_ROUNDS):
+        table: dict[bytes, tuple[str, str, bytes]] = {}
+        for secret, (rule, fp, prefix) in new.items():
+            for value in copy_values(secret, rule):
+                if value in searched or value in table:
+                    continue
+                info = (rule, fp, prefix) if value == secret else (rule, fingerprint(value), b"")
+                if info[1] not in allow:
+                    table[value] = info
+        if not table:
+            return
+        searched.update(table)
+        copies = _Copies(table)
+        exposed: _Found = {}
+        for slot in slots:
+            out, hits, placed = _replace_copies(slot.data, copies, table)
+            if not hits:
+                continue
+            slot.hits += hits
+            if _new_near(out, placed):
+                out, more, _passed = _redact_data(out, allow, exposed)
+                slot.hits += [s[2:] for s in more]
+            slot.data = out
+        new = {k: v for k, v in exposed.items() if k not in found}
+        found.update(new)
+
+
+def _walk(
+    bundle: Bundle, visit: _Visit
+) -> tuple[dict[str, str], list[Any], dict[str, Any], list[dict[str, Any]]]:
+    """Every string of the bundle through ``visit``, always in the same order: the
+    top-level fields, each worker's string fields (sorted by slug), meta (keys and
+    values at any depth; not ``meta.sanitized``), then the strings of the earlier
+    findings in ``meta.sanitized``. Returns the top-level fields, the workers, meta and
+    the earlier findings to keep (those whose strings came back unchanged)."""
+    top = {}
+    for name in ("schema", "session", "exported_at", "exported_by"):
+        value = getattr(bundle, name)
+        kept = visit(value, NAME if name in ("schema", "session") else TEXT, name)
+        if kept is not value:
+            top[name] = kept
+    workers = []
+    for index, worker in enumerate(sorted(bundle.workers, key=lambda w: w.slug)):
+        changes = {}
+        for name in worker.__struct_fields__:
+            value = getattr(worker, name)
+            if isinstance(value, str):
+                kind = NAME if name == "slug" else TEXT
+                cleaned = visit(value, kind, f"workers[{index}].{name}")
+                if cleaned is not value:
+                    changes[name] = cleaned
+        workers.append(msgspec.structs.replace(worker, **changes) if changes else worker)
+    meta: dict[str, Any] = {}
+    for i, (key, value) in enumerate(bundle.meta.items()):
+        if key != "sanitized":
+            new_key, where = _visit_key(key, "meta", i, visit)
+            meta[new_key] = _clean_value(value, where, visit)
+    kept_findings = []
+    previous = bundle.meta.get("sanitized")
+    items = previous.get("findings") if isinstance(previous, Mapping) else None
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        entry = _valid_finding(item)
+        if entry is None:
+            continue
+        same = True
+        for key in ("location", "rule", "fingerprint"):
+            text = entry[key]
+            if visit(text, RECORD, f"meta.sanitized.findings[{i}].{key}") != text:
+                same = False
+        if same:
+            kept_findings.append(entry)
+    return top, workers, meta, kept_findings
+
+
+def _visit_key(key: str, location: str, position: int, visit: _Visit) -> tuple[str, str]:
+    """A key and where its value is: by name when the key is a plain name, else by its
+    position (``meta.x.{2}``): a location is shown and recorded, so it must not carry
+    text from the bundle."""
+    by_position = f"{location}.{{{position}}}"
+    new_key = visit(key, TEXT, by_position)
+    return new_key, f"{location}.{new_key}" if _PLAIN_KEY.fullmatch(new_key) else by_position
+
+
+def _clean_value(value: Any, location: str, visit: _Visit) -> Any:
+    """Strings anywhere in meta, nested ones and keys too; other values as they are."""
     if isinstance(value, str):
-        return clean(value, location)
+        return visit(value, TEXT, location)
     if isinstance(value, list):
-        return [_clean_value(v, f"{location}[{i}]", clean) for i, v in enumerate(value)]
+        return [_clean_value(v, f"{location}[{i}]", visit) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out = {}
         for i, (key, item) in enumerate(value.items()):
-            by_position = f"{location}.{{{i}}}"
-            new_key = clean(key, by_position)
-            where = f"{location}.{new_key}" if _PLAIN_KEY.fullmatch(new_key) else by_position
-            out[new_key] = _clean_value(item, where, clean)
+            new_key, where = _visit_key(key, location, i, visit)
+            out[new_key] = _clean_value(item, where, visit)
         return out
     return value
 
 
-def _merged_record(previous: Any, report: SanitizeReport, redact_paths: bool) -> dict[str, Any]:
-    """``meta.sanitized``: earlier findings (from a bundle already sanitized) first,
-    then new ones, each once. Only well-formed entries of an earlier record are kept:
-    it is not scanned, so nothing else of it may pass through."""
-    old_findings: list[dict[str, Any]] = []
+def _merged_record(
+    previous: Any, old_findings: list[dict[str, Any]], report: SanitizeReport, redact_paths: bool
+) -> dict[str, Any]:
+    """``meta.sanitized``: earlier findings (from a bundle already sanitized; only
+    well-formed ones holding no secret) first, then new ones, each once. Nothing else
+    of an earlier record passes through but its path counts."""
     old_paths: dict[str, int] = {}
     if isinstance(previous, Mapping):
-        for item in previous.get("findings") or []:
-            entry = _valid_finding(item)
-            if entry is not None:
-                old_findings.append(entry)
         raw_paths = previous.get("paths")
         if isinstance(raw_paths, Mapping):
             for kind in PATH_PLACEHOLDERS:

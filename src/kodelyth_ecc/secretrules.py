@@ -1584,6 +1584,57 @@ def find_secrets(data: bytes) -> list[Candidate]:
     return merged
 
 
+# --- copies ----------------------------------------------------------------------------
+
+# A secret found by its context (an assignment, a URL) is looked for everywhere else in
+# the bundle, bare. Shorter values are not: a weak password such as ``hunter2`` would
+# erase every copy of a common word.
+MIN_COPY_LENGTH = 8
+MAX_COPY_LENGTH = MAX_PRIVATE_KEY
+_EMBEDDED = re.compile(
+    rb"(?:^|[;?&:\s\"'])(?:password|pwd|accountkey|sharedaccesskey|primarykey|secondarykey|sig)"
+    rb"=([^;&\s\"'<>]{1,512})",
+    re.IGNORECASE,
+)
+
+
+def copy_values(secret: bytes, rule: str) -> list[bytes]:
+    """What to look for elsewhere once ``secret`` is found: the secret itself and the
+    password or key inside it when the rule redacts a whole credential (a URL's
+    password, a connection string's ``Password=``/``AccountKey=``, a Basic header's
+    decoded password), each as written and percent-decoded. Only values worth it:
+    at least ``MIN_COPY_LENGTH`` characters, not a placeholder, not a plain word."""
+    values = [secret]
+    url = _URL.search(secret)
+    if url:
+        values.append(url.group("pw"))
+    values += [m.group(1) for m in _EMBEDDED.finditer(secret)]
+    if rule == "http-basic-auth":
+        try:
+            decoded = base64.b64decode(secret, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        values.append(decoded.partition(b":")[2])
+    more = []
+    for value in values[1:]:
+        if b"%" in value:
+            from urllib.parse import unquote_to_bytes
+
+            more.append(unquote_to_bytes(value))
+    parts = [v for v in dict.fromkeys([*values[1:], *more]) if v != secret and _credential(v)]
+    return [v for v in (secret, *parts) if worth_copying(v)]
+
+
+def worth_copying(value: bytes) -> bool:
+    """Long and random enough that replacing each copy cannot hit ordinary text: two
+    character classes at least (``production`` and ``12345678`` are left alone), or a
+    long high-entropy run."""
+    n = len(value)
+    if n < MIN_COPY_LENGTH or n > MAX_COPY_LENGTH or b"[REDACTED:" in value:
+        return False
+    return char_classes(value) >= 2 or (n >= 24 and entropy(value) >= 3.7)
+
+
 def rule_ids() -> list[str]:
     """Every rule name a finding can carry, for documentation and tests."""
     names = {r.id for r in RULES}

@@ -10,10 +10,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kodelyth_ecc import naming, tmux
-from kodelyth_ecc.coordination import SESSION_FILE, SessionRecord, read_session_record
+from kodelyth_ecc import tmux
+from kodelyth_ecc.coordination import SessionRecord, read_session_record
 from kodelyth_ecc.errors import KodelythError
-from kodelyth_ecc.statusfile import DONE_STATES, LOST, STATES, parse_status
+from kodelyth_ecc.sessiondir import (
+    HANDOFF_FILE,
+    MAX_STATUS_BYTES,
+    STATUS_FILE,
+    SessionDir,
+    is_slug,
+    list_session_names,
+)
+from kodelyth_ecc.statusfile import DONE_STATES, LOST, STATES, UNREADABLE, parse_status
 
 POLL_INTERVAL_S = 0.1
 
@@ -41,6 +49,8 @@ class WorkerStatus:
     pane_id: str | None = None
     pane_alive: bool | None = None
     handoff_bytes: int | None = None
+    # Why the worker's status could not be read (a symlink, a FIFO, ...), if so.
+    problem: str | None = None
 
     @property
     def done(self) -> bool:
@@ -56,7 +66,7 @@ class SessionStatus:
     record: SessionRecord | None = field(default=None, repr=False)
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((*STATES, LOST), 0)
+        counts = dict.fromkeys((*STATES, LOST, UNREADABLE), 0)
         for worker in self.workers:
             counts[worker.state] = counts.get(worker.state, 0) + 1
         return counts
@@ -70,46 +80,33 @@ class SessionStatus:
         return all(w.state == "completed" for w in self.workers)
 
 
-def _worker_dirs(coordination_dir: str) -> list[str]:
-    names = []
-    with os.scandir(coordination_dir) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
-                names.append(entry.name)
-    return sorted(names)
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
-
-
 def collect_status(session: str, coordination_root: str) -> SessionStatus:
-    naming.validate_session_name(session)
-    coordination_dir = os.path.join(coordination_root, session)
-    if not os.path.isdir(coordination_dir):
+    sdir = SessionDir.at(coordination_root, session)
+    if not sdir.exists():
         raise KodelythError(
             f"no session {session!r} under {coordination_root}: "
             "run `kodelyth-ecc status` to list sessions, or pass --coordination-root"
         )
-    record = read_session_record(coordination_dir)
+    record = read_session_record(sdir.path)
     # Panes first, files second: a runner records its outcome before its pane dies,
     # so a file still saying "running" after the pane is gone means the worker is lost.
     # Without tmux on PATH nothing is known about the panes: unknown, not lost.
     executed = record is not None and record.tmux_session is not None and tmux.available()
     panes = tmux.panes(session) if executed else None
-    pane_of = {w.slug: w.pane_id for w in record.workers} if record else {}
-    slugs = [w.slug for w in record.workers] if record else []
-    slugs += [s for s in _worker_dirs(coordination_dir) if s not in slugs]
+    # session.json is read like any session file: its slugs must be slugs too.
+    pane_of = {w.slug: w.pane_id for w in record.workers if is_slug(w.slug)} if record else {}
+    slugs = list(pane_of)
+    slugs += [s for s in sdir.worker_slugs() if s not in pane_of]
 
     workers = []
     for slug in slugs:
-        worker_dir = os.path.join(coordination_dir, slug)
-        text = _read(os.path.join(worker_dir, "status.md"))
-        if text is None and not os.path.isdir(worker_dir):
+        worker = sdir.worker(slug)
+        problem: str | None = None
+        try:
+            text = worker.read_text(STATUS_FILE, MAX_STATUS_BYTES, truncate=True)
+        except KodelythError as exc:  # a symlink, a FIFO...: this worker, not the session
+            text, problem = None, exc.message
+        if text is None and problem is None and not os.path.isdir(worker.path):
             continue
         parsed = parse_status(text or "", slug)
         pane_id = pane_of.get(slug)
@@ -117,13 +114,9 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
         if executed and pane_id:
             pane = (panes or {}).get(pane_id)
             alive = pane is not None and not pane.dead
-        state = parsed.state
+        state = UNREADABLE if problem else parsed.state
         if alive is False and state in ("pending", "running"):
             state = LOST
-        try:
-            handoff: int | None = os.path.getsize(os.path.join(worker_dir, "handoff.md"))
-        except OSError:
-            handoff = None
         workers.append(
             WorkerStatus(
                 name=parsed.name or slug,
@@ -138,12 +131,13 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
                 worktree=parsed.worktree,
                 pane_id=pane_id,
                 pane_alive=alive,
-                handoff_bytes=handoff,
+                handoff_bytes=worker.size(HANDOFF_FILE),
+                problem=problem,
             )
         )
     return SessionStatus(
         session=session,
-        coordination_dir=coordination_dir,
+        coordination_dir=sdir.path,
         workers=workers,
         tmux_alive=(panes is not None) if executed else None,
         record=record,
@@ -152,18 +146,10 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
 
 def list_sessions(coordination_root: str) -> list[SessionStatus]:
     """Every session under the root: directories with a session.json or worker dirs."""
-    if not os.path.isdir(coordination_root):
-        return []
     found = []
-    for name in sorted(os.listdir(coordination_root)):
-        path = os.path.join(coordination_root, name)
-        if name.startswith(".") or not os.path.isdir(path) or os.path.islink(path):
-            continue
-        try:
-            naming.validate_session_name(name)
-        except KodelythError:
-            continue
-        if not os.path.exists(os.path.join(path, SESSION_FILE)) and not _worker_dirs(path):
+    for name in list_session_names(coordination_root):
+        sdir = SessionDir(coordination_root, name)
+        if not os.path.lexists(sdir.record_file) and not sdir.worker_slugs():
             continue
         found.append(collect_status(name, coordination_root))
     return found
@@ -184,6 +170,11 @@ def wait_for_session(
             on_poll(status)
         if status.done:
             return status
+        if status.record is not None and status.record.mode == "imported":
+            raise KodelythError(
+                f"session {session!r} was imported from a bundle and never ran here: nothing "
+                f"to wait for (run it again with `kodelyth-ecc replay {session} --execute`)"
+            )
         if status.record is not None and status.record.tmux_session is None:
             raise KodelythError(
                 f"session {session!r} was written with --write-only and never started: "

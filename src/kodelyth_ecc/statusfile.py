@@ -12,7 +12,16 @@ import re
 STATES = ("pending", "running", "completed", "failed")
 # Computed by status collection, never written by a runner.
 LOST = "lost"
-DONE_STATES = frozenset({"completed", "failed", LOST})
+# A status.md that could not be read safely (a symlink, a FIFO, ...): nothing more will
+# be learnt by waiting for it.
+UNREADABLE = "unreadable"
+DONE_STATES = frozenset({"completed", "failed", LOST, UNREADABLE})
+# The bounds of what a status file may say: an exit status fits in 32 bits and a
+# duration in a few digits; longer runs of digits are not numbers a runner wrote (and
+# Python refuses to parse over 4,300 digits).
+_EXIT_CODE = re.compile(r"-?\d{1,10}")
+_DURATION = re.compile(r"\d{1,12}(?:\.\d{1,9})?")
+_MAX_EXIT_CODE = 2**31
 
 _BULLET = re.compile(r"^\s*(?:-\s+)?([A-Za-z][A-Za-z ]*?)\s*:\s*(.*?)\s*$")
 _STATE_ALIASES = {"not started": "pending", "done": "completed", "success": "completed"}
@@ -97,10 +106,11 @@ def parse_status(text: str, default_name: str = "") -> StatusRecord:
         elif key == "finished":
             record.finished = value or None
         elif key == "exit code":
-            record.exit_code = int(value) if re.fullmatch(r"-?\d+", value) else None
+            code = int(value) if _EXIT_CODE.fullmatch(value) else None
+            record.exit_code = code if code is not None and abs(code) < _MAX_EXIT_CODE else None
         elif key == "duration":
             number = value.rstrip("s")
-            record.duration_s = float(number) if re.fullmatch(r"\d+(\.\d+)?", number) else None
+            record.duration_s = float(number) if _DURATION.fullmatch(number) else None
         elif key == "branch":
             record.branch = value or None
         elif key == "worktree":

@@ -35,9 +35,20 @@ def coordination_root(explicit: str | None) -> str:
 
 
 def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout. Characters JSON leaves raw (it escapes only
+    U+0000-U+001F) that would still drive or deceive a terminal (DEL, C1 controls,
+    U+009B is CSI, zero-width and bidi marks) are written as ``\\uXXXX``: the same JSON
+    value, safe to show."""
     import json
+    import re
 
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    text = re.sub(
+        "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]",
+        lambda m: f"\\u{ord(m.group()):04x}",
+        text,
+    )
+    sys.stdout.write(text + "\n")
 
 
 @contextlib.contextmanager

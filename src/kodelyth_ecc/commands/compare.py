@@ -7,7 +7,11 @@ import os
 import sys
 
 from kodelyth_ecc.commands._common import coordination_root, writing
-from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.errors import KodelythError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _colour_wanted() -> bool:
@@ -19,8 +23,21 @@ def _colour_wanted() -> bool:
     )
 
 
-def _check_output_file(path: str, flag: str) -> None:
-    """Checked before the comparison, so a typo does not cost the whole run."""
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: the same real path, or (hard links) the same
+    inode. A path that does not exist yet is the same only by its real path."""
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_file(path: str, flag: str, inputs: Sequence[str] = ()) -> None:
+    """Checked before the work, so a typo does not cost the whole run and an output
+    never overwrites an input: ``path``'s directory exists and is writable, ``path`` is
+    not a directory and not one of ``inputs``."""
     if not path.strip():
         raise UsageError(f"empty {flag}: name a file")
     if os.path.isdir(path):
@@ -28,6 +45,16 @@ def _check_output_file(path: str, flag: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path}: directory {parent} does not exist; create it first")
+    for source in inputs:
+        if same_file(path, source):
+            raise UsageError(
+                f"{flag} {path} is the input {source}: writing it would overwrite the input; "
+                "name another file"
+            )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise KodelythError(
+            f"{flag} {path}: directory {parent} is not writable; name a file elsewhere"
+        )
 
 
 def _blind_key_path(args: argparse.Namespace) -> str:
@@ -36,6 +63,19 @@ def _blind_key_path(args: argparse.Namespace) -> str:
     if args.html:
         return str(os.path.splitext(args.html)[0]) + ".blind-key.json"
     return os.path.abspath(f"compare-blind-key-{os.urandom(4).hex()}.json")
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of the files compare writes: --html and the blind key. The key's
+    default path (beside the --html file, or a fresh name) is included."""
+    outputs: list[tuple[str, str]] = []
+    if args.html is not None:
+        outputs.append(("--html", args.html))
+    if args.blind_key is not None:
+        outputs.append(("--blind-key", args.blind_key))
+    elif args.blind and args.html is not None and args.html.strip():
+        outputs.append(("the blind key file", _blind_key_path(args)))
+    return outputs
 
 
 def _write(path: str, text: str) -> None:
@@ -63,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--blind-key only applies with --blind")
     if args.origin is not None and args.b is not None:
         raise UsageError("--origin is for the one-run form: compare REPLAY --origin ORIGIN")
-    if args.html is not None:
-        _check_output_file(args.html, "--html")
-    if args.blind_key is not None:
-        _check_output_file(args.blind_key, "--blind-key")
+    # Every input named on the command line that is a file; the origin found beside a
+    # replay is checked again once known, still before anything is written.
+    inputs = [p for p in (args.a, args.b, args.origin) if p is not None and os.path.isfile(p)]
+    outputs = _outputs(args)
+    for flag, path in outputs:
+        check_output_file(path, flag, inputs)
+    if len(outputs) == 2 and same_file(outputs[0][1], outputs[1][1]):
+        raise UsageError(
+            f"{outputs[1][0]} {outputs[1][1]} is the --html file: name two different files"
+        )
 
     found: list[str] = []
 
@@ -83,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
         side_a, side_b = origin, first
     else:
         side_a, side_b = first, load_run(args.b, root, max_bytes=args.max_bundle_size)
+    for flag, path in outputs:
+        check_output_file(
+            path, flag, [run.source for run in (side_a, side_b) if run.kind == "bundle"]
+        )
     key = None
     if args.blind:
         side_a, side_b, key = blind_order(side_a, side_b)

@@ -15,12 +15,17 @@ from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration
 from kodelyth_ecc.preflight import collisions
 from kodelyth_ecc.replay import (
     BaseChoice,
+    BaseNotHere,
     build_replay_plan_config,
     choose_base,
     differences,
     load_replay_source,
     recover_tasks,
+    replay_seeds,
+    resolve_base,
+    shown_text,
 )
+from kodelyth_ecc.termsafe import one_line
 
 MAX_NAME_RACES = 20
 
@@ -28,25 +33,41 @@ MAX_NAME_RACES = 20
 def _print_dry_run(
     *,
     bundle_session: str, config: PlanConfig, plan: OrchestrationPlan, base: BaseChoice,
-    commit: str, diffs: list[tuple[str, str, str]], task_note: str,
+    commit: str | None, diffs: list[tuple[str, str, str]], task_note: str,
 ) -> None:  # fmt: skip
+    """Every value that comes from the bundle goes through ``shown_text``: a dry-run is
+    how a stranger's bundle is inspected, and its text must not drive the terminal."""
     out = sys.stdout
-    out.write(f"Replay        {bundle_session} -> {plan.session_name}\n")
-    out.write(
-        f"Workers       {len(plan.workers)}: {', '.join(w.worker_slug for w in plan.workers)}\n"
-    )
-    out.write(f"Harness       {plan.harness}\n")
-    out.write(f"Base          {base.ref} ({commit[:12]}): {base.reason}\n")
+    t = shown_text
+    out.write(f"Replay        {t(bundle_session)} -> {t(plan.session_name)}\n")
+    slugs = ", ".join(t(w.worker_slug) for w in plan.workers)
+    out.write(f"Workers       {len(plan.workers)}: {slugs}\n")
+    out.write(f"Harness       {t(str(plan.harness))}\n")
+    here = commit[:12] if commit else "not in this repository"
+    out.write(f"Base          {t(base.ref)} ({here}): {base.reason}\n")
     out.write(f"Task          {task_note}\n")
-    out.write(f"Coordination  {plan.coordination_dir}\n")
+    out.write(f"Coordination  {t(plan.coordination_dir)}\n")
     if diffs:
         out.write("Differs from the origin:\n")
         for what, before, after in diffs:
-            out.write(f"  {what:<8} {before} -> {after}\n")
+            out.write(f"  {what:<8} {t(before)} -> {t(after)}\n")
     else:
         out.write("Differs from the origin: nothing (same task, agents, harness and base)\n")
     for worker in plan.workers:
-        out.write(f"  {worker.worker_slug}: {worker.launch_command}\n")
+        out.write(f"  {t(worker.worker_slug)}: {t(worker.launch_command)}\n")
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"warning: {one_line(text)}\n")
+
+
+def _check_export(args: argparse.Namespace) -> None:
+    """--export is checked before anything is created: its directory exists and is
+    writable, and it is not the bundle being replayed."""
+    from kodelyth_ecc.commands.compare import check_output_file
+
+    inputs = [args.target] if os.path.isfile(args.target) else []
+    check_output_file(args.export, "--export", inputs)
 
 
 def _claim_free_name(
@@ -84,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--wait, --timeout and --export only apply with --execute")
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout only applies with --wait")
+    if args.export is not None:
+        _check_export(args)
     repo_root = gitrepo.repo_root()
     coord_root = (
         os.path.abspath(args.coordination_root)
@@ -92,7 +115,16 @@ def run(args: argparse.Namespace) -> int:
     )
     bundle, digest = load_replay_source(args.target, coord_root, max_bytes=args.max_bundle_size)
     base = choose_base(bundle, repo_root, args.base_ref)
-    commit = gitrepo.resolve_commit(repo_root, base.ref)
+    # --execute and --write-only need the base here and refuse (one line) without it;
+    # dry-run and --json are how a bundle is inspected: they warn instead.
+    commit: str | None = None
+    base_problem: str | None = None
+    try:
+        commit = resolve_base(bundle, repo_root, base)
+    except BaseNotHere as exc:
+        if args.execute or args.write_only:
+            raise
+        base_problem = exc.message
 
     def configure(start: int = 1) -> tuple[PlanConfig, OrchestrationPlan]:
         from kodelyth_ecc.naming import slugify
@@ -126,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
 
     config, plan = configure()
     for warning in base.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        _warn(warning)
+    if base_problem is not None:
+        _warn(f"{base_problem} (--execute will refuse)")
+    for warning in replay_seeds(bundle, repo_root)[1]:
+        _warn(warning)
     launcher = bundle.meta.get("launcher")
     builtin = {h.template for h in HARNESSES.values()}
     if isinstance(launcher, str) and launcher not in builtin and not args.trust_launcher:
@@ -150,10 +186,10 @@ def run(args: argparse.Namespace) -> int:
         from kodelyth_ecc.preflight import plan_warnings
 
         for warning in plan_warnings(plan):
-            sys.stderr.write(f"warning: {warning}\n")
+            _warn(warning)
         tasks = recover_tasks(bundle)
         note = (
-            (tasks.shared or "").splitlines()[0][:100]
+            shown_text((tasks.shared or "").splitlines()[0], 100)
             if tasks.shared
             else f"each worker's own task ({tasks.source} blocks differ between workers)"
         )
@@ -177,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = results[0]
     sys.stdout.write(
-        f"started {plan.session_name} (replay of {bundle.session}): {len(plan.workers)} workers "
-        f"from {base.ref} ({result.base_commit[:12]})\n"
+        f"started {plan.session_name} (replay of {shown_text(bundle.session)}): "
+        f"{len(plan.workers)} workers from {shown_text(base.ref)} ({result.base_commit[:12]})\n"
     )
     code = 0
     if args.wait:

@@ -73,7 +73,8 @@ def summary(report: SanitizeReport) -> str:
 
 
 def check_output(path: str, report: SanitizeReport) -> str:
-    lines = [_line(f) for f in report.findings]
+    names = set(report.unredactable)
+    lines = [_line(f) + ("  (a name: rename it)" if f in names else "") for f in report.findings]
     lines += [_line(f) + "  (allowed)" for f in report.allowed]
     if any(report.paths.values()):
         counts = ", ".join(f"{k} {v}" for k, v in report.paths.items() if v)
@@ -123,16 +124,17 @@ def run(args: argparse.Namespace) -> int:
     allow = allow_list(args.allow, args.allow_file)
 
     from kodelyth_ecc.bundle import encode_bundle, read_bundle_file, write_bundle
-    from kodelyth_ecc.sanitize import sanitize_bundle
+    from kodelyth_ecc.sanitize import sanitize_bundle, scan_bundle
 
     bundle, sha256 = read_bundle_file(args.bundle, max_bytes=args.max_bundle_size)
-    cleaned, report = sanitize_bundle(bundle, allow=allow, redact_paths=args.redact_paths)
     if args.check:
+        report = scan_bundle(bundle, allow=allow, redact_paths=args.redact_paths)
         if args.json:
             print_json({"bundle": args.bundle, "bundle_sha256": sha256, **report.to_json()})
         else:
             sys.stdout.write(check_output(args.bundle, report))
         return 0 if report.clean else EXIT_FOUND
+    cleaned, report = sanitize_bundle(bundle, allow=allow, redact_paths=args.redact_paths)
     if out == "-":
         sys.stdout.buffer.write(encode_bundle(cleaned))
         sys.stdout.flush()

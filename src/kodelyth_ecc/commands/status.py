@@ -21,6 +21,7 @@ from kodelyth_ecc.status import (
     list_sessions,
     wait_for_session,
 )
+from kodelyth_ecc.termsafe import one_line
 
 STATUS_SCHEMA = "kodelyth.status/v1"
 
@@ -46,7 +47,8 @@ def print_table(status: SessionStatus, out: TextIO) -> None:
         rows.append(
             (
                 w.slug,
-                w.state,
+                # status.md is written by whatever runs in the pane: never raw to a terminal.
+                one_line(w.state, 24),
                 "-" if w.exit_code is None else str(w.exit_code),
                 human_duration(w.duration_s),
                 _pane(w.pane_alive),
@@ -59,10 +61,13 @@ def print_table(status: SessionStatus, out: TextIO) -> None:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             + "\n"
         )
+    for w in status.workers:
+        if w.problem:
+            out.write(f"{w.slug}: {one_line(w.problem)}\n")
 
 
 def _summary(status: SessionStatus) -> str:
-    counts = ", ".join(f"{n} {state}" for state, n in status.counts().items() if n)
+    counts = ", ".join(f"{n} {one_line(state, 24)}" for state, n in status.counts().items() if n)
     total = len(status.workers)
     return f"{status.session}  {total} worker{'' if total == 1 else 's'}: {counts or 'none'}"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.agents import DEFAULT_AGENTS
@@ -110,6 +112,55 @@ def _check_repo_root(plan: OrchestrationPlan) -> None:
     gitrepo.repo_root(plan.repo_root)
 
 
+T = TypeVar("T")
+
+
+def _auto_named(args: argparse.Namespace) -> bool:
+    """Whether we pick the session name: no --session, no plan file naming it, and no
+    --replace (which replaces the default name itself, as before)."""
+    return args.session is None and not args.plan and not args.replace
+
+
+def _renamed(config: PlanConfig, plan: OrchestrationPlan, name: str) -> OrchestrationPlan:
+    if name == plan.session_name:
+        return plan
+    return build_orchestration_plan(config._replace(session_name=name))
+
+
+def _under_free_name(
+    config: PlanConfig, plan: OrchestrationPlan, action: Callable[[OrchestrationPlan], T]
+) -> tuple[OrchestrationPlan, T]:
+    """``action`` under the smallest free ``<default>``, ``<default>-2``, ...; when
+    another run claims that name first, under the next free one."""
+    from kodelyth_ecc.freename import claim_free_name
+
+    def attempt(name: str) -> tuple[OrchestrationPlan, T]:
+        named = _renamed(config, plan, name)
+        return named, action(named)
+
+    root, repo, trees = plan.coordination_root, plan.repo_root, plan.worktree_root
+    slugs = [w.worker_slug for w in plan.workers]
+    return claim_free_name(
+        plan.session_name,
+        attempt,
+        coordination_root=root,
+        repo_root=repo,
+        worktree_root=trees,
+        slugs=slugs,
+    )
+
+
+def _run_named(
+    args: argparse.Namespace,
+    config: PlanConfig,
+    plan: OrchestrationPlan,
+    action: Callable[[OrchestrationPlan], T],
+) -> tuple[OrchestrationPlan, T]:
+    if not _auto_named(args):
+        return plan, action(plan)
+    return _under_free_name(config, plan, action)
+
+
 def run(args: argparse.Namespace) -> int:
     config, commit = _config_from_args(args)
     plan = build_orchestration_plan(config)
@@ -122,13 +173,16 @@ def run(args: argparse.Namespace) -> int:
         # Resolve the base ref first: a typo must fail before anything is written, and
         # session.json records the commit it resolved to.
         commit = commit or gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
-        write_plan_files(plan, base_commit=commit)
+        base_commit = commit
+        plan, _ = _run_named(
+            args, config, plan, lambda p: write_plan_files(p, base_commit=base_commit)
+        )
         sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
         return 0
     if args.execute:
         from kodelyth_ecc.execute import execute_plan
 
-        result = execute_plan(plan)
+        plan, result = _run_named(args, config, plan, execute_plan)
         # The hints must work as printed (from the repo): name a root of one's own.
         root = ""
         if plan.coordination_root != os.path.join(plan.repo_root, ".orchestration"):
@@ -147,6 +201,20 @@ def run(args: argparse.Namespace) -> int:
     from kodelyth_ecc.preflight import plan_warnings
 
     commit = commit or gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
+    if _auto_named(args):
+        # Show the name --execute would use now.
+        from kodelyth_ecc.freename import first_free_name
+
+        root, repo, trees = plan.coordination_root, plan.repo_root, plan.worktree_root
+        slugs = [w.worker_slug for w in plan.workers]
+        name = first_free_name(
+            plan.session_name,
+            coordination_root=root,
+            repo_root=repo,
+            worktree_root=trees,
+            slugs=slugs,
+        )
+        plan = _renamed(config, plan, name)
     for warning in plan_warnings(plan):
         sys.stderr.write(f"warning: {warning}\n")
     if args.json:
