@@ -383,8 +383,8 @@ def test_a_write_failing_midway_leaves_the_old_target_and_no_temp_dir(sandbox: S
     """The real CLI, with a file-size limit the second worker's handoff exceeds."""
     path = write_bundle_file(sandbox, encode_bundle(_two_worker_bundle(200_000)))
     target = sandbox.root / "restored"
-    target.mkdir()
-    (target / "old.md").write_text("the old session\n")
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "task.md").write_text("the old session\n")
     before = snapshot(sandbox.root)
     result = _import_with_file_size_limit(
         sandbox, 64 * 1024, str(path), "--target", str(target), "--overwrite"
@@ -420,8 +420,8 @@ def test_interrupted_import_keeps_the_old_target(
     bundle = _two_worker_bundle(10)
     parent = tmp_path / "coord"
     target = parent / "fresh"
-    target.mkdir(parents=True)
-    (target / "old.md").write_text("old\n")
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "task.md").write_text("old\n")
     before = snapshot(tmp_path)
     monkeypatch.setattr(importer, "_write_new", _fail_on_call(nth, exc))
     with pytest.raises(type(exc)):
@@ -434,8 +434,8 @@ def test_failure_at_the_swap_puts_the_old_target_back(
 ) -> None:
     bundle = _two_worker_bundle(10)
     target = tmp_path / "coord" / "fresh"
-    target.mkdir(parents=True)
-    (target / "old.md").write_text("old\n")
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "task.md").write_text("old\n")
     before = snapshot(tmp_path)
     real_rename = os.rename
 

@@ -208,7 +208,9 @@ def test_unknown_harness_in_the_bundle_is_a_usage_error(sandbox: Sandbox, tmp_pa
     for mode in ((), ("--json",), ("--execute",)):
         result = sandbox.cli("replay", str(bundle), *mode)
         assert result.code == 2, result
-        assert "the bundle's meta.harness is not a harness known here: pass --harness" in result.stderr
+        assert (
+            "the bundle's meta.harness is not a harness known here: pass --harness" in result.stderr
+        )
         assert "Traceback" not in result.stderr
     assert _disk(sandbox) == before
     ok = sandbox.cli("replay", str(bundle), "--harness", "echo")

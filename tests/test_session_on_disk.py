@@ -58,20 +58,15 @@ def test_every_worker_view_derives_from_the_one_table() -> None:
     assert set(sessiondir.TEXT_FIELDS) >= {name for name, _ in sessiondir.FILE_FIELDS}
 
 
-def test_a_field_added_to_the_table_reaches_the_struct() -> None:
+def test_a_field_added_to_the_table_reaches_the_struct(monkeypatch: pytest.MonkeyPatch) -> None:
     """Adding a field is one edit: the struct built from the table takes it."""
     extra = (*sessiondir.WORKER_FIELDS, sessiondir.WorkerField("usage_note", "str"))
-    original = sessiondir.WORKER_FIELDS
-    try:
-        bundle_module.WORKER_FIELDS = extra  # type: ignore[misc]
-        specs = bundle_module.worker_struct_fields()
-    finally:
-        bundle_module.WORKER_FIELDS = original  # type: ignore[misc]
-    struct = msgspec.defstruct("W", specs, omit_defaults=True)
+    monkeypatch.setattr(bundle_module, "WORKER_FIELDS", extra)
+    struct = msgspec.defstruct("W", bundle_module.worker_struct_fields(), omit_defaults=True)
     worker = msgspec.json.decode(
         b'{"slug":"a","task":"","handoff":"","status":"","usage_note":"n"}', type=struct
     )
-    assert worker.usage_note == "n"
+    assert msgspec.structs.asdict(worker)["usage_note"] == "n"
 
 
 # --- one rule for names (item 15) ----------------------------------------------------
@@ -320,7 +315,7 @@ def test_deep_meta_is_a_one_line_error_everywhere(
         ["sanitize", str(path), "--check"],
         ["replay", str(path), "--harness", "echo"],
     ):
-        assert_one_line_error(sandbox.cli(*args), 1, "meta nests deeper than 32 levels")
+        assert_one_line_error(sandbox.cli(*args), 1, "nests deeper than 32 levels")
 
 
 def test_an_absurd_max_bundle_size_is_a_usage_error(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -376,3 +371,87 @@ def test_status_lists_sessions_with_any_valid_name(sandbox: Sandbox) -> None:
     make_worker(sandbox.coord_root, "with_underscore-1", "w", task="t")
     result: Result = retry_until(lambda: sandbox.cli("status"), timeout=10, message="status")
     assert "with_underscore-1" in result.stdout
+
+
+# --- found by the adversarial pass ---------------------------------------------------
+
+
+def test_overwrite_refuses_a_live_session_whose_record_is_damaged(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    started(sandbox, "live2", launcher="sleep 30")
+    live_dir = sandbox.coord_root / "live2"
+    (live_dir / "session.json").write_text("{broken")
+    before = tree(live_dir)
+    path = write_bundle(tmp_path / "b.json", minimal_doc(session="live2"))
+    result = sandbox.cli("session-import", str(path), "--overwrite")
+    assert_one_line_error(result, 1, "holds a live session", "tmux session 'live2' is running")
+    assert tree(live_dir) == before
+
+
+def test_overwrite_refuses_a_coordination_root_and_a_git_repository(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    started(sandbox, "cr1")
+    wait_done(sandbox, "cr1")
+    path = write_bundle(tmp_path / "b.json", minimal_doc())
+    result = sandbox.cli("session-import", str(path), "--target", str(sandbox.coord_root),
+                         "--overwrite")  # fmt: skip
+    assert_one_line_error(result, 1, "is a directory of sessions")
+    assert (sandbox.coord_root / "cr1" / "session.json").is_file()
+    result = sandbox.cli("session-import", str(path), "--target", str(sandbox.repo), "--overwrite")
+    assert_one_line_error(result, 1, "is a git repository")
+    assert (sandbox.repo / ".git").is_dir()
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "README.md").write_text("mine\n")
+    result = sandbox.cli("session-import", str(path), "--target", str(project), "--overwrite")
+    assert_one_line_error(result, 1, "is not a session directory")
+    assert (project / "README.md").read_text() == "mine\n"
+
+
+def test_a_hostile_schema_is_not_echoed(sandbox: Sandbox, tmp_path: Path) -> None:
+    token = "ghp_" + os.urandom(18).hex()
+    path = write_bundle(tmp_path / "b.json", minimal_doc(schema=token))
+    for args in (
+        ["session-import", str(path)],
+        ["replay", str(path)],
+        ["compare", str(path), str(path)],
+        ["sanitize", str(path), "--check"],
+    ):
+        result = sandbox.cli(*args)
+        assert token not in result.stdout + result.stderr, f"{args[0]} echoed the schema"
+        assert_one_line_error(result, 1, "schema is something else")
+
+
+def test_the_tmux_server_a_swarm_starts_holds_no_secret(sandbox: Sandbox) -> None:
+    secret = "sk-test-" + os.urandom(16).hex()
+    env = {**os.environ, "FAKE_API_KEY": secret}
+    result = subprocess.run(
+        [sys.executable, "-m", "kodelyth_ecc", "swarm", "--task", "t", "--agents", "alpha",
+         "--harness", "echo", "--session", "envs", "--execute"],
+        cwd=sandbox.repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, "swarm failed"
+    shown = subprocess.run(
+        ["tmux", "show-environment", "-g"], capture_output=True, text=True, check=True
+    ).stdout
+    assert secret not in shown, "the key is in the tmux server's global environment"
+    pid = subprocess.run(
+        ["tmux", "display-message", "-p", "#{pid}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert secret.encode() not in environ, "the key is in the tmux server's environment"
+    wait_done(sandbox, "envs")
+
+
+def test_invisible_and_bidi_marks_are_escaped_too(sandbox: Sandbox) -> None:
+    hostile = "\u061c\U000e0041\u00ad\u2066done"
+    make_worker(sandbox.coord_root, "s1", "w", task="t", status=f"- State: {hostile}\n")
+    for args in (["status"], ["status", "s1"], ["status", "s1", "--json"]):
+        result = sandbox.cli(*args)
+        assert result.code == 0, result
+        for raw in ("\u061c", "\U000e0041", "\u00ad", "\u2066"):
+            assert raw not in result.stdout + result.stderr, f"{raw!r} reached the terminal"
+    data = json.loads(sandbox.cli("status", "s1", "--json").stdout)
+    assert data["session"]["workers"][0]["state"] == hostile.lower()

@@ -128,10 +128,13 @@ def test_purge_removes_the_coordination_dir(sandbox: Sandbox) -> None:
     assert (sandbox.coord_root / "other" / "session.json").is_file()
 
 
-def test_running_session_with_clean_worktrees_is_stopped(sandbox: Sandbox) -> None:
+def test_running_session_with_clean_worktrees_is_refused_then_forced(sandbox: Sandbox) -> None:
+    """A running worker is work in progress (issue 9, item 6): only --force stops it."""
     started(sandbox, "busy", launcher="sleep 60")
-    result = sandbox.cli("teardown", "busy")
-    assert result.code == 0, result
+    refused = sandbox.cli("teardown", "busy")
+    assert refused.code == 1 and "alpha (still running)" in refused.stderr, refused
+    assert has_session("busy")
+    assert sandbox.cli("teardown", "busy", "--force").code == 0
     _assert_gone(sandbox, "busy")
 
 

@@ -62,9 +62,17 @@ _API = {
     "Finding": "kodelyth_ecc.sanitize",
     "SecretMatch": "kodelyth_ecc.sanitize",
     "PathRoots": "kodelyth_ecc.sanitize",
+    "scan_bundle": "kodelyth_ecc.sanitize",
+    "SecretInNameError": "kodelyth_ecc.sanitize",
+    "SessionDir": "kodelyth_ecc.sessiondir",
+    "WorkerDir": "kodelyth_ecc.sessiondir",
+    "WORKER_FIELDS": "kodelyth_ecc.sessiondir",
+    "validate_session_name": "kodelyth_ecc.sessiondir",
+    "first_free_name": "kodelyth_ecc.freename",
 }
 
 __all__ = [
+    "WORKER_FIELDS",
     "Bundle",
     "BundleError",
     "BundleWorker",
@@ -76,7 +84,10 @@ __all__ = [
     "PathRoots",
     "PlanConfig",
     "SanitizeReport",
+    "SecretInNameError",
     "SecretMatch",
+    "SessionDir",
+    "WorkerDir",
     "WorkerPlan",
     "WorkerSpec",
     "__version__",
@@ -93,6 +104,7 @@ __all__ = [
     "export_bundle",
     "extract_task",
     "find_origin",
+    "first_free_name",
     "import_bundle",
     "import_bundle_file",
     "list_sessions",
@@ -107,9 +119,11 @@ __all__ = [
     "render_markdown",
     "render_terminal",
     "sanitize_bundle",
+    "scan_bundle",
     "scan_text",
     "teardown",
     "validate_bundle",
+    "validate_session_name",
     "wait_for_session",
     "write_bundle",
 ]
@@ -141,6 +155,7 @@ if TYPE_CHECKING:
     from kodelyth_ecc.errors import KodelythError
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
     from kodelyth_ecc.export import export_bundle
+    from kodelyth_ecc.freename import first_free_name
     from kodelyth_ecc.importer import import_bundle, import_bundle_file
     from kodelyth_ecc.plan import (
         OrchestrationPlan,
@@ -161,10 +176,18 @@ if TYPE_CHECKING:
         Finding,
         PathRoots,
         SanitizeReport,
+        SecretInNameError,
         SecretMatch,
         redact_text,
         sanitize_bundle,
+        scan_bundle,
         scan_text,
+    )
+    from kodelyth_ecc.sessiondir import (
+        WORKER_FIELDS,
+        SessionDir,
+        WorkerDir,
+        validate_session_name,
     )
     from kodelyth_ecc.status import collect_status, list_sessions, wait_for_session
     from kodelyth_ecc.teardown import teardown

@@ -26,6 +26,7 @@ from kodelyth_ecc.bundleformat import (
     BundleError,
     check_name,
     problem,
+    schema_problem,
     validate_meta,
     validate_names,
 )
@@ -116,7 +117,7 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
 def validate_bundle(bundle: Bundle, where: str = "bundle") -> Bundle:
     """Checks a decoded bundle beyond its types; raises ``BundleError`` naming the fix."""
     if bundle.schema != SCHEMA:
-        raise problem(where, f"schema is {bundle.schema!r}, expected {SCHEMA!r}")
+        raise problem(where, schema_problem(bundle.schema))
     validate_names(bundle.session, [w.slug for w in bundle.workers], where)
     validate_meta(bundle.meta, where)
     return bundle
@@ -133,7 +134,10 @@ def decode_bundle(data: bytes, where: str = "bundle") -> Bundle:
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{where} is not valid JSON: {_syntax_error(data, exc)}") from None
     except RecursionError:
-        raise problem(where, f"meta nests deeper than {MAX_META_DEPTH} levels") from None
+        # Only meta may nest (workers are flat): anything this deep is over its limit.
+        raise problem(
+            where, f"it nests deeper than {MAX_META_DEPTH} levels (meta may nest at most that)"
+        ) from None
     return validate_bundle(bundle, where)
 
 

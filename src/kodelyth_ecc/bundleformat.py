@@ -45,6 +45,14 @@ def problem(where: str, detail: str) -> BundleError:
     return BundleError(f"{where} is not a valid session bundle: {detail}")
 
 
+def schema_problem(schema: str) -> str:
+    """Why a bundle's schema is refused, quoting it only when it is one we know the
+    shape of (another version of ours): the field is the bundle's, and may hold anything."""
+    known = re.fullmatch(r"kodelyth\.session-bundle/v[0-9]{1,3}", schema)
+    shown = f"{schema!r}" if known else "something else"
+    return f"schema is {shown}, expected {SCHEMA!r}"
+
+
 def check_name(value: str, what: str, where: str) -> None:
     """``value`` must be a valid session name (``what == "session"``) or worker slug.
     The error names the field and the rule, never the value: a bundle is hostile, and

@@ -67,7 +67,7 @@ def _claim_names(plan: OrchestrationPlan, *, execute: bool) -> None:
         raise KodelythError(
             f"--replace refused: session {plan.session_name!r} holds unsaved work in "
             f"{exc.detail}; commit it, or run `kodelyth-ecc teardown {plan.session_name} "
-            "--force` (it saves a patch first) and start again"
+            "--force` (it saves the work first) and start again"
         ) from exc
     still = collisions(plan, execute=execute)
     if still:

@@ -6,21 +6,54 @@ import os
 from collections.abc import Sequence
 
 from kodelyth_ecc.errors import CalledProcessError, KodelythError
-from kodelyth_ecc.process import cmd_output, scrubbed_env
+from kodelyth_ecc.process import CmdResult, cmd_output, cmd_output_bytes, scrubbed_env
+
+
+class NotInWorkTree(KodelythError):
+    """git itself says the directory is not inside a work tree."""
 
 
 def git(*args: str, cwd: str, check: bool = True) -> str:
     return cmd_output("git", *args, cwd=cwd, check=check).stdout
 
 
+def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None) -> bytes:
+    """A git command's stdout exactly as git wrote it (patches, ``-z`` lists)."""
+    return cmd_output_bytes("git", *args, cwd=cwd, env=env).stdout
+
+
+# What git says (in the C locale) when there is no work tree around a directory.
+_NOT_A_WORK_TREE = ("not a git repository", "must be run in a work tree")
+
+
+def _where_git_failed(result: CmdResult, cmd: tuple[str, ...], where: str) -> KodelythError:
+    """The error for a failed ``rev-parse --show-toplevel``: "not inside a git work
+    tree" only when git says so; any other failure (a lock, a permission, "dubious
+    ownership", a crash) as git reported it, so the user can fix the real cause."""
+    if result.returncode == 0 or any(s in result.stderr for s in _NOT_A_WORK_TREE):
+        return NotInWorkTree(
+            f"{where} is not inside a git work tree: cd into your repository (or run `git init`)"
+        )
+    lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    reason = lines[-1] if lines else "no output"
+    return KodelythError(
+        f"`{' '.join(cmd)}` exited {result.returncode} in {where}: {reason} "
+        "(fix what git reports, then retry)"
+    )
+
+
+def _c_locale() -> dict[str, str]:
+    # Messages in English, so that "not a git repository" can be recognised.
+    return scrubbed_env({"LC_ALL": "C"})
+
+
 def repo_root(cwd: str | None = None) -> str:
     """The top of the git work tree containing ``cwd``."""
     where = cwd or os.getcwd()
-    result = cmd_output("git", "rev-parse", "--show-toplevel", cwd=where, check=False)
+    cmd = ("git", "rev-parse", "--show-toplevel")
+    result = cmd_output(*cmd, cwd=where, check=False, env=_c_locale())
     if result.returncode != 0 or not result.stdout.strip():
-        raise KodelythError(
-            f"{where} is not inside a git work tree: cd into your repository (or run `git init`)"
-        )
+        raise _where_git_failed(result, cmd, where)
     return os.path.normpath(result.stdout.strip())
 
 
@@ -28,13 +61,18 @@ def locate(ref: str, cwd: str | None = None) -> tuple[str, str | None]:
     """The work tree's top and the commit ``ref`` names (None if it names none),
     in one git call: a dry-run pays for every process it starts."""
     where = cwd or os.getcwd()
-    result = cmd_output(
+    cmd = (
         "git", "rev-parse", "--show-toplevel", "--verify", "--quiet", "--end-of-options",
-        f"{ref}^{{commit}}", cwd=where, check=False,
+        f"{ref}^{{commit}}",
     )  # fmt: skip
+    result = cmd_output(*cmd, cwd=where, check=False, env=_c_locale())
     lines = result.stdout.split("\n")
     if result.returncode not in (0, 1) or not lines[0].strip():
-        return repo_root(where), None  # raises the not-a-repository error
+        if any(s in result.stderr for s in _NOT_A_WORK_TREE):
+            raise _where_git_failed(result, cmd, where)
+        # Some other failure: ask for the top alone (if that fails too, its error is
+        # git's own, as git gave it); the commit is then resolved by resolve_commit.
+        return repo_root(where), None
     commit = lines[1].strip() if result.returncode == 0 and len(lines) > 1 else ""
     return os.path.normpath(lines[0].strip()), commit or None
 
@@ -140,22 +178,60 @@ def uncommitted_changes(worktree: str, ignore_paths: Sequence[str] = ()) -> list
     return [line for line in out.splitlines() if line.strip()]
 
 
-def commits_ahead(repo: str, branch: str, base: str) -> int:
+def unsaved_commits(repo: str, tips: Sequence[str], base: str, doomed: Sequence[str]) -> int:
+    """Commits reachable from ``tips`` that nothing else keeps: not in ``base`` and
+    not reachable from any local branch, tag or remote-tracking ref except the
+    branches in ``doomed`` (those about to be deleted). As `git branch -d` judges
+    "merged", but against every other ref, not only HEAD."""
+    if not tips:
+        return 0
+    excludes = [f"--exclude={branch}" for branch in doomed]
+    out = git(
+        "rev-list", "--count", *tips, "--not", base, *excludes, "--branches", "--tags",
+        "--remotes", cwd=repo,
+    )  # fmt: skip
+    return int(out.strip() or 0)
+
+
+def head_commit(worktree: str) -> str | None:
+    """The commit checked out in ``worktree`` (None before its first commit)."""
     result = cmd_output(
-        "git", "rev-list", "--count", f"{base}..refs/heads/{branch}", cwd=repo, check=False
+        "git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=worktree, check=False
     )
-    return int(result.stdout.strip()) if result.returncode == 0 and result.stdout.strip() else 0
+    return result.stdout.strip() or None
 
 
-def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) -> str:
-    """Everything in the worktree that differs from ``base`` (commits, edits, new files),
-    as a binary-safe patch for ``git apply``.
+def ignored_files(worktree: str) -> list[str]:
+    """Untracked files that ``.gitignore`` (or info/exclude) covers, worktree-relative,
+    every file inside ignored directories listed (``.env``, ``node_modules/...``).
+    Names are exact (``-z``; undecodable bytes kept as surrogates, as ``os`` does)."""
+    out = git_bytes("ls-files", "-z", "--others", "--ignored", "--exclude-standard", cwd=worktree)
+    return [os.fsdecode(name) for name in out.split(b"\0") if name]
+
+
+# Settings that change how a patch is written (prefixes, relative paths, textconv
+# filters): pinned, so that what is saved is what `git apply` on the base restores.
+_PATCH_FLAGS = (
+    "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", "--no-relative",
+    "--src-prefix=a/", "--dst-prefix=b/",
+)  # fmt: skip
+
+
+def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) -> bytes:
+    """Everything in the worktree that differs from ``base`` (commits, edits, new
+    files, deletions, mode changes), as a patch for ``git apply``, byte for byte:
+    CR, CRLF, non-UTF-8 and binary content are kept exactly.
 
     ``include_ignored`` are paths taken even if ``.gitignore`` covers them (edited
     seeds such as a local ``.env``).
     """
-    patch, _ = worktree_changes(worktree, base, binary=True, include_ignored=include_ignored)
+    patch, _ = _changes(worktree, base, binary=True, stat=False, include_ignored=include_ignored)
     return patch
+
+
+def diff_commits(repo: str, base: str, branch: str) -> bytes:
+    """``base`` to the tip of ``branch`` as a byte-exact, binary-safe patch."""
+    return git_bytes("diff", *_PATCH_FLAGS, "--binary", base, f"refs/heads/{branch}", cwd=repo)
 
 
 def worktree_changes(
@@ -166,11 +242,21 @@ def worktree_changes(
     stat: bool = False,
     include_ignored: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """(patch, diffstat) of the worktree against ``base``: commits, edits and new files.
+    """(patch, diffstat) of the worktree against ``base``: commits, edits and new files,
+    as text to show (bad UTF-8 replaced; use ``diff_against`` for a patch to apply).
 
     Uses a throwaway index so the worktree's own index is left untouched. Without
     ``binary``, binary files show as "Binary files differ" (text-only patches).
     """
+    patch, summary = _changes(
+        worktree, base, binary=binary, stat=stat, include_ignored=include_ignored
+    )
+    return patch.decode("utf-8", errors="replace"), summary
+
+
+def _changes(
+    worktree: str, base: str, *, binary: bool, stat: bool, include_ignored: Sequence[str]
+) -> tuple[bytes, str]:
     steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), ("add", "--all")]
     if include_ignored:
         steps.append(("add", "--force", "--", *include_ignored))
@@ -184,10 +270,12 @@ def worktree_changes(
                 raise CalledProcessError(
                     ("git", *args), result.returncode, result.stdout, result.stderr
                 )
-        diff = ["git", "diff", "--cached", "--no-color", "--no-ext-diff", "--no-renames"]
-        patch = cmd_output(*diff, *(["--binary"] if binary else []), base, cwd=worktree, env=env)
-        summary = cmd_output(*diff, "--stat", base, cwd=worktree, env=env).stdout if stat else ""
-        return patch.stdout, summary
+        diff = ("diff", "--cached", *_PATCH_FLAGS)
+        patch = git_bytes(*diff, *(["--binary"] if binary else []), base, cwd=worktree, env=env)
+        summary = (
+            cmd_output("git", *diff, "--stat", base, cwd=worktree, env=env).stdout if stat else ""
+        )
+        return patch, summary
 
 
 def commit_exists(repo: str, sha: str) -> bool:

@@ -32,6 +32,8 @@ from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs, stale_siblings, temp_sibling
 from kodelyth_ecc.sessiondir import (
     FILE_FIELDS,
+    SESSION_FILE,
+    TASK_FILE,
     TEARDOWN_SUFFIX,
 )
 
@@ -200,45 +202,84 @@ def import_bundle(
 
 def _check_target_name(target: str) -> None:
     """Names the tool keeps for itself are never import targets: ``X.teardown`` holds
-    the work teardown saved, dot-names are staging and temporary files."""
+    the work teardown saved, and the hidden siblings of a write in progress (named
+    ``.<name>.<pid>.<random>.<kind>``) are another run's."""
+    import re
+
     name = os.path.basename(target)
-    if name.endswith(TEARDOWN_SUFFIX) or name.startswith("."):
-        what = "saved teardown work" if name.endswith(TEARDOWN_SUFFIX) else "temporary files"
+    temporary = re.fullmatch(r"\..+\.[0-9]+\.[0-9a-f]{8}\.(?:tmp|import|old|partial)", name)
+    if name.endswith(TEARDOWN_SUFFIX) or temporary:
+        what = "saved teardown work" if name.endswith(TEARDOWN_SUFFIX) else "a write in progress"
         raise KodelythError(
             f"{target} is reserved by kodelyth-ecc ({what}): import somewhere else with --target"
         )
 
 
 def _check_replaceable(target: str) -> None:
-    """``--overwrite`` replaces a directory that no live session runs from: a session
-    whose tmux session or registered worktrees are still there stays."""
+    """``--overwrite`` replaces one session directory that no live session runs from,
+    and nothing else: not a directory that is not a session (a user's project, a git
+    repository), not a coordination root holding sessions, not a session whose tmux
+    session runs or whose worktrees are still registered, even when its session.json is
+    damaged or gone."""
     if not os.path.isdir(target):
         raise KodelythError(f"{target} exists and is not a directory: move it away first")
-    record = read_session_record(target)
-    if record is None:
-        return
-    live: list[str] = []
-    if record.tmux_session:
-        from kodelyth_ecc import tmux
-
-        if tmux.has_session(record.tmux_session):
-            live.append(f"its tmux session {record.tmux_session!r} is running")
-    worktrees = [w.worktree for w in record.workers if w.worktree]
-    if worktrees and record.repo_root and os.path.isdir(record.repo_root):
-        from kodelyth_ecc import gitrepo
-
-        try:
-            registered = gitrepo.worktrees(record.repo_root)
-        except KodelythError:
-            registered = {}
-        still = [w for w in worktrees if os.path.realpath(w) in registered]
-        if still:
-            live.append(f"{len(still)} of its worktrees are still registered (e.g. {still[0]})")
+    entries = os.listdir(target)
+    workers = [e for e in entries if os.path.isfile(os.path.join(target, e, TASK_FILE))]
+    nested = [e for e in entries if os.path.lexists(os.path.join(target, e, SESSION_FILE))]
+    if ".git" in entries or nested or (entries and SESSION_FILE not in entries and not workers):
+        what = (
+            "a git repository"
+            if ".git" in entries
+            else "a directory of sessions"
+            if nested
+            else f"not a session directory (no {SESSION_FILE}, no worker dirs)"
+        )
+        raise KodelythError(
+            f"{target} is {what}: --overwrite only replaces one session; choose another --target"
+        )
+    live = _live_parts(target, read_session_record(target))
     if live:
+        name = os.path.basename(target)
         raise KodelythError(
             f"{target} holds a live session ({'; '.join(live)}): tear it down first "
-            f"(`kodelyth-ecc teardown {record.session}`), or import with another --target"
+            f"(`kodelyth-ecc teardown {name}`), or import with another --target"
         )
+
+
+def _live_parts(target: str, record: SessionRecord | None) -> list[str]:
+    """What still runs from the session at ``target``: its tmux session, its registered
+    worktrees. Without a readable record, its directory's name is the session's."""
+    from kodelyth_ecc import gitrepo, tmux
+    from kodelyth_ecc.sessiondir import is_session_name
+
+    name = os.path.basename(target)
+    live: list[str] = []
+    tmux_name = record.tmux_session if record and record.tmux_session else name
+    if is_session_name(tmux_name) and tmux.has_session(tmux_name):
+        live.append(f"its tmux session {tmux_name!r} is running")
+    repos = [record.repo_root] if record and record.repo_root else []
+    if not repos:
+        try:
+            repos = [gitrepo.repo_root()]
+        except KodelythError:
+            repos = []
+    own = {os.path.realpath(w.worktree) for w in record.workers} if record else set()
+    for repo in repos:
+        if not os.path.isdir(repo):
+            continue
+        try:
+            registered = gitrepo.worktrees(repo)
+        except KodelythError:
+            continue
+        session = record.session if record else name
+        still = [
+            path
+            for path, branch in registered.items()
+            if path in own or (branch or "").startswith(f"orchestrator-{session}-")
+        ]
+        if still:
+            live.append(f"{len(still)} of its worktrees are still registered (e.g. {still[0]})")
+    return live
 
 
 _RENAME_EXCHANGE = 2

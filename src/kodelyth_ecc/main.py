@@ -203,9 +203,11 @@ def _teardown_parser(sub: _Sub) -> None:
         "teardown",
         help="stop a session and remove its worktrees and branches",
         description=(
-            "Kill the session's tmux session and remove its worktrees and branches. Worktrees "
-            "holding uncommitted changes or new commits are refused unless --force, which "
-            "first saves them as patches under <coordination-root>/<session>.teardown/."
+            "Kill the session's tmux session and remove its own worktrees and branches. "
+            "Workers still running, and worktrees holding uncommitted changes, git-ignored "
+            "files or commits no other ref keeps, are refused unless --force, which stops the "
+            "session and first saves the work under <coordination-root>/<session>.teardown/ "
+            "(a byte-exact patch and copies of ignored files)."
         ),
     )
     down.add_argument("session", metavar="SESSION")
@@ -213,7 +215,7 @@ def _teardown_parser(sub: _Sub) -> None:
     down.add_argument(
         "--force",
         action="store_true",
-        help="remove worktrees with unsaved work (after saving a patch)",
+        help="stop running workers and remove worktrees with unsaved work (after saving it)",
     )
     down.add_argument("--purge", action="store_true", help="also delete the coordination dir")
     down.add_argument("--json", action="store_true", help="print what was removed as JSON")

@@ -24,6 +24,7 @@ __all__ = [
     "branch_name",
     "default_session_name",
     "gate_channel",
+    "shown_name",
     "slugify",
     "validate_session_name",
     "validate_worker_name",

@@ -479,8 +479,8 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         slug = naming.slugify(spec.name)
         if slug in seen:
             raise UsageError(
-                f"workers {seen[slug]!r} and {spec.name!r} share the slug {slug!r}: "
-                "give every worker a distinct name"
+                f"workers {naming.shown_name(seen[slug])} and {naming.shown_name(spec.name)} "
+                f"share the slug {naming.shown_name(slug)}: give every worker a distinct name"
             )
         seen[slug] = spec.name
         worker_dir = os.path.join(coordination_dir, slug)

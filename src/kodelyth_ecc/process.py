@@ -47,6 +47,14 @@ class CmdResult(Record):
     stderr: str
 
 
+class CmdBytesResult(Record):
+    """What ``cmd_output_bytes`` returns: stdout exactly as the program wrote it."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
 def which(program: str, path: str | None = None) -> str | None:
     """``shutil.which`` for a bare program name, without importing shutil (and its
     compression modules) on the start-up path."""
@@ -66,24 +74,21 @@ def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def cmd_output(
-    *cmd: str,
-    cwd: str | os.PathLike[str] | None = None,
-    check: bool = True,
-    env: Mapping[str, str] | None = None,
-    stdin: str | None = None,
-) -> CmdResult:
-    """Run ``cmd`` and capture its output as text; raise on failure when ``check``."""
+def _run(
+    cmd: tuple[str, ...],
+    cwd: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None,
+    stdin: bytes | None,
+) -> subprocess.CompletedProcess[bytes]:
+    """The one ``subprocess.run``: bytes in and out, the scrubbed environment, and a
+    missing program or directory as one line that says what to do."""
     try:
-        proc = subprocess.run(
+        return subprocess.run(
             list(cmd),
             cwd=cwd,
             env=dict(env) if env is not None else scrubbed_env(),
             input=stdin,
             capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
             check=False,
         )
     except FileNotFoundError as exc:
@@ -92,7 +97,40 @@ def cmd_output(
         program = cmd[0]
         hint = _INSTALL_HINTS.get(program, f"install {program} or put it on PATH")
         raise KodelythError(f"{program} was not found: {hint}") from exc
-    result = CmdResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _text(data: bytes) -> str:
+    # What ``text=True`` gave: universal newlines, bad bytes replaced.
+    text = data.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def cmd_output(
+    *cmd: str,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+) -> CmdResult:
+    """Run ``cmd`` and capture its output as text; raise on failure when ``check``."""
+    proc = _run(cmd, cwd, env, None if stdin is None else stdin.encode("utf-8"))
+    result = CmdResult(proc.returncode, _text(proc.stdout), _text(proc.stderr))
     if check and proc.returncode != 0:
-        raise CalledProcessError(cmd, proc.returncode, proc.stdout, proc.stderr)
+        raise CalledProcessError(cmd, proc.returncode, result.stdout, result.stderr)
+    return result
+
+
+def cmd_output_bytes(
+    *cmd: str,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> CmdBytesResult:
+    """``cmd_output`` keeping stdout as bytes, exactly (patches, NUL-separated path
+    lists): no newline translation, no replaced bytes. stderr is still text."""
+    proc = _run(cmd, cwd, env, stdin)
+    result = CmdBytesResult(proc.returncode, proc.stdout, _text(proc.stderr))
+    if check and proc.returncode != 0:
+        raise CalledProcessError(cmd, proc.returncode, _text(proc.stdout), result.stderr)
     return result

@@ -37,6 +37,7 @@ from kodelyth_ecc.bundleformat import (
     SCHEMA,
     is_utf8,
     problem,
+    schema_problem,
     validate_meta,
     validate_names,
 )
@@ -88,7 +89,7 @@ def read_raw_bundle(path: str, *, max_bytes: int) -> RawBundle | Bundle:
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return decode_bundle(bytes(data), path)  # raises the usual, precise error
     if raw.schema != SCHEMA:
-        raise problem(path, f"schema is {raw.schema!r}, expected {SCHEMA!r}")
+        raise problem(path, schema_problem(raw.schema))
     validate_names(raw.session, [w.slug for w in raw.workers], path)
     validate_meta(raw.meta, path)
     for worker in raw.workers:

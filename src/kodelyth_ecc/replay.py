@@ -16,7 +16,6 @@ from typing import Any
 from kodelyth_ecc import gitrepo, naming
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
-from kodelyth_ecc.freename import name_is_free
 from kodelyth_ecc.launchers import DEFAULT_HARNESS, HARNESSES, get_harness
 from kodelyth_ecc.plan import PlanConfig, WorkerSpec, normalize_seed_paths, parse_agents
 from kodelyth_ecc.prompts import agent_prompt
@@ -25,7 +24,6 @@ from kodelyth_ecc.termsafe import one_line
 
 _REPLAY_SUFFIX = re.compile(r"-replay-\d+$")
 _HEADING = re.compile(r"^## +(.+?)\s*$", re.MULTILINE)
-MAX_REPLAY_NUMBER = 10_000
 # A commit the origin started from: a full object id (SHA-1 or SHA-256), never an
 # abbreviation or a name, which could name some other commit here.
 _FULL_OBJECT_ID = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -118,13 +116,17 @@ def next_replay_name(
     start: int = 1,
 ) -> str:
     """``<origin>-replay-N`` with the smallest free N (the origin's own suffix stripped)."""
-    base = origin_name(session)
-    root = worktree_root or os.path.dirname(os.path.normpath(repo_root))
-    for number in range(start, MAX_REPLAY_NUMBER):
-        name = f"{base}-replay-{number}"
-        if name_is_free(name, coordination_root, repo_root, root, slugs):
-            return naming.validate_session_name(name)
-    raise KodelythError(f"no free replay name for {base!r} below -replay-{MAX_REPLAY_NUMBER}")
+    from kodelyth_ecc.freename import first_free_name
+
+    return first_free_name(
+        f"{origin_name(session)}-replay",
+        coordination_root=coordination_root,
+        repo_root=repo_root,
+        worktree_root=worktree_root,
+        slugs=slugs,
+        start=start,
+        bare_first=False,
+    )
 
 
 _FROM_FLAG = "--base-ref"  # the reason of a base the user chose

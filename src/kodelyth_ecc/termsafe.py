@@ -2,21 +2,30 @@
 
 Hostile text can carry escape sequences (OSC 52 writes the clipboard, OSC 8 makes
 links, CSI moves the cursor), carriage returns that overwrite a line, and bidi or
-zero-width marks that reorder or hide what follows. Everything that prints such
-text goes through ``visible_controls``; tab and newline are kept. Stdlib only: the
-status command and the pane runner's callers import it on their start-up path.
+invisible characters that reorder or hide what follows. Everything that prints such
+text goes through ``visible_controls`` (or ``one_line``, ``json_safe``); tab and
+newline are kept. Stdlib only: ``status`` imports it on its start-up path.
 """
 
 from __future__ import annotations
 
 import re
 
+# Zero-width and bidi marks, the Arabic letter mark (a bidi control), the soft hyphen and
+# the Mongolian vowel separator (invisible), deprecated format controls, interlinear
+# annotation marks, and the tag characters U+E0000-E007F (invisible text, "ASCII
+# smuggling").
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+    "\U000e0000-\U000e007f"
+)
 # Characters that would drive a terminal (escape sequences, carriage return, bell, C1
-# controls) or hide or reorder text (zero-width and bidirectional marks): shown as
-# escapes. Tab and newline are kept.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# controls) or hide or reorder text: shown as escapes. Tab and newline are kept.
+_CONTROLS = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
 # The same, newline and tab included: for values that must stay on one line.
-_CONTROLS_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_CONTROLS_ONE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+# What JSON leaves raw (it escapes only U+0000-U+001F) of the above.
+_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_INVISIBLE}]")
 
 
 def _escape_control(match: re.Match[str]) -> str:
@@ -28,7 +37,9 @@ def _escape_control(match: re.Match[str]) -> str:
     if char == "\t":
         return "\\t"
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def visible_controls(text: str) -> str:
@@ -45,3 +56,17 @@ def one_line(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: max(0, limit - 1)] + "…"
     return text
+
+
+def json_safe(text: str) -> str:
+    """JSON text with the controls JSON leaves raw written as ``\\uXXXX`` escapes (a
+    surrogate pair above U+FFFF): the same JSON value, safe to show on a terminal."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _JSON_RAW_CONTROLS.sub(escape, text) if _JSON_RAW_CONTROLS.search(text) else text

@@ -17,6 +17,26 @@ class PaneState(Record):
     dead_status: int | None
 
 
+# What a tmux client (and so a server it starts) is given of our environment. A server
+# keeps the environment it was started with as its global environment for its whole life
+# (`tmux show-environment -g`, /proc/<pid>/environ): never API keys. Workers get the
+# caller's environment through their runner's private file instead (execute.py).
+_CLIENT_ENV = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ",
+        "TMUX", "TMUX_TMPDIR", "TMPDIR", "XDG_RUNTIME_DIR", "COLORTERM",
+    }
+)  # fmt: skip
+
+
+def client_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _CLIENT_ENV or k.startswith("LC_")}
+
+
+def _tmux(*args: str, check: bool = True) -> CmdResult:
+    return cmd_output("tmux", *args, check=check, env=client_env())
+
+
 def available() -> bool:
     return which("tmux") is not None
 
@@ -74,7 +94,7 @@ def run_sequence(commands: Sequence[Sequence[str]]) -> CmdResult:
             if index:
                 argv.append(";")
             argv.extend(_escape(a) for a in command)
-        result = cmd_output(*argv)
+        result = cmd_output(*argv, env=client_env())
         stdout.append(result.stdout)
         stderr.append(result.stderr)
     return CmdResult(0, "".join(stdout), "".join(stderr))
@@ -93,13 +113,13 @@ def has_session(name: str) -> bool:
     # No socket, no server, no session: skip spawning a client (a dry-run asks this).
     if not os.path.exists(_server_socket()) or not available():
         return False
-    return cmd_output("tmux", "has-session", "-t", f"={name}", check=False).returncode == 0
+    return _tmux("has-session", "-t", f"={name}", check=False).returncode == 0
 
 
 def kill_session(name: str) -> bool:
     if not has_session(name):
         return False
-    cmd_output("tmux", "kill-session", "-t", f"={name}")
+    _tmux("kill-session", "-t", f"={name}")
     return True
 
 
@@ -107,8 +127,7 @@ def panes(session: str) -> dict[str, PaneState] | None:
     """The session's panes, or None when tmux is missing or the session is gone."""
     if not available():
         return None
-    result = cmd_output(
-        "tmux",
+    result = _tmux(
         "list-panes",
         "-s",
         "-t",

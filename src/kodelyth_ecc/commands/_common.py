@@ -40,14 +40,10 @@ def print_json(data: Any) -> None:
     U+009B is CSI, zero-width and bidi marks) are written as ``\\uXXXX``: the same JSON
     value, safe to show."""
     import json
-    import re
 
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    text = re.sub(
-        "[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]",
-        lambda m: f"\\u{ord(m.group()):04x}",
-        text,
-    )
+    from kodelyth_ecc.termsafe import json_safe
+
+    text = json_safe(json.dumps(data, indent=2, ensure_ascii=False))
     sys.stdout.write(text + "\n")
 
 

@@ -49,7 +49,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]
         data = _load_plan_file(args.plan)
         try:
             default_root: str | None = gitrepo.repo_root()
-        except KodelythError:
+        except gitrepo.NotInWorkTree:
             default_root = None
         config = plan_config_from_json(data, default_repo_root=default_root, harness=args.harness)
         overrides = {
