@@ -25,6 +25,7 @@ from kodelyth_ecc.bundle import (
     encode_bundle,
 )
 from kodelyth_ecc.export import _META_KEYS
+from kodelyth_ecc.sessiondir import WORKER_FIELDS
 from tests.test_bundle import (
     MUTATIONS,
     REFERENCE_BUNDLES,
@@ -88,8 +89,19 @@ def test_schema_in_the_source_tree_is_the_packaged_one() -> None:
 def test_schema_documents_every_optional_field_we_write() -> None:
     """The schema and the code cannot drift apart: a new field needs documenting."""
     schema = load_schema()
-    worker_props = set(schema["$defs"]["worker"]["properties"])
-    assert worker_props == set(BundleWorker.__struct_fields__)
+    worker_props = schema["$defs"]["worker"]["properties"]
+    assert set(worker_props) == set(BundleWorker.__struct_fields__)
+    # The schema follows sessiondir's table of worker fields: names, kinds, required.
+    kinds = {"name": "string", "text": "string", "str": "string", "int": "integer",
+             "float": "number"}  # fmt: skip
+    assert set(worker_props) == {f.name for f in WORKER_FIELDS}
+    assert schema["$defs"]["worker"]["required"] == [f.name for f in WORKER_FIELDS if f.required]
+    for field in WORKER_FIELDS:
+        if field.kind == "name":  # a reference to the schema's safe-name rule
+            continue
+        declared = worker_props[field.name].get("type")
+        types = declared if isinstance(declared, list) else [declared]
+        assert kinds[field.kind] in types, field.name
     meta_props = set(schema["properties"]["meta"]["properties"])
     assert meta_props == set(_META_KEYS)
     for props in (
@@ -162,6 +174,7 @@ def test_schema_and_reader_agree_on_names(name: str) -> None:
 
 
 _SAFE_PATTERN = load_schema()["$defs"]["safeName"]["pattern"]
+_SESSION_PATTERN = load_schema()["$defs"]["sessionName"]["pattern"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -169,16 +182,19 @@ _SAFE_PATTERN = load_schema()["$defs"]["safeName"]["pattern"]
     st.one_of(
         st.text(alphabet="aZ09._-/\\\n \u00e9", max_size=12),
         st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,130}\Z"),
-    )
+        st.from_regex(r"\A[a-z0-9.]{0,8}\.lock\Z"),
+    ),
+    st.sampled_from(["slug", "session"]),
 )
-def test_name_pattern_matches_check_name(name: str) -> None:
-    """The schema's regex (any dialect) and the reader's rule are the same rule."""
+def test_name_pattern_matches_check_name(name: str, what: str) -> None:
+    """The schema's regexes (any dialect) and sessiondir's rules are the same rules."""
     try:
-        check_name(name, "slug", "b")
+        check_name(name, what, "b")
         accepted = True
     except BundleError:
         accepted = False
-    assert jsonschema.Draft202012Validator({"pattern": _SAFE_PATTERN}).is_valid(name) is accepted
+    pattern = _SAFE_PATTERN if what == "slug" else _SESSION_PATTERN
+    assert jsonschema.Draft202012Validator({"pattern": pattern}).is_valid(name) is accepted, name
 
 
 def test_our_exports_match_the_schema_and_old_readers_read_them(tmp_path: Path) -> None:

@@ -254,11 +254,13 @@ def _live_parts(target: str, record: SessionRecord | None) -> list[str]:
 
     name = os.path.basename(target)
     live: list[str] = []
-    tmux_name = record.tmux_session if record and record.tmux_session else name
-    if is_session_name(tmux_name) and tmux.has_session(tmux_name):
+    # An intact record says what ran (an imported session never ran: no tmux session, no
+    # repository); a damaged or missing one leaves the directory's name to go by.
+    tmux_name = record.tmux_session if record is not None else name
+    if tmux_name and is_session_name(tmux_name) and tmux.has_session(tmux_name):
         live.append(f"its tmux session {tmux_name!r} is running")
-    repos = [record.repo_root] if record and record.repo_root else []
-    if not repos:
+    repos = [record.repo_root] if record is not None and record.repo_root else []
+    if record is None:
         try:
             repos = [gitrepo.repo_root()]
         except KodelythError:
