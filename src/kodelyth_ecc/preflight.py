@@ -17,8 +17,9 @@ def missing_harness_program(plan: OrchestrationPlan) -> str | None:
     return missing_program(harness)
 
 
-def plan_warnings(plan: OrchestrationPlan) -> list[str]:
-    """What would stop ``--execute``, reported by dry-run instead of failing."""
+def plan_warnings(plan: OrchestrationPlan, *, check_names: bool = True) -> list[str]:
+    """What would stop ``--execute``, reported by dry-run instead of failing.
+    ``check_names=False`` when the name was just found free (each check is a process)."""
     warnings = []
     program = missing_harness_program(plan)
     if program:
@@ -27,7 +28,7 @@ def plan_warnings(plan: OrchestrationPlan) -> list[str]:
         )
     if not tmux.available():
         warnings.append("tmux is not on PATH: --execute needs it")
-    taken = collisions(plan, execute=True)
+    taken = collisions(plan, execute=True) if check_names else []
     if taken and not plan.replace_existing:
         warnings.append(
             f"session {plan.session_name!r} is taken ({'; '.join(taken)}): "

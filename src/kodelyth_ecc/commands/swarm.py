@@ -201,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
     from kodelyth_ecc.preflight import plan_warnings
 
     commit = commit or gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
-    if _auto_named(args):
+    auto_named = _auto_named(args)
+    if auto_named:
         # Show the name --execute would use now.
         from kodelyth_ecc.freename import first_free_name
 
@@ -215,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
             slugs=slugs,
         )
         plan = _renamed(config, plan, name)
-    for warning in plan_warnings(plan):
+    # An auto-picked name was just found free: checking it again costs processes.
+    for warning in plan_warnings(plan, check_names=not auto_named):
         sys.stderr.write(f"warning: {warning}\n")
     if args.json:
         print_json(plan.to_json())
