@@ -455,3 +455,15 @@ def test_invisible_and_bidi_marks_are_escaped_too(sandbox: Sandbox) -> None:
             assert raw not in result.stdout + result.stderr, f"{raw!r} reached the terminal"
     data = json.loads(sandbox.cli("status", "s1", "--json").stdout)
     assert data["session"]["workers"][0]["state"] == hostile.lower()
+
+
+def test_a_bundle_with_a_100_character_session_name_replays(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    name = "s" * 100
+    path = write_bundle(tmp_path / "b.json", minimal_doc(session=name))
+    result = sandbox.cli("replay", str(path), "--harness", "echo", "--json")
+    assert result.code == 0, result
+    replay_name = json.loads(result.stdout)["plan"]["sessionName"]
+    assert replay_name.endswith("-replay-1")
+    assert len(replay_name) <= 100

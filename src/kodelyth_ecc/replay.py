@@ -115,11 +115,15 @@ def next_replay_name(
     slugs: Sequence[str] = (),
     start: int = 1,
 ) -> str:
-    """``<origin>-replay-N`` with the smallest free N (the origin's own suffix stripped)."""
-    from kodelyth_ecc.freename import first_free_name
+    """``<origin>-replay-N`` with the smallest free N (the origin's own suffix stripped;
+    a long origin is shortened so that the name stays within the name rule)."""
+    from kodelyth_ecc.freename import MAX_NAME_NUMBER, first_free_name
+    from kodelyth_ecc.sessiondir import MAX_SESSION_NAME
 
+    room = MAX_SESSION_NAME - len(f"-replay-{MAX_NAME_NUMBER}")
+    origin = origin_name(session)[:room].rstrip("-_") or "session"
     return first_free_name(
-        f"{origin_name(session)}-replay",
+        f"{origin}-replay",
         coordination_root=coordination_root,
         repo_root=repo_root,
         worktree_root=worktree_root,
