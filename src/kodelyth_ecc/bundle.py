@@ -29,6 +29,7 @@ from kodelyth_ecc.bundleformat import (
     schema_problem,
     validate_meta,
     validate_names,
+    validate_objects,
 )
 from kodelyth_ecc.fsutil import atomic_write_bytes, remove_stale_temps
 from kodelyth_ecc.sessiondir import RESERVED_SLUGS, WORKER_FIELDS
@@ -52,7 +53,14 @@ __all__ = [
 ]
 
 
-_KIND_TYPES: dict[str, type] = {"name": str, "text": str, "str": str, "int": int, "float": float}
+_KIND_TYPES: dict[str, Any] = {
+    "name": str,
+    "text": str,
+    "str": str,
+    "int": int,
+    "float": float,
+    "object": dict[str, Any],
+}
 
 
 def worker_struct_fields(text_type: Any = str, absent: Any = None) -> list[tuple[Any, ...]]:
@@ -120,6 +128,7 @@ def validate_bundle(bundle: Bundle, where: str = "bundle") -> Bundle:
         raise problem(where, schema_problem(bundle.schema))
     validate_names(bundle.session, [w.slug for w in bundle.workers], where)
     validate_meta(bundle.meta, where)
+    validate_objects(bundle.workers, where)
     return bundle
 
 

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import remove_stale_temps, temp_sibling
 from kodelyth_ecc.sessiondir import (
+    OBJECT_FIELDS,
     WORKER_FIELD_NAMES,
     session_name_problem,
     slug_problem,
@@ -82,16 +83,17 @@ MAX_META_DEPTH = 32
 MAX_META_VALUES = 100_000
 
 
-def check_meta_shape(meta: object, where: str) -> None:
+def check_meta_shape(meta: object, where: str, what: str = "meta") -> None:
     """Depth and size limits, walked without recursion (a hostile bundle may nest
-    thousands deep): every recursive reader after this is safe."""
+    thousands deep): every recursive reader after this is safe. ``what`` names the
+    field (meta, or a worker's object field such as ``workers[0].usage``)."""
     stack: list[tuple[object, int]] = [(meta, 1)]
     count = 0
     while stack:
         value, depth = stack.pop()
         count += 1
         if count > MAX_META_VALUES:
-            raise problem(where, f"meta holds over {MAX_META_VALUES:,} values")
+            raise problem(where, f"{what} holds over {MAX_META_VALUES:,} values")
         if isinstance(value, dict):
             children: Iterable[object] = value.values()
         elif isinstance(value, list):
@@ -99,8 +101,17 @@ def check_meta_shape(meta: object, where: str) -> None:
         else:
             continue
         if depth > MAX_META_DEPTH:
-            raise problem(where, f"meta nests deeper than {MAX_META_DEPTH} levels")
+            raise problem(where, f"{what} nests deeper than {MAX_META_DEPTH} levels")
         stack.extend((child, depth + 1) for child in children)
+
+
+def validate_objects(workers: Iterable[Any], where: str) -> None:
+    """The shape limits for every worker's object fields (``usage``)."""
+    for index, worker in enumerate(workers):
+        for name in OBJECT_FIELDS:
+            value = getattr(worker, name, None)
+            if value is not None:
+                check_meta_shape(value, where, f"workers[{index}].{name}")
 
 
 def validate_meta(meta: Mapping[str, Any], where: str) -> None:

@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 from kodelyth_ecc import __version__
 from kodelyth_ecc.bundleformat import (
     SCHEMA,
+    BundleError,
+    check_meta_shape,
     loosen_allocator,
     stream_to_file,
     valid_utf8,
@@ -33,6 +35,7 @@ from kodelyth_ecc.sessiondir import (
     MAX_STATUS_BYTES,
     MAX_TEXT_BYTES,
     TRANSCRIPT_FILE,
+    USAGE_FILE,
     WORKER_FIELDS,
     SessionDir,
     WorkerDir,
@@ -219,8 +222,9 @@ def _worker_fields(
     and nothing is read past its cap."""
     texts: dict[str, bytes | None] = {}
     for field in WORKER_FIELDS:
-        if field.file is None or field.name in ("diff", "diffstat", "transcript"):
+        if field.kind != "text" or field.name in ("diff", "diffstat", "transcript"):
             continue
+        assert field.file is not None
         texts[field.name] = valid_utf8(worker.read(field.file, MAX_TEXT_BYTES) or b"")
     # Kept whole in the bundle; only its head is a status a runner wrote.
     status_text = (texts["status"] or b"")[:MAX_STATUS_BYTES].decode("utf-8", errors="ignore")
@@ -247,7 +251,24 @@ def _worker_fields(
         "diff": None if diff is None else diff.encode("utf-8"),
         "diffstat": None if diffstat is None else diffstat.encode("utf-8"),
         "transcript": None if transcript is None else transcript.encode("utf-8"),
+        "usage": _read_object(worker, USAGE_FILE) or status.usage,
     }
+
+
+def _read_object(worker: WorkerDir, name: str) -> dict[str, Any] | None:
+    """An object field session-import restored (``usage.json``); a damaged one is
+    ignored like a damaged session.json."""
+    import json
+
+    data = worker.read(name, MAX_STATUS_BYTES)
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+        check_meta_shape(value, worker.file(name), name)
+    except (ValueError, RecursionError, BundleError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _read_text(worker: WorkerDir, name: str, limit: int) -> str | None:

@@ -83,6 +83,10 @@ def _texts(worker: BundleWorker | RawWorker, field: str) -> list[bytes] | None:
         return [value.encode("utf-8")]
     if value is None:
         return None
+    if isinstance(value, dict):  # an object field (usage): kept as JSON
+        import json
+
+        return [json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"]
     from kodelyth_ecc.rawbundle import text_bytes
 
     return text_bytes(value)

@@ -40,6 +40,7 @@ from kodelyth_ecc.bundleformat import (
     schema_problem,
     validate_meta,
     validate_names,
+    validate_objects,
 )
 from kodelyth_ecc.sessiondir import REQUIRED_FIELDS, TEXT_FIELDS
 
@@ -92,6 +93,7 @@ def read_raw_bundle(path: str, *, max_bytes: int) -> RawBundle | Bundle:
         raise problem(path, schema_problem(raw.schema))
     validate_names(raw.session, [w.slug for w in raw.workers], path)
     validate_meta(raw.meta, path)
+    validate_objects(raw.workers, path)
     for worker in raw.workers:
         for name in TEXT_FIELDS:
             value: msgspec.Raw = getattr(worker, name)

@@ -78,7 +78,7 @@ PATH_PLACEHOLDERS = ("<repo>", "<worktrees>", "<home>", "<user>")
 _FINGERPRINT = re.compile(r"[0-9a-f]{12}")
 _LOCATION = re.compile(
     r"schema|session|exported_at|exported_by"
-    r"|workers\[\d{1,9}\]\.[a-z_]{1,32}"
+    r"|workers\[\d{1,9}\]\.[a-z_]{1,32}(?:\.[A-Za-z0-9_-]{1,64}|\.\{\d{1,9}\}|\[\d{1,9}\])*"
     r"|meta(?:\.[A-Za-z0-9_-]{1,64}|\.\{\d{1,9}\}|\[\d{1,9}\])+"
 )
 _NAME_LOCATION = re.compile(r"schema|session|workers\[\d{1,9}\]\.slug")
@@ -769,6 +769,10 @@ def _walk(
                 cleaned = visit(value, kind, f"workers[{index}].{name}")
                 if cleaned is not value:
                     changes[name] = cleaned
+            elif isinstance(value, (dict, list)):  # e.g. usage: its strings too
+                cleaned = _clean_value(value, f"workers[{index}].{name}", visit)
+                if cleaned != value:
+                    changes[name] = cleaned
         workers.append(msgspec.structs.replace(worker, **changes) if changes else worker)
     meta: dict[str, Any] = {}
     for i, (key, value) in enumerate(bundle.meta.items()):
@@ -802,7 +806,8 @@ def _visit_key(key: str, location: str, position: int, visit: _Visit) -> tuple[s
 
 
 def _clean_value(value: Any, location: str, visit: _Visit) -> Any:
-    """Strings anywhere in meta, nested ones and keys too; other values as they are."""
+    """Strings anywhere in meta (or a worker's object field), nested ones and keys too;
+    other values as they are."""
     if isinstance(value, str):
         return visit(value, TEXT, location)
     if isinstance(value, list):

@@ -45,6 +45,9 @@ TRANSCRIPT_FILE = "transcript.log"
 # Written by session-import when a bundle carried a diff but no worktree exists.
 DIFF_FILE = "diff.patch"
 DIFFSTAT_FILE = "diffstat.txt"
+# Written by session-import when a bundle carried a worker's usage (a live worker's is in
+# its status.md).
+USAGE_FILE = "usage.json"
 # The files a swarm writes for every worker before it starts.
 WORKER_FILES = (TASK_FILE, HANDOFF_FILE, STATUS_FILE)
 # Siblings of a session dir that belong to the tool: ``<session>.teardown/`` holds the
@@ -402,8 +405,9 @@ class WorkerField(Record):
     """One field of a bundle worker.
 
     ``kind``: ``name`` (the slug), ``text`` (a file's text, kept exactly; large),
-    ``str``, ``int`` or ``float`` (short facts). ``file``: the worker file a text field
-    is read from on export and restored to on import (None: computed, not a file)."""
+    ``str``, ``int`` or ``float`` (short facts), ``object`` (a small JSON object).
+    ``file``: the worker file a text field is read from on export and restored to on
+    import (None: computed, not a file)."""
 
     name: str
     kind: str
@@ -426,9 +430,12 @@ WORKER_FIELDS: tuple[WorkerField, ...] = (
     WorkerField("diff", "text", file=DIFF_FILE),
     WorkerField("diffstat", "text", file=DIFFSTAT_FILE),
     WorkerField("transcript", "text", file=TRANSCRIPT_FILE),
+    # What the agent used: model, tokens, cost, turns, its own session id, the CLI.
+    WorkerField("usage", "object", file=USAGE_FILE),
 )
 WORKER_FIELD_NAMES = tuple(f.name for f in WORKER_FIELDS)
 TEXT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "text")
+OBJECT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "object")
 REQUIRED_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.required)
-# Text fields and the file each is restored as on import.
+# Text and object fields and the file each is restored as on import.
 FILE_FIELDS = tuple((f.name, f.file) for f in WORKER_FIELDS if f.file is not None)

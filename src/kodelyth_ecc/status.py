@@ -51,6 +51,10 @@ class WorkerStatus:
     handoff_bytes: int | None = None
     # Why the worker's status could not be read (a symlink, a FIFO, ...), if so.
     problem: str | None = None
+    # Why it failed, as its runner recorded it ("timeout", ...).
+    reason: str | None = None
+    # Model, tokens, cost ... as the agent's CLI reported them (statusfile.USAGE_BULLETS).
+    usage: dict[str, object] | None = None
 
     @property
     def done(self) -> bool:
@@ -133,6 +137,8 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
                 pane_alive=alive,
                 handoff_bytes=worker.size(HANDOFF_FILE),
                 problem=problem,
+                reason=parsed.reason,
+                usage=parsed.usage,
             )
         )
     return SessionStatus(

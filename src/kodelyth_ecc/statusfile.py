@@ -37,8 +37,10 @@ class StatusRecord:
         "exit_code",
         "finished",
         "name",
+        "reason",
         "started",
         "state",
+        "usage",
         "worktree",
     )
 
@@ -52,6 +54,8 @@ class StatusRecord:
         duration_s: float | None = None,
         branch: str | None = None,
         worktree: str | None = None,
+        reason: str | None = None,
+        usage: dict[str, object] | None = None,
     ) -> None:
         self.name = name
         self.state = state
@@ -61,6 +65,10 @@ class StatusRecord:
         self.duration_s = duration_s
         self.branch = branch
         self.worktree = worktree
+        # Why a worker failed, in a few words ("timeout", "authentication failed").
+        self.reason = reason
+        # What the agent used (USAGE_BULLETS), as its CLI reported it.
+        self.usage = usage
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StatusRecord):
@@ -74,6 +82,32 @@ class StatusRecord:
         return f"StatusRecord({fields})"
 
 
+# The usage keys (the bundle's ``usage`` object) as status bullets, and their types.
+USAGE_BULLETS: tuple[tuple[str, str, type], ...] = (
+    ("model", "Model", str),
+    ("input_tokens", "Input tokens", int),
+    ("output_tokens", "Output tokens", int),
+    ("cache_read_tokens", "Cache read tokens", int),
+    ("cache_write_tokens", "Cache write tokens", int),
+    ("cost_usd", "Cost USD", float),
+    ("turns", "Turns", int),
+    ("agent_session_id", "Agent session", str),
+    ("cli", "CLI", str),
+)
+USAGE_KEYS = tuple(key for key, _, _ in USAGE_BULLETS)
+_USAGE_BY_BULLET = {bullet.lower(): (key, kind) for key, bullet, kind in USAGE_BULLETS}
+_SHORT = re.compile(r"[A-Za-z0-9._:/@+ -]{1,200}")
+_COST = re.compile(r"\d{1,9}(?:\.\d{1,12})?")
+
+
+def _usage_value(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return f"{value:.6f}".rstrip("0").rstrip(".") if value else "0"
+    return str(value)
+
+
 def render_status(record: StatusRecord) -> str:
     fields: list[tuple[str, str | None]] = [
         ("State", record.state),
@@ -81,6 +115,11 @@ def render_status(record: StatusRecord) -> str:
         ("Finished", record.finished),
         ("Exit code", None if record.exit_code is None else str(record.exit_code)),
         ("Duration", None if record.duration_s is None else f"{record.duration_s:.2f}s"),
+        ("Reason", record.reason),
+    ]
+    usage = record.usage or {}
+    fields += [(bullet, _usage_value(usage.get(key))) for key, bullet, _ in USAGE_BULLETS]
+    fields += [
         ("Branch", f"`{record.branch}`" if record.branch else None),
         ("Worktree", f"`{record.worktree}`" if record.worktree else None),
     ]
@@ -111,8 +150,24 @@ def parse_status(text: str, default_name: str = "") -> StatusRecord:
         elif key == "duration":
             number = value.rstrip("s")
             record.duration_s = float(number) if _DURATION.fullmatch(number) else None
+        elif key == "reason":
+            record.reason = value[:200] or None
+        elif key in _USAGE_BY_BULLET:
+            name, kind = _USAGE_BY_BULLET[key]
+            parsed = _parse_usage(value, kind)
+            if parsed is not None:
+                record.usage = {**(record.usage or dict.fromkeys(USAGE_KEYS)), name: parsed}
         elif key == "branch":
             record.branch = value or None
         elif key == "worktree":
             record.worktree = value or None
     return record
+
+
+def _parse_usage(value: str, kind: type) -> object:
+    """A usage bullet's value, bounded like every number a status file may hold."""
+    if kind is int:
+        return int(value) if value.isdigit() and len(value) <= 15 else None
+    if kind is float:
+        return float(value) if _COST.fullmatch(value) else None
+    return value if _SHORT.fullmatch(value) else None

@@ -42,19 +42,20 @@ def _pane(alive: bool | None) -> str:
 
 
 def print_table(status: SessionStatus, out: TextIO) -> None:
-    rows = [("WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF")]
+    with_usage = any(w.usage for w in status.workers)
+    head: tuple[str, ...] = ("WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF")
+    rows = [head + (("MODEL", "TOKENS IN/OUT", "COST") if with_usage else ())]
     for w in status.workers:
-        rows.append(
-            (
-                w.slug,
-                # status.md is written by whatever runs in the pane: never raw to a terminal.
-                one_line(w.state, 24),
-                "-" if w.exit_code is None else str(w.exit_code),
-                human_duration(w.duration_s),
-                _pane(w.pane_alive),
-                human_bytes(w.handoff_bytes),
-            )
+        row: tuple[str, ...] = (
+            w.slug,
+            # status.md is written by whatever runs in the pane: never raw to a terminal.
+            one_line(w.state, 24) + (f" ({one_line(w.reason, 40)})" if w.reason else ""),
+            "-" if w.exit_code is None else str(w.exit_code),
+            human_duration(w.duration_s),
+            _pane(w.pane_alive),
+            human_bytes(w.handoff_bytes),
         )
+        rows.append(row + (_usage_cells(w.usage) if with_usage else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write(
@@ -64,6 +65,23 @@ def print_table(status: SessionStatus, out: TextIO) -> None:
     for w in status.workers:
         if w.problem:
             out.write(f"{w.slug}: {one_line(w.problem)}\n")
+
+
+def _usage_cells(usage: dict[str, object] | None) -> tuple[str, str, str]:
+    """Model, tokens in/out and cost, as the agent's CLI reported them ('-' unknown)."""
+    usage = usage or {}
+
+    def number(key: str) -> str:
+        value = usage.get(key)
+        return f"{value:,}" if isinstance(value, int) else "-"
+
+    cost = usage.get("cost_usd")
+    model = usage.get("model")
+    return (
+        one_line(model, 32) if isinstance(model, str) else "-",
+        f"{number('input_tokens')}/{number('output_tokens')}",
+        f"${cost:.4f}" if isinstance(cost, (int, float)) else "-",
+    )
 
 
 def _summary(status: SessionStatus) -> str:
