@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kodelyth_ecc import __version__
-from kodelyth_ecc.launchers import HARNESSES
+from kodelyth_ecc.harnesses import HARNESSES
 from kodelyth_ecc.runner import TitleFilter
 from tests.conftest import Sandbox
 from tests.support import git, retry_until, run_cli, tmux

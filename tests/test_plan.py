@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.harnesses import HARNESSES, get_harness
 from kodelyth_ecc.launchers import (
-    HARNESSES,
     PLACEHOLDERS,
-    get_harness,
     missing_program,
     render_template,
     shell_quote,
@@ -502,42 +501,48 @@ def test_empty_template_is_refused() -> None:
 
 @pytest.mark.parametrize("harness", sorted(HARNESSES))
 def test_builtin_templates_render_quoted_and_use_no_repo_script(harness: str) -> None:
-    template = get_harness(harness).template
+    template = get_harness(harness).launch_template("model-x")
     assert validate_template(template) == template
     # Every placeholder a built-in uses is a quoted one, and none points into the repo.
     assert "{repo_root" not in template and "{worktree_path" not in template
     values = _values(task_file="/c o/task.md", handoff_file="/c o/handoff.md", worker_slug="w")
     rendered = render_template(template, values)
     assert "{" not in rendered.replace("${", "")
-    assert "'/c o/handoff.md'" in rendered
-    if harness != "echo":
-        assert rendered.startswith(f"{harness} ")
-        assert "\"$(cat '/c o/task.md')\"" in rendered
+    if harness == "echo":
+        assert "'/c o/handoff.md'" in rendered
+    else:
+        # The agent is exec'd (its exit code is the worker's, whatever the shell), the task
+        # comes on stdin (never argv: that caps at ~128 KiB), and the model is quoted.
+        assert rendered.startswith(f"exec {harness} ")
+        assert rendered.endswith(" < '/c o/task.md'")
+        assert " --model 'model-x'" in rendered
+        assert "$(cat" not in rendered and "| tee" not in rendered
 
 
 @pytest.mark.parametrize("harness", sorted(set(HARNESSES) - {"echo"}))
-def test_builtin_agent_template_passes_the_task_file_as_one_argument(
-    harness: str, tmp_path: Path
-) -> None:
-    """Run the real template against a stand-in program, in paths full of shell syntax."""
+def test_builtin_agent_template_gives_the_task_on_stdin(harness: str, tmp_path: Path) -> None:
+    """Run the real template against a stand-in program, in paths full of shell syntax:
+    the task arrives byte for byte on stdin, the exit code is the program's own."""
     pwned = tmp_path / "pwned"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / harness
-    fake.write_text('#!/bin/sh\nprintf "argc=%s\\n" "$#"\nfor a; do printf "<%s>\\n" "$a"; done\n')
+    fake.write_text("#!/bin/sh\ncat\nexit 7\n")
     fake.chmod(0o755)
     coord = tmp_path / "it's $(touch pwned) `touch pwned` dir"
     coord.mkdir()
     task_file, handoff_file = coord / "task.md", coord / "handoff.md"
-    task_file.write_text("# Worker Task: w\n\n$(touch x) 'quoted' \"dq\"\n")
+    task = "# Worker Task: w\n\n$(touch x) 'quoted' \"dq\"\n" + "y" * 300_000
+    task_file.write_text(task)
     command = render_template(
-        get_harness(harness).template,
+        get_harness(harness).launch_template(),
         _values(task_file=str(task_file), handoff_file=str(handoff_file), worker_slug="w"),
     )
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)}
-    out = _sh(command, tmp_path, env=env)
-    assert "<# Worker Task: w\n\n$(touch x) 'quoted' \"dq\">" in out
-    assert handoff_file.read_text() == out
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.stdout == task
+    assert result.returncode == 7
     assert not pwned.exists()
     assert not (tmp_path / "x").exists()
 
@@ -565,6 +570,11 @@ def test_missing_program_detection(tmp_path: Path) -> None:
 def test_unknown_harness_is_refused() -> None:
     with pytest.raises(UsageError, match="unknown harness 'gpt'"):
         get_harness("gpt")
+
+
+def test_windsurf_was_removed_with_a_reason() -> None:
+    with pytest.raises(UsageError, match="the windsurf harness was removed: there is no windsurf"):
+        get_harness("windsurf")
 
 
 def test_plan_fills_each_workers_own_template() -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from kodelyth_ecc.bundle import encode_bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
-from kodelyth_ecc.launchers import HARNESSES
+from kodelyth_ecc.harnesses import HARNESSES
 from kodelyth_ecc.plan import build_orchestration_plan
 from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.replay import (

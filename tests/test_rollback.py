@@ -269,11 +269,11 @@ def test_missing_harness_program_is_refused_before_anything_exists(
     # With claude on PATH the same command gets past the check (and is then stopped
     # by a taken name, proving the refusal above was about the missing program).
     fake = path / "claude"
-    fake.write_text("#!/bin/sh\necho fake claude\n")
+    fake.write_text("#!/bin/sh\necho 2.1.197 '(Claude Code)'\n")
     fake.chmod(0o755)
     (sandbox.coord_root / "nc").mkdir(parents=True)
     retry = _cli_with_path(sandbox, path, *args, "--execute")
-    _assert_one_line_error(retry, "already taken")
+    _assert_one_line_error(retry, "already taken" if os.geteuid() else "refuses to skip")
 
 
 def test_missing_harness_is_fine_with_a_launcher_of_ones_own(

@@ -55,7 +55,9 @@ def test_every_worker_view_derives_from_the_one_table() -> None:
     }
     # Each text field with a file is restored as that file.
     assert dict(sessiondir.FILE_FIELDS)["handoff"] == "handoff.md"
-    assert set(sessiondir.TEXT_FIELDS) >= {name for name, _ in sessiondir.FILE_FIELDS}
+    assert set(sessiondir.TEXT_FIELDS) | set(sessiondir.OBJECT_FIELDS) >= {
+        name for name, _ in sessiondir.FILE_FIELDS
+    }
 
 
 def test_a_field_added_to_the_table_reaches_the_struct(monkeypatch: pytest.MonkeyPatch) -> None:

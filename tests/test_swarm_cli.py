@@ -288,9 +288,9 @@ def test_json_launch_command_is_the_launcher_template_filled_in(sandbox: Sandbox
 def test_json_uses_the_harness_template(sandbox: Sandbox, harness: str) -> None:
     plan = _json(sandbox, "--task", "t", "--agents", "1", "--harness", harness)
     worker = plan["workerPlans"][0]
-    assert worker["launchCommand"].startswith(f"{harness} ")
-    assert f'"$(cat {_sq(worker["taskFilePath"])})"' in worker["launchCommand"]
-    assert worker["launchCommand"].endswith(f"| tee -a {_sq(worker['handoffFilePath'])}")
+    assert worker["launchCommand"].startswith(f"exec {harness} ")
+    # The task on stdin, never argv; the runner writes the handoff from the result.
+    assert worker["launchCommand"].endswith(f" < {_sq(worker['taskFilePath'])}")
 
 
 def test_json_default_session_name_has_date_and_count(sandbox: Sandbox) -> None:

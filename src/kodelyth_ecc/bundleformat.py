@@ -35,6 +35,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "launcher": (str,),
     "created_at": (str,),
     "tool": (str,),
+    "model": (str,),
 }
 
 

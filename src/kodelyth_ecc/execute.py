@@ -24,7 +24,7 @@ from kodelyth_ecc.coordination import (
 from kodelyth_ecc.errors import KodelythError, SessionTaken
 from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
-from kodelyth_ecc.preflight import collisions, missing_harness_program
+from kodelyth_ecc.preflight import collisions, harness_problems
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
 
 
@@ -111,16 +111,23 @@ def _env_parent() -> str:
     return tempfile.gettempdir()
 
 
-def _environment_bytes() -> bytes:
-    """The caller's environment as ``NAME=value\\0`` entries (the bytes as given)."""
+def _environment_bytes(defaults: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The caller's environment as ``NAME=value\\0`` entries (the bytes as given), plus
+    the harness's defaults for what the caller did not set (no update checks, few
+    retries)."""
+    env = dict(os.environb)
+    for key, value in defaults:
+        env.setdefault(os.fsencode(key), os.fsencode(value))
     return b"".join(
         key + b"=" + value + b"\0"
-        for key, value in sorted(os.environb.items())
+        for key, value in sorted(env.items())
         if key and b"=" not in key and os.fsdecode(key) not in _TMUX_OWN_ENV
     )
 
 
-def write_environment_files(slugs: list[str]) -> tuple[str, dict[str, str]]:
+def write_environment_files(
+    slugs: list[str], defaults: tuple[tuple[str, str], ...] = ()
+) -> tuple[str, dict[str, str]]:
     """A fresh 0700 directory holding, per worker, a 0600 file with the caller's
     environment, for its runner to read and delete before the agent starts. The values
     never go on a command line (``ps`` shows those) nor into tmux (whose global
@@ -128,7 +135,7 @@ def write_environment_files(slugs: list[str]) -> tuple[str, dict[str, str]]:
     import tempfile
 
     directory = tempfile.mkdtemp(prefix=ENV_DIR_PREFIX, dir=_env_parent())
-    data = _environment_bytes()
+    data = _environment_bytes(defaults)
     files: dict[str, str] = {}
     try:
         for slug in slugs:
@@ -175,8 +182,16 @@ def _wait_for_runners(
         time.sleep(0.01)
 
 
+def _harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
+    if plan.harness in (None, "custom"):
+        return ()
+    from kodelyth_ecc.harnesses import get_harness
+
+    return get_harness(plan.harness or "claude").env_defaults
+
+
 def _pane_commands(
-    plan: OrchestrationPlan, run_id: str, env_files: dict[str, str]
+    plan: OrchestrationPlan, run_id: str, env_files: dict[str, str], cli: str | None = None
 ) -> list[list[str]]:
     target = f"={plan.session_name}:{WINDOW_NAME}"
     banner = (
@@ -222,7 +237,7 @@ def _pane_commands(
                 "-P",
                 "-F",
                 "#{pane_id}",
-                *plan.runner_argv(worker, run_id, env_files[worker.worker_slug]),
+                *plan.runner_argv(worker, run_id, env_files[worker.worker_slug], cli),
             ],
             # split-window without -d made the new pane active: title it.
             ["select-pane", "-t", target, "-T", worker.worker_slug],
@@ -326,12 +341,9 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
     gitrepo.repo_root(plan.repo_root)
     tmux.require()
-    program = missing_harness_program(plan)
-    if program:
-        raise KodelythError(
-            f"{program} is not on PATH, so the {plan.harness} harness cannot start: install it, "
-            "or choose another --harness or --launcher-cmd"
-        )
+    problems, cli = harness_problems(plan)
+    if problems:
+        raise KodelythError(problems[0])
     commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
     _claim_names(plan, execute=True)
     lap("preflight")
@@ -370,7 +382,9 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
                 shutil.rmtree(directory, ignore_errors=True)
 
         undo.append(("environment files", remove_environment))
-        env_dir, env_files = write_environment_files([w.worker_slug for w in plan.workers])
+        env_dir, env_files = write_environment_files(
+            [w.worker_slug for w in plan.workers], _harness_env(plan)
+        )
         env_dirs.append(env_dir)
 
         step = "creating the tmux session"
@@ -380,7 +394,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
         undo.append((f"tmux session {plan.session_name}", kill_tmux))
         run_id = secrets.token_hex(4)
-        out = tmux.run_sequence(_pane_commands(plan, run_id, env_files))
+        out = tmux.run_sequence(_pane_commands(plan, run_id, env_files, cli))
         pane_ids = [line.strip() for line in out.stdout.splitlines() if line.startswith("%")]
         if len(pane_ids) != len(plan.workers) + 1:
             raise KodelythError(

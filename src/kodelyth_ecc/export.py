@@ -335,7 +335,7 @@ def export_to_stream(
 
 _META_KEYS = (
     "task", "agents", "harness", "base_ref", "base_commit", "launcher", "seed_paths",
-    "created_at", "tool", "replay_of", "variation", "sanitized",
+    "created_at", "tool", "model", "worker_timeout_s", "replay_of", "variation", "sanitized",
 )  # fmt: skip
 
 

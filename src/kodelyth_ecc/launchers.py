@@ -1,4 +1,7 @@
-"""Launcher templates: how a worker's agent is started, per harness.
+"""Launcher templates: the shell commands that start a worker's agent.
+
+The harness adapters (``harnesses``) own the built-in templates; this module fills
+in any template, built-in or the user's ``--launcher-cmd``.
 
 A template is a shell command with ``{placeholder}`` fields. Each field exists
 as ``{x}``/``{x_raw}`` (the raw value) and ``{x_sh}`` (single-quoted for the
@@ -12,7 +15,10 @@ from collections.abc import Mapping
 
 from kodelyth_ecc.errors import UsageError
 from kodelyth_ecc.process import which
-from kodelyth_ecc.records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.harnesses import Harness
 
 PLACEHOLDERS = (
     "worker_name",
@@ -29,55 +35,6 @@ _KNOWN = frozenset(name + suffix for name in PLACEHOLDERS for suffix in ("", "_r
 # `${var}` is shell syntax, not a placeholder; `{{` and `}}` are literal braces
 # (for `awk '{{print $1}}'`).
 _FIELD = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class Harness(Record):
-    name: str
-    program: str | None
-    template: str
-
-
-_PROMPT = '"$(cat {task_file_sh})"'
-HARNESSES: Mapping[str, Harness] = {
-    h.name: h
-    for h in (
-        Harness(
-            "claude",
-            "claude",
-            f"claude --print --dangerously-skip-permissions {_PROMPT} 2>&1 "
-            "| tee -a {handoff_file_sh}",
-        ),
-        Harness(
-            "codex",
-            "codex",
-            f"codex exec --full-auto {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
-        ),
-        Harness(
-            "opencode",
-            "opencode",
-            f"opencode run {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
-        ),
-        Harness(
-            "windsurf",
-            "windsurf",
-            f"windsurf chat {_PROMPT} 2>&1 | tee -a {{handoff_file_sh}}",
-        ),
-        Harness(
-            "echo",
-            None,
-            "printf 'demo worker %s\\n' {worker_slug_sh} | tee -a {handoff_file_sh}",
-        ),
-    )
-}
-DEFAULT_HARNESS = "claude"
-
-
-def get_harness(name: str) -> Harness:
-    try:
-        return HARNESSES[name]
-    except KeyError:
-        choices = ", ".join(HARNESSES)
-        raise UsageError(f"unknown harness {name!r}: use one of {choices}") from None
 
 
 def missing_program(harness: Harness, path: str | None = None) -> str | None:

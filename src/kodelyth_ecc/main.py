@@ -60,6 +60,38 @@ def _byte_size(text: str) -> int:
     return size
 
 
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h``, ``1.5h``: seconds."""
+    units = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in ("s", "m", "h") else ""
+    number = raw[: -len(unit)] if unit else raw
+    try:
+        value = float(number) * units[unit] if len(number) <= 12 else -1.0
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a duration: use seconds, or e.g. 90s, 30m, 2h (at most a week)"
+        )
+    return value
+
+
+def _add_agent_run_options(parser: argparse.ArgumentParser) -> None:
+    """--model and --worker-timeout, shared by `swarm` and `replay`."""
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the model each agent is asked for (the harness's --model flag; meta.model)",
+    )
+    parser.add_argument(
+        "--worker-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="stop a worker (its whole process group) after this long: failed, reason timeout",
+    )
+
+
 def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-bundle-size",
@@ -142,13 +174,15 @@ def _swarm_parser(sub: _Sub) -> None:
     swarm.add_argument(
         "--harness",
         default="claude",
-        help="claude, codex, opencode, windsurf or echo (no AI; for demos) (default claude)",
+        help="claude, codex, opencode, gemini or echo (no AI; for demos) (default claude)",
     )
     swarm.add_argument(
         "--launcher-cmd",
         metavar="TEMPLATE",
-        help="shell command starting each agent, with {task_file_sh}, {handoff_file_sh}, ...",
+        help="shell command starting each agent, with {task_file_sh}, {handoff_file_sh}, ... "
+        "(recorded as harness 'custom')",
     )
+    _add_agent_run_options(swarm)
     swarm.add_argument(
         "--seed",
         action="append",
@@ -314,8 +348,14 @@ def _replay_parser(sub: _Sub) -> None:
     )
     replay.add_argument("target", metavar="BUNDLE.json|SESSION")
     replay.add_argument(
-        "--harness", help="override the harness (claude, codex, opencode, windsurf, echo)"
+        "--harness", help="override the harness (claude, codex, opencode, gemini, echo)"
     )
+    replay.add_argument(
+        "--launcher-cmd",
+        metavar="TEMPLATE",
+        help="run this shell command instead of a harness (recorded as harness 'custom')",
+    )
+    _add_agent_run_options(replay)
     replay.add_argument("--agents", metavar="a,b,c", help="replace the agent list")
     replay.add_argument(
         "--base-ref", metavar="REF", help="commit the replay's worktrees start from"

@@ -18,9 +18,8 @@ from types import MappingProxyType
 from kodelyth_ecc import naming
 from kodelyth_ecc.agents import DEFAULT_AGENTS, MAX_AGENTS, MIN_AGENTS, pick_agents
 from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, get_harness
 from kodelyth_ecc.launchers import (
-    DEFAULT_HARNESS,
-    get_harness,
     render_template,
     shell_quote,
     validate_template,
@@ -66,6 +65,9 @@ class PlanConfig(Record):
     harness: str | None = None
     agents: tuple[str, ...] = ()
     extra_meta: Mapping[str, Any] = _NO_META
+    # The model the harness is asked for (--model), and how long a worker may run.
+    model: str | None = None
+    worker_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +112,8 @@ class WorkerPlan(Record):
     launch_command: str
     seed_paths: tuple[str, ...]
     git_args: tuple[str, ...]
+    # The adapter that reads this worker's structured output (None: a plain template).
+    result_harness: str | None = None
 
     @property
     def git_command(self) -> str:
@@ -132,12 +136,15 @@ class OrchestrationPlan(Record):
     agents: tuple[str, ...]
     shell: tuple[str, ...]
     extra_meta: Mapping[str, Any] = _NO_META
+    model: str | None = None
+    worker_timeout: float | None = None
 
     def runner_argv(
         self,
         worker: WorkerPlan,
         run_id: str = RUN_ID_PLACEHOLDER,
         env_file: str = ENV_FILE_PLACEHOLDER,
+        cli: str | None = None,
     ) -> list[str]:
         """The pane's command: our runner, started without any interactive shell.
 
@@ -169,6 +176,14 @@ class OrchestrationPlan(Record):
             worker.worktree_path,
             "--env-file",
             env_file,
+            *(
+                ["--harness", worker.result_harness, "--handoff", worker.handoff_file_path]
+                if worker.result_harness
+                else []
+            ),
+            *(["--cli", cli] if cli and worker.result_harness else []),
+            *(["--model", self.model] if self.model and worker.result_harness else []),
+            *(["--timeout", f"{self.worker_timeout:g}"] if self.worker_timeout else []),
             "--",
             *self.shell,
             worker.launch_command,
@@ -306,6 +321,8 @@ def build_swarm_plan(
     base_ref: str = "HEAD",
     replace_existing: bool = False,
     today: datetime.date | None = None,
+    model: str | None = None,
+    worker_timeout: float | None = None,
 ) -> PlanConfig:
     """A config for N specialists sharing one task, each given an agent-shaped prompt."""
     if not task or not task.strip():
@@ -331,6 +348,8 @@ def build_swarm_plan(
         task=task,
         harness=harness,
         agents=tuple(names),
+        model=model,
+        worker_timeout=worker_timeout,
     )
 
 
@@ -466,8 +485,16 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         config.coordination_root or os.path.join(repo_root, ".orchestration")
     )
     coordination_dir = os.path.join(coordination_root, session)
-    harness = get_harness(config.harness or DEFAULT_HARNESS)
-    default_template = config.launcher_command or harness.template
+    harness = None if config.harness == CUSTOM else get_harness(config.harness or DEFAULT_HARNESS)
+    if harness is None and not config.launcher_command:
+        raise UsageError("the custom harness needs a --launcher-cmd TEMPLATE")
+    builtin = harness.launch_template(config.model) if harness is not None else None
+    default_template = config.launcher_command or builtin or ""
+    if config.model and (harness is None or not harness.model_flag or config.launcher_command):
+        raise UsageError(
+            "--model needs a harness that can choose one (claude, codex, opencode, gemini); "
+            "with --launcher-cmd, put the model in the template"
+        )
     shared_seeds = normalize_seed_paths(config.seed_paths, repo_root)
     if not config.workers:
         raise UsageError("a plan needs at least one worker")
@@ -523,6 +550,11 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
                 launch_command=launch,
                 seed_paths=seeds,
                 git_args=("worktree", "add", "-b", branch, worktree, config.base_ref),
+                result_harness=(
+                    harness.name
+                    if harness is not None and harness.output and template == builtin
+                    else None
+                ),
             )
         )
     return OrchestrationPlan(
@@ -537,8 +569,16 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         workers=tuple(workers),
         launcher_template=default_template,
         task=config.task,
-        harness=harness.name,
+        # A user's launcher is recorded as such: a replay must not say "differs: nothing"
+        # and run claude.
+        harness=harness.name if harness is not None and not config.launcher_command else CUSTOM,
+        model=config.model,
+        worker_timeout=config.worker_timeout,
+        extra_meta={
+            **config.extra_meta,
+            **({"model": config.model} if config.model else {}),
+            **({"worker_timeout_s": config.worker_timeout} if config.worker_timeout else {}),
+        },
         agents=config.agents or tuple(w.worker_name for w in workers),
         shell=_launch_shell(),
-        extra_meta=dict(config.extra_meta),
     )

@@ -5,27 +5,79 @@ from __future__ import annotations
 import os
 
 from kodelyth_ecc import gitrepo, tmux
-from kodelyth_ecc.launchers import get_harness, missing_program
+from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, Harness, get_harness, parse_version
+from kodelyth_ecc.launchers import missing_program
 from kodelyth_ecc.plan import OrchestrationPlan
+from kodelyth_ecc.process import cmd_output
+
+
+def _adapter(plan: OrchestrationPlan) -> Harness | None:
+    """The harness adapter some worker runs the built-in template of, if any."""
+    if plan.harness in (None, CUSTOM):
+        return None
+    harness = get_harness(plan.harness or DEFAULT_HARNESS)
+    return (
+        harness
+        if any(
+            w.result_harness or w.launcher_template == harness.launch_template(plan.model)
+            for w in plan.workers
+        )
+        else None
+    )
 
 
 def missing_harness_program(plan: OrchestrationPlan) -> str | None:
     """The harness program, if some worker uses the harness template and it is not on PATH."""
-    harness = get_harness(plan.harness or "claude")
-    if not any(w.launcher_template == harness.template for w in plan.workers):
-        return None
-    return missing_program(harness)
+    harness = _adapter(plan)
+    return missing_program(harness) if harness is not None else None
+
+
+def harness_problems(
+    plan: OrchestrationPlan, *, probe_version: bool = True
+) -> tuple[list[str], str | None]:
+    """What stops the harness from working here (each a one-line reason naming the fix),
+    and the CLI's name and version (``claude 2.1.197``) when it was asked. A dry-run
+    does not ask (a node CLI takes a second to print its version)."""
+    harness = _adapter(plan)
+    if harness is None or harness.program is None:
+        return [], None
+    program = missing_program(harness)
+    if program:
+        return [
+            f"{program} is not on PATH, so the {harness.name} harness cannot start: install it "
+            "(see the README's harness table), or choose another --harness or --launcher-cmd"
+        ], None
+    problems: list[str] = []
+    cli = None
+    if harness.version_args and probe_version:
+        result = cmd_output(harness.program, *harness.version_args, check=False)
+        version = parse_version(result.stdout + " " + result.stderr)
+        if version is None:
+            problems.append(
+                f"`{harness.program} {' '.join(harness.version_args)}` gave no version: "
+                f"check that {harness.program} on PATH is the {harness.name} CLI"
+            )
+        else:
+            cli = f"{harness.name} {'.'.join(map(str, version))}"
+            if harness.min_version and version < harness.min_version:
+                oldest = ".".join(map(str, harness.min_version))
+                problems.append(
+                    f"{cli} is older than {oldest}, the oldest the {harness.name} harness "
+                    f"supports (tested: {', '.join(harness.tested_versions)}): upgrade it"
+                )
+    if harness.refuses_root and os.geteuid() == 0 and os.environ.get("IS_SANDBOX") != "1":
+        problems.append(
+            f"{harness.name} refuses to skip its permission prompts as root: run kodelyth-ecc "
+            "as a normal user, or, if this machine is a disposable sandbox, set IS_SANDBOX=1"
+        )
+    return problems, cli
 
 
 def plan_warnings(plan: OrchestrationPlan, *, check_names: bool = True) -> list[str]:
     """What would stop ``--execute``, reported by dry-run instead of failing.
     ``check_names=False`` when the name was just found free (each check is a process)."""
-    warnings = []
-    program = missing_harness_program(plan)
-    if program:
-        warnings.append(
-            f"{program} is not on PATH: --execute will refuse to start the {plan.harness} harness"
-        )
+    problems = harness_problems(plan, probe_version=False)[0]
+    warnings = [f"{p} (--execute will refuse)" for p in problems]
     if not tmux.available():
         warnings.append("tmux is not on PATH: --execute needs it")
     taken = collisions(plan, execute=True) if check_names else []

@@ -16,7 +16,7 @@ from typing import Any
 from kodelyth_ecc import gitrepo, naming
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
-from kodelyth_ecc.launchers import DEFAULT_HARNESS, HARNESSES, get_harness
+from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, HARNESSES, get_harness
 from kodelyth_ecc.plan import PlanConfig, WorkerSpec, normalize_seed_paths, parse_agents
 from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.records import Record
@@ -283,6 +283,9 @@ def build_replay_plan_config(
     trust_launcher: bool = False,
     bundle_sha256: str | None = None,
     base: BaseChoice | None = None,
+    model: str | None = None,
+    launcher_command: str | None = None,
+    worker_timeout: float | None = None,
 ) -> PlanConfig:
     """A ``PlanConfig`` that re-runs ``bundle`` with the given overrides.
 
@@ -294,21 +297,39 @@ def build_replay_plan_config(
     names = replay_agents(bundle, agents)
 
     bundle_harness = bundle.meta.get("harness")
-    if harness is not None:
+    launcher = bundle.meta.get("launcher")
+    use_launcher = launcher_command or (
+        launcher if trust_launcher and harness is None and isinstance(launcher, str) else None
+    )
+    if launcher_command is not None:
+        if harness is not None:
+            raise UsageError("--harness and --launcher-cmd are exclusive: pick one")
+        chosen_harness = CUSTOM
+    elif harness is not None:
         chosen_harness = get_harness(harness).name
+    elif bundle_harness == CUSTOM and use_launcher is not None:
+        chosen_harness = CUSTOM
     elif isinstance(bundle_harness, str) and bundle_harness:
         if bundle_harness not in HARNESSES:
+            why = (
+                "ran a custom launcher (replay it with --trust-launcher or --launcher-cmd)"
+                if bundle_harness == CUSTOM
+                else "is not a harness known here"
+            )
             raise UsageError(
-                "the bundle's meta.harness is not a harness known here: pass --harness "
-                f"({', '.join(HARNESSES)})"
+                f"the bundle's meta.harness {why}: pass --harness ({', '.join(HARNESSES)})"
             )
         chosen_harness = bundle_harness
     else:
         chosen_harness = DEFAULT_HARNESS
-
-    launcher = bundle.meta.get("launcher")
-    use_launcher = (
-        launcher if trust_launcher and harness is None and isinstance(launcher, str) else None
+    origin_model = bundle.meta.get("model")
+    chosen_model = model or (
+        origin_model
+        if isinstance(origin_model, str)
+        and origin_model
+        and harness is None
+        and chosen_harness != CUSTOM
+        else None
     )
     choice = base or choose_base(bundle, repo_root, base_ref)
 
@@ -332,8 +353,14 @@ def build_replay_plan_config(
         variation["base_ref"] = base_ref
     if session_name is not None:
         variation["session"] = session_name
-    if use_launcher is not None:
+    if launcher_command is not None:
+        variation["launcher"] = launcher_command
+    elif use_launcher is not None:
         variation["trusted_launcher"] = True
+    if model is not None:
+        variation["model"] = model
+    if worker_timeout is not None:
+        variation["worker_timeout_s"] = worker_timeout
     replay_of: dict[str, Any] = {"session": bundle.session}
     if bundle_sha256:
         replay_of["bundle_sha256"] = bundle_sha256
@@ -351,6 +378,8 @@ def build_replay_plan_config(
         harness=chosen_harness,
         agents=tuple(names),
         extra_meta={"replay_of": replay_of, "variation": variation},
+        model=chosen_model,
+        worker_timeout=worker_timeout,
     )
 
 
@@ -413,6 +442,7 @@ def differences(bundle: Bundle, config: PlanConfig) -> list[tuple[str, str, str]
     pairs = (
         ("harness", str(meta.get("harness") or DEFAULT_HARNESS), str(config.harness)),
         ("agents", ",".join(map(str, origin_agents)), ",".join(config.agents)),
+        ("model", str(meta.get("model") or "-"), str(config.model or "-")),
         (
             "base",
             str(meta.get("base_commit") or meta.get("base_ref") or "HEAD"),

@@ -70,6 +70,46 @@ class TitleFilter:
         return held
 
 
+# Every terminal control sequence: CSI, OSC (to BEL or ST), DCS/SOS/PM/APC (to ST), the
+# two- and three-byte escapes; and control bytes other than tab and newline.
+_CONTROL_SEQ = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]"
+    rb"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+    rb"|\x1b[PX^_][^\x1b]*\x1b\\"
+    # (not the introducers of the sequences above: "ESC [" alone is unfinished)
+    rb"|\x1b[ -/]*[0-OQ-WYZ\\`a-~]"
+    rb"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]"
+)
+
+
+class ControlFilter:
+    """What a reader of the transcript should see: the pane's output without escape
+    sequences or carriage returns (``\\r\\n`` becomes ``\\n``), for a stream read in
+    arbitrary chunks."""
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._held + data
+        self._held = b""
+        # The first escape near the end that does not start a complete sequence is
+        # the start of one the next read finishes.
+        pos = max(0, len(data) - _MAX_HELD)
+        while (esc := data.find(b"\x1b", pos)) >= 0:
+            done = _CONTROL_SEQ.match(data, esc)
+            if done is None:
+                self._held = data[esc:]
+                data = data[:esc]
+                break
+            pos = done.end()
+        return _CONTROL_SEQ.sub(b"", data.replace(b"\r\n", b"\n")).replace(b"\r", b"\n")
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return _CONTROL_SEQ.sub(b"", held)
+
+
 def _copy_winsize(src: int, dst: int) -> None:
     with contextlib.suppress(OSError):
         size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
@@ -124,8 +164,38 @@ def worker_environment(caller: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | None = None) -> int:
-    """Run ``argv`` on a new pty; tee its output to stdout and the transcript."""
+# After --timeout: SIGTERM to the agent's process group, SIGKILL this much later.
+_KILL_GRACE_S = 5.0
+EXIT_TIMEOUT = 124
+
+
+class TimedOut(Exception):
+    """The agent ran past its --timeout and was stopped (its whole process group)."""
+
+
+def _stop_group(pid: int) -> None:
+    """SIGTERM the agent's process group (pty.fork made it a session leader), then
+    SIGKILL whatever is left after a grace period."""
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _KILL_GRACE_S
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_in_pty(
+    argv: Sequence[str],
+    transcript_path: str,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Run ``argv`` on a new pty; tee its output to stdout and the transcript. Past
+    ``timeout`` seconds its process group is stopped and ``TimedOut`` raised."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     pid, master = pty.fork()
@@ -145,8 +215,11 @@ def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | 
             saved_attrs = termios.tcgetattr(0)
             tty.setraw(0)
     titles = TitleFilter()
+    plain = ControlFilter()
     status: int | None = None  # the agent's wait status, once it has exited
     drain_until = 0.0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
     try:
         with open(transcript_path, "ab", buffering=0) as transcript:
             inputs = [master, 0] if stdin_tty else [master]
@@ -155,6 +228,10 @@ def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | 
                     ready, _, _ = select.select(inputs, [], [], _POLL_S)
                 except InterruptedError:
                     continue
+                if status is None and deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    _stop_group(pid)
+                    break
                 if status is not None and (master not in ready or time.monotonic() > drain_until):
                     # The agent exited and its output is read, but a process it left
                     # behind still holds the terminal: the worker is done all the same.
@@ -168,7 +245,7 @@ def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | 
                         raise
                     if not data:
                         break
-                    transcript.write(data)
+                    transcript.write(plain.feed(data))
                     _write_all(1, titles.feed(data))
                 if 0 in ready:
                     data = os.read(0, 4096)
@@ -184,10 +261,15 @@ def run_in_pty(argv: Sequence[str], transcript_path: str, env: dict[str, str] | 
                         if 0 in inputs:
                             inputs.remove(0)
             _write_all(1, titles.flush())
+            transcript.write(plain.flush())
     finally:
         if saved_attrs is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)
         os.close(master)
+    if timed_out:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise TimedOut
     if status is None:
         _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -203,6 +285,11 @@ _OPTIONS = (
     "--worktree",
     "--cwd",
     "--env-file",
+    "--harness",
+    "--handoff",
+    "--timeout",
+    "--cli",
+    "--model",
 )
 
 
@@ -221,6 +308,35 @@ def _parse(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     if missing or not command:
         raise SystemExit(f"kodelyth-ecc runner: missing {', '.join(missing) or 'command'}")
     return options, command
+
+
+# Control characters an answer never needs (tab and newline stay).
+_ANSWER_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-?]*[ -/]*[@-~]")
+_MAX_RESULT_READ = 64 * 1024 * 1024
+
+
+def _take_result(options: dict[str, str], record: StatusRecord, code: int) -> None:
+    """The agent's final answer into the handoff (under the template) and its usage into
+    the status, read from its structured output in the transcript."""
+    from kodelyth_ecc.harnesses import read_result
+
+    try:
+        with open(options["transcript"], "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - _MAX_RESULT_READ))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return
+    result = read_result(options["harness"], text, options.get("cli"), options.get("model"))
+    if result is None:
+        return
+    record.usage = result.usage
+    if result.reason and code != 0 and not record.reason:
+        record.reason = _ANSWER_CONTROLS.sub("", result.reason)[:200]
+    if result.answer and options.get("handoff"):
+        answer = _ANSWER_CONTROLS.sub("", result.answer.replace("\r\n", "\n")).strip("\n")
+        with open(options["handoff"], "a", encoding="utf-8") as fh:
+            fh.write("\n" + answer + "\n")
 
 
 def _wait_for_launch(channel: str, env: dict[str, str]) -> bool:
@@ -258,12 +374,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.started = _utc_now()
     atomic_write_text(options["status-file"], render_status(record))
     start = time.monotonic()
+    timeout = float(options["timeout"]) if options.get("timeout") else None
     try:
-        code = run_in_pty(command, options["transcript"], env)
+        code = run_in_pty(command, options["transcript"], env, timeout)
+    except TimedOut:
+        code = EXIT_TIMEOUT
+        record.reason = "timeout"
     except OSError as exc:
         print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
         code = 127
     record.duration_s = time.monotonic() - start
+    if options.get("harness"):
+        _take_result(options, record, code)
     record.finished = _utc_now()
     record.exit_code = code
     record.state = "completed" if code == 0 else "failed"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.commands._common import print_json
 from kodelyth_ecc.errors import KodelythError, SessionTaken, UsageError
-from kodelyth_ecc.launchers import HARNESSES
+from kodelyth_ecc.harnesses import HARNESSES
 from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration_plan
 from kodelyth_ecc.preflight import collisions
 from kodelyth_ecc.replay import (
@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             trust_launcher=args.trust_launcher,
             bundle_sha256=digest,
             base=base,
+            model=args.model,
+            launcher_command=args.launcher_cmd,
+            worker_timeout=args.worker_timeout,
         )
         if args.session is None:
             variation = dict(config.extra_meta["variation"])

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     if args.agents is not None:
         agents = [validate_worker_name(a.strip()) for a in args.agents.split(",")]
     if args.harness is not None:
-        from kodelyth_ecc.launchers import get_harness
+        from kodelyth_ecc.harnesses import get_harness
 
         get_harness(args.harness)
     if args.task is not None and not args.task.strip():

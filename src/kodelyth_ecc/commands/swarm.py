@@ -58,6 +58,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]
             "coordination_root": args.coordination_root,
             "base_ref": args.base_ref,
             "launcher_command": args.launcher_cmd,
+            "model": args.model,
+            "worker_timeout": args.worker_timeout,
         }
         changes = {k: v for k, v in overrides.items() if v is not None}
         if args.seed:
@@ -80,6 +82,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]
         coordination_root=args.coordination_root,
         base_ref=args.base_ref or "HEAD",
         replace_existing=args.replace,
+        model=args.model,
+        worker_timeout=args.worker_timeout,
     )
     return config, commit
 

@@ -1,0 +1,450 @@
+"""Harness adapters: how each agent CLI is driven, and how its result is read back.
+
+One small typed object per CLI says everything a worker needs of it: the program and
+its version probe, the versions it was tested with, the launch template (the task
+comes from ``task.md`` on stdin, never on the command line, which caps at ~128 KiB),
+the non-interactive and permission flags, how a model is chosen, the environment
+that makes it fail fast instead of retrying for minutes, how its provider endpoint
+is set, and which structured output mode it writes. After the agent exits, the
+worker's runner hands its transcript to ``read_result``, which takes the final
+answer (for ``handoff.md``: no banners, no echoed prompt, no control characters) and
+the usage (model, tokens, cost, turns, the agent's own session id).
+
+Standard library only, and imported lazily: the runner imports it after its agent
+exits; the CLI only when a plan is built.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+
+from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# The launch templates read the task from task.md on stdin, and exec the agent (no pipe)
+# so that the exit code the runner records is the agent's own, whatever shell runs it.
+_STDIN = "< {task_file_sh}"
+
+
+class Harness(Record):
+    """One agent CLI (or ``echo``, or ``custom`` for a user's --launcher-cmd)."""
+
+    name: str
+    # The program that must be on PATH (None: nothing to find).
+    program: str | None
+    # The shell template; ``{model_args}`` is replaced by the model flag and its quoted
+    # value (or nothing) before the usual placeholders are filled.
+    command: str
+    # How ``read_result`` reads the transcript: a key of _READERS, or None (plain text:
+    # the template writes the handoff itself).
+    output: str | None = None
+    model_flag: str | None = None
+    version_args: tuple[str, ...] = ("--version",)
+    # The oldest version the template's flags work with, and the versions tested.
+    min_version: tuple[int, ...] | None = None
+    tested_versions: tuple[str, ...] = ()
+    # Set for the agent unless the user set them: no update checks, no telemetry, few
+    # retries (an authentication or connection failure ends the worker in seconds).
+    env_defaults: tuple[tuple[str, str], ...] = ()
+    # How its provider endpoint is set (for users behind a proxy or gateway).
+    endpoint: str = ""
+    # Whether it refuses to skip permissions as root unless IS_SANDBOX=1.
+    refuses_root: bool = False
+
+    @property
+    def template(self) -> str:
+        """The launch template without a model choice."""
+        return self.launch_template()
+
+    def launch_template(self, model: str | None = None) -> str:
+        args = ""
+        if model and self.model_flag:
+            from kodelyth_ecc.launchers import shell_quote
+
+            # Doubled braces: the result is a template, filled in after this.
+            args = f" {self.model_flag} {shell_quote(model).replace('{', '{{').replace('}', '}}')}"
+        return self.command.replace("{model_args}", args)
+
+
+CUSTOM = "custom"
+ECHO_TEMPLATE = "printf 'demo worker %s\\n' {worker_slug_sh} | tee -a {handoff_file_sh}"
+
+HARNESSES: Mapping[str, Harness] = {
+    h.name: h
+    for h in (
+        Harness(
+            "claude",
+            "claude",
+            # stream-json needs --verbose; with no prompt argument -p reads stdin.
+            "exec claude --print --output-format stream-json --verbose"
+            " --dangerously-skip-permissions{model_args} " + _STDIN,
+            output="claude",
+            model_flag="--model",
+            min_version=(2, 0, 0),
+            tested_versions=("2.1.197",),
+            env_defaults=(
+                ("DISABLE_AUTOUPDATER", "1"),
+                ("DISABLE_TELEMETRY", "1"),
+                ("DISABLE_ERROR_REPORTING", "1"),
+                ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+                # Its default retries a 401 or a dead endpoint for minutes, silently.
+                ("CLAUDE_CODE_MAX_RETRIES", "2"),
+            ),
+            endpoint="ANTHROPIC_BASE_URL (and ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN)",
+            refuses_root=True,
+        ),
+        Harness(
+            "codex",
+            "codex",
+            # --full-auto was removed in 0.147; `exec` never asks for approval. Under
+            # workspace-write the worktree is writable, .git is not (the diff is kept
+            # all the same: export records uncommitted work).
+            "exec codex exec --json --color never --sandbox workspace-write"
+            "{model_args} - " + _STDIN,
+            output="codex",
+            model_flag="--model",
+            min_version=(0, 147, 0),
+            tested_versions=("0.171.0",),
+            endpoint="a [model_providers.X] entry (base_url .../v1, env_key, wire_api = "
+            '"responses") in $CODEX_HOME/config.toml; stream_max_retries = 0 and '
+            "[features] unbounded_connection_retries = false fail fast; codex ignores "
+            "OPENAI_BASE_URL",
+        ),
+        Harness(
+            "opencode",
+            "opencode",
+            # --print-logs at ERROR: a failed request says so on stderr (the transcript).
+            "exec opencode run --format json --print-logs --log-level ERROR{model_args} " + _STDIN,
+            output="opencode",
+            model_flag="--model",
+            min_version=(1, 0, 0),
+            tested_versions=("1.18.33",),
+            env_defaults=(
+                ("NO_COLOR", "1"),
+                ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+                ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+            ),
+            endpoint='a provider with options.baseURL and apiKey "{env:VAR}" in opencode.json '
+            "(OPENCODE_CONFIG, or $XDG_CONFIG_HOME/opencode/opencode.json); -m provider/model",
+        ),
+        Harness(
+            "gemini",
+            "gemini",
+            # --prompt '' makes it headless; the task comes on stdin (gemini joins them).
+            "exec gemini --skip-trust --approval-mode yolo{model_args}"
+            " --output-format stream-json --prompt '' " + _STDIN,
+            output="gemini",
+            model_flag="--model",
+            min_version=(0, 30, 0),
+            tested_versions=("0.61.0",),
+            env_defaults=(
+                # One process: a relaunched child would outlive a killed parent.
+                ("GEMINI_CLI_NO_RELAUNCH", "true"),
+                ("NO_COLOR", "1"),
+            ),
+            endpoint="GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY, with "
+            'security.auth.selectedType "gemini-api-key" and general.maxAttempts in '
+            "~/.gemini/settings.json (docs/harnesses/gemini.md)",
+        ),
+        Harness("echo", None, ECHO_TEMPLATE, version_args=()),
+    )
+}
+DEFAULT_HARNESS = "claude"
+# Harnesses that used to exist: bundles naming them still import; replaying them asks
+# for --harness.
+REMOVED = {
+    "windsurf": "there is no windsurf command-line agent (`windsurf chat` belongs to the "
+    "editor and returns at once)",
+}
+
+
+def get_harness(name: str) -> Harness:
+    harness = HARNESSES.get(name)
+    if harness is not None:
+        return harness
+    choices = ", ".join(HARNESSES)
+    if name in REMOVED:
+        raise UsageError(f"the {name} harness was removed: {REMOVED[name]}; use one of {choices}")
+    raise UsageError(f"unknown harness {name[:40]!r}: use one of {choices}")
+
+
+def harness_names() -> tuple[str, ...]:
+    return tuple(HARNESSES)
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """The first dotted version number in a ``--version`` output."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+class AgentResult(Record):
+    """What a structured-output run left: its final answer, usage and failure reason."""
+
+    answer: str | None
+    usage: dict[str, Any] | None
+    reason: str | None = None
+
+
+# What is read of a transcript's end: structured output is JSON lines, the result last.
+MAX_TRANSCRIPT_READ = 64 * 1024 * 1024
+_MAX_LINE = 16 * 1024 * 1024
+
+
+def json_lines(text: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a transcript, one a line (a pty writes \\r\\n; other lines,
+    such as a CLI's warnings, are skipped)."""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line.startswith("{") or len(line) > _MAX_LINE:
+            continue
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def _obj(value: object, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else ``default`` (an empty one)."""
+    if isinstance(value, dict):
+        return value
+    return default if default is not None else {}
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _num(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
+
+
+def _str(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) and value else None
+
+
+def _usage(**values: object) -> dict[str, Any]:
+    from kodelyth_ecc.statusfile import USAGE_KEYS
+
+    return {key: values.get(key) for key in USAGE_KEYS}
+
+
+def _claude(events: Iterable[dict[str, Any]]) -> AgentResult:
+    model = session = None
+    result: dict[str, Any] | None = None
+    texts: list[str] = []
+    for event in events:
+        kind = event.get("type")
+        if kind == "system" and event.get("subtype") == "init":
+            model = _str(event.get("model")) or model
+            session = _str(event.get("session_id")) or session
+        elif kind == "assistant":
+            message = event.get("message")
+            if isinstance(message, dict):
+                model = _str(message.get("model")) or model
+                parts = message.get("content")
+                for part in parts if isinstance(parts, list) else []:
+                    if isinstance(part, dict) and part.get("type") == "text":
+                        texts.append(str(part.get("text", "")))
+        elif kind == "result":
+            result = event
+    if result is None:
+        return AgentResult(texts[-1] if texts else None, None, "no result from claude")
+    usage = _obj(result.get("usage"))
+    answer = result.get("result") if isinstance(result.get("result"), str) else None
+    reason = None
+    # A failure ends with subtype "success" too: is_error says it (claude 2.1.197).
+    if result.get("is_error"):
+        reason = _str(answer) or "claude reported an error"
+        answer = None
+    per_model = _obj(result.get("modelUsage"))
+    model = next((_str(name) for name in per_model), None) or model
+    return AgentResult(
+        answer,
+        _usage(
+            model=model,
+            input_tokens=_int(usage.get("input_tokens")),
+            output_tokens=_int(usage.get("output_tokens")),
+            cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
+            cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+            cost_usd=_num(result.get("total_cost_usd")),
+            turns=_int(result.get("num_turns")),
+            agent_session_id=_str(result.get("session_id")) or session,
+        ),
+        reason,
+    )
+
+
+def _codex(events: Iterable[dict[str, Any]]) -> AgentResult:
+    answer = session = reason = None
+    totals = {"input": 0, "cached": 0, "write": 0, "output": 0}
+    turns = 0
+    for event in events:
+        kind = event.get("type")
+        if kind == "thread.started":
+            session = _str(event.get("thread_id"))
+        elif kind == "item.completed":
+            item = event.get("item")
+            if isinstance(item, dict) and item.get("type") == "agent_message":
+                text = item.get("text")
+                answer = text if isinstance(text, str) else answer
+        elif kind == "turn.completed":
+            turns += 1
+            usage = event.get("usage")
+            if isinstance(usage, dict):
+                totals["input"] += _int(usage.get("input_tokens")) or 0
+                totals["cached"] += _int(usage.get("cached_input_tokens")) or 0
+                totals["write"] += _int(usage.get("cache_write_input_tokens")) or 0
+                totals["output"] += _int(usage.get("output_tokens")) or 0
+        elif kind in ("turn.failed", "error"):
+            error = _obj(event.get("error"), event)
+            reason = _str(error.get("message")) or "codex reported an error"
+    return AgentResult(
+        answer,
+        _usage(
+            input_tokens=max(0, totals["input"] - totals["cached"]) if turns else None,
+            output_tokens=totals["output"] if turns else None,
+            cache_read_tokens=totals["cached"] if turns else None,
+            cache_write_tokens=totals["write"] if turns else None,
+            turns=turns or None,
+            agent_session_id=session,
+        ),
+        reason,
+    )
+
+
+def _opencode(events: Iterable[dict[str, Any]]) -> AgentResult:
+    """``run --format json``: ``text`` parts, one ``step_finish`` per model turn (tokens
+    and cost), ``error``. The answer is the text of the last message that finished with
+    reason ``stop`` (verified with opencode 1.18.33, docs/harnesses/opencode.md)."""
+    texts: list[tuple[object, str]] = []
+    session = reason = None
+    last_stop: object = None
+    sums = {"input": 0, "output": 0, "read": 0, "write": 0}
+    cost = 0.0
+    steps = 0
+    for event in events:
+        kind = event.get("type")
+        session = session or _str(event.get("sessionID"))
+        part = _obj(event.get("part"))
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append((part.get("messageID"), part["text"]))
+        elif kind == "step_finish":
+            steps += 1
+            if part.get("reason") == "stop":
+                last_stop = part.get("messageID")
+            tokens = _obj(part.get("tokens"))
+            cache = _obj(tokens.get("cache"))
+            sums["input"] += _int(tokens.get("input")) or 0
+            sums["output"] += _int(tokens.get("output")) or 0
+            sums["read"] += _int(cache.get("read")) or 0
+            sums["write"] += _int(cache.get("write")) or 0
+            cost += _num(part.get("cost")) or 0.0
+        elif kind == "error":
+            error = _obj(event.get("error"))
+            data = _obj(error.get("data"))
+            reason = _str(data.get("message")) or _str(error.get("name")) or "opencode error"
+    answer = "".join(t for m, t in texts if m == last_stop) if last_stop is not None else None
+    return AgentResult(
+        answer,
+        _usage(
+            input_tokens=sums["input"] if steps else None,
+            output_tokens=sums["output"] if steps else None,
+            cache_read_tokens=sums["read"] if steps else None,
+            cache_write_tokens=sums["write"] if steps else None,
+            cost_usd=cost if steps else None,
+            turns=steps or None,
+            agent_session_id=session,
+        ),
+        reason,
+    )
+
+
+def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
+    """``--output-format stream-json``: ``init`` (session_id, model), assistant
+    ``message`` deltas, ``tool_use``/``tool_result``, ``result`` (status, stats with
+    per-model token counts). The answer is the assistant text after the last tool event
+    (verified with gemini-cli 0.61.0, docs/harnesses/gemini.md)."""
+    pieces: list[str] = []
+    session = model = reason = None
+    stats: dict[str, Any] = {}
+    tools = 0
+    for event in events:
+        kind = event.get("type")
+        if kind == "init":
+            session = _str(event.get("session_id"))
+            model = _str(event.get("model"))
+        elif kind == "message" and event.get("role") == "assistant":
+            content = event.get("content")
+            if isinstance(content, str):
+                pieces.append(content)
+        elif kind in ("tool_use", "tool_result"):
+            tools += kind == "tool_use"
+            pieces = []
+        elif kind == "result":
+            stats = _obj(event.get("stats"))
+            if event.get("status") not in (None, "success"):
+                error = _obj(event.get("error"))
+                reason = _str(error.get("message")) or "gemini reported an error"
+    models = _obj(stats.get("models"))
+    totals = {"input": 0, "cached": 0, "output": 0}
+    for name, entry in models.items():
+        per_model = _obj(entry)
+        model = model if model and model != "auto" else _str(name)
+        totals["input"] += _int(per_model.get("input_tokens")) or 0
+        totals["cached"] += _int(per_model.get("cached")) or 0
+        totals["output"] += _int(per_model.get("output_tokens")) or 0
+    if not models:  # older releases: the totals at the top of stats
+        totals = {
+            "input": _int(stats.get("input_tokens")) or 0,
+            "cached": _int(stats.get("cached")) or 0,
+            "output": _int(stats.get("output_tokens")) or 0,
+        }
+    counted = bool(models) or bool(stats)
+    return AgentResult(
+        "".join(pieces) or None,
+        _usage(
+            model=model,
+            input_tokens=max(0, totals["input"] - totals["cached"]) if counted else None,
+            output_tokens=totals["output"] if counted else None,
+            cache_read_tokens=totals["cached"] if counted else None,
+            agent_session_id=session,
+        ),
+        reason,
+    )
+
+
+_READERS = {"claude": _claude, "codex": _codex, "opencode": _opencode, "gemini": _gemini}
+
+
+def read_result(
+    harness: str, transcript: str, cli: str | None = None, model: str | None = None
+) -> AgentResult | None:
+    """The final answer and usage in a structured-output transcript (None: the harness
+    writes plain text). ``cli`` ("claude 2.1.197") goes into the usage, and ``model``
+    (the one asked for) where the CLI does not say which answered (codex, opencode)."""
+    adapter = HARNESSES.get(harness)
+    if adapter is None or adapter.output is None:
+        return None
+    result = _READERS[adapter.output](json_lines(transcript))
+    if result.usage is not None:
+        if cli:
+            result.usage["cli"] = cli[:200]
+        if model and not result.usage.get("model"):
+            result.usage["model"] = model[:200]
+    return result

@@ -1,0 +1,278 @@
+"""Issue 10, end to end: `swarm --execute` with 2 workers of a real agent CLI (pinned,
+from npm) against our scripted provider stub on 127.0.0.1. Each worker's agent makes
+the tool call the stub scripts (writing hello.txt in its worktree), then answers; the
+worker must complete with exit 0, its handoff must hold exactly that answer (under the
+template, nothing else), its usage must match what the stub reported, and the export
+must carry the file's diff. No test needs the internet; a missing CLI skips only
+outside CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kodelyth_ecc.prompts import initial_handoff_md
+from tests.agents import agent_cli
+from tests.conftest import Sandbox
+from tests.providers.server import ScriptedProvider
+from tests.swarm_helpers import wait_done, workers_by_slug
+
+ANSWER = (
+    "## Summary\nWrote hello.txt with the greeting.\n\n"
+    "## Files Changed\n- hello.txt (new)\n\n"
+    "## Validation\n- read hello.txt back: one line, as asked\n\n"
+    "## Remaining Risks\n- none known"
+)
+HELLO = "hello from the stub\n"
+TASK = "Write hello.txt with one greeting line, then report."
+
+
+def _use_cli(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    binary = agent_cli(name)
+    monkeypatch.setenv("PATH", f"{os.path.dirname(binary)}:{os.environ['PATH']}")
+
+
+def _run_swarm(sandbox: Sandbox, harness: str, session: str, *extra: str) -> dict[str, Any]:
+    result = sandbox.cli(
+        "swarm", "--task", TASK, "--agents", "alpha,beta", "--harness", harness,
+        "--session", session, "--worker-timeout", "150", *extra, "--execute",
+    )  # fmt: skip
+    assert result.code == 0, result
+    return wait_done(sandbox, session, timeout=180)
+
+
+def _check_workers(
+    sandbox: Sandbox, session: str, status: dict[str, Any], usage: dict[str, Any]
+) -> None:
+    by_slug = workers_by_slug(status)
+    for slug in ("alpha", "beta"):
+        worker = by_slug[slug]
+        transcript = sandbox.coord_root / session / slug / "transcript.log"
+        assert (worker["state"], worker["exit_code"]) == ("completed", 0), (
+            slug,
+            transcript.read_text(errors="replace")[-3000:],
+        )
+        worktree = Path(worker["worktree"])
+        assert (worktree / "hello.txt").read_text() == HELLO
+        handoff = (sandbox.coord_root / session / slug / "handoff.md").read_text()
+        assert handoff == initial_handoff_md(slug) + "\n" + ANSWER + "\n"
+        for key, value in usage.items():
+            assert worker["usage"][key] == value, (slug, key, worker["usage"])
+    bundle = sandbox.cli("session-export", session, "--out", "-")
+    assert bundle.code == 0, bundle
+    for worker in json.loads(bundle.stdout)["workers"]:
+        assert "+hello from the stub" in worker["diff"]
+        assert worker["usage"]["cli"].split()[0] in ("claude", "codex", "opencode", "gemini")
+
+
+def _key() -> str:
+    return "test-key-" + secrets.token_hex(16)
+
+
+@pytest.fixture
+def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No update checks, no proxies, nothing but loopback."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("npm_config_offline", "true")
+    yield monkeypatch
+
+
+def test_gemini_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+    from tests.providers.gemini import GeminiStub, Usage
+    from tests.test_cli_gemini import SETTINGS
+
+    _use_cli(stub_env, "gemini")
+    settings = sandbox.home / ".gemini" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps(SETTINGS))
+    usage = Usage(prompt_tokens=1200, candidates_tokens=80, cached_tokens=500)
+    stub: ScriptedProvider = GeminiStub(
+        answer=ANSWER,
+        tool_call=("write_file", {"file_path": "hello.txt", "content": HELLO}),
+        usage=usage,
+        lifetime_s=240,
+    )
+    with stub:
+        stub_env.setenv("GEMINI_API_KEY", _key())
+        stub_env.setenv("GOOGLE_GEMINI_BASE_URL", stub.base_url)
+        status = _run_swarm(sandbox, "gemini", "gem1", "--model", "gemini-2.5-flash")
+    # Two main turns each (tool call, answer), summed by the CLI.
+    _check_workers(
+        sandbox,
+        "gem1",
+        status,
+        {"input_tokens": 2 * (1200 - 500), "output_tokens": 2 * 80, "cache_read_tokens": 1000},
+    )
+
+
+def test_opencode_swarm_end_to_end(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.providers.anthropic import AnthropicStub, Usage
+    from tests.test_cli_opencode import KEY_ENV, MODEL, PROVIDER, write_config
+
+    _use_cli(stub_env, "opencode")
+    stub: ScriptedProvider = AnthropicStub(
+        answer=ANSWER,
+        tool_call=("write", {"filePath": "hello.txt", "content": HELLO}),
+        usage=Usage(input_tokens=1200, output_tokens=80),
+        lifetime_s=240,
+    )
+    with stub:
+        config = tmp_path / "opencode.json"
+        write_config(config, stub.base_url + "/v1")
+        stub_env.setenv("OPENCODE_CONFIG", str(config))
+        stub_env.setenv(KEY_ENV, _key())
+        stub_env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
+        stub_env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
+        stub_env.setenv("XDG_CACHE_HOME", str(sandbox.home / ".cache"))
+        status = _run_swarm(sandbox, "opencode", "oc1", "--model", f"{PROVIDER}/{MODEL}")
+    _check_workers(sandbox, "oc1", status, {"output_tokens": 2 * 80, "turns": 2})
+
+
+def test_claude_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+    from tests.providers.anthropic import AnthropicStub, Usage
+
+    _use_cli(stub_env, "claude")
+    # Relative to each worker's own worktree (Write wants an absolute path).
+    command = "printf 'hello from the stub\\n' > hello.txt"
+    stub: ScriptedProvider = AnthropicStub(
+        answer=ANSWER,
+        tool_call=("Bash", {"command": command, "description": "write hello.txt"}),
+        usage=Usage(
+            input_tokens=1234,
+            output_tokens=56,
+            cache_creation_input_tokens=300,
+            cache_read_input_tokens=500,
+        ),
+        lifetime_s=240,
+    )
+    with stub:
+        stub_env.setenv("ANTHROPIC_BASE_URL", stub.base_url)
+        stub_env.setenv("ANTHROPIC_API_KEY", _key())
+        # We run as root in CI: the disposable sandbox says so itself, never the tool.
+        stub_env.setenv("IS_SANDBOX", "1")
+        status = _run_swarm(sandbox, "claude", "cl1", "--model", "claude-stub-1")
+    _check_workers(
+        sandbox,
+        "cl1",
+        status,
+        {
+            "model": "claude-stub-1",
+            "input_tokens": 2 * 1234,
+            "output_tokens": 2 * 56,
+            "cache_read_tokens": 2 * 500,
+            "cache_write_tokens": 2 * 300,
+            "turns": 2,
+        },
+    )
+
+
+def test_codex_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+    from tests.providers.openai_responses import OpenAIResponsesProvider
+    from tests.test_cli_codex import KEY_ENV, MODEL, codex_config
+
+    _use_cli(stub_env, "codex")
+    stub = OpenAIResponsesProvider(
+        file_line=HELLO.rstrip("\n"), answer=ANSWER, model=MODEL, lifetime_s=240
+    )
+    with stub:
+        home = sandbox.home / ".codex"
+        home.mkdir()
+        (home / "config.toml").write_text(codex_config(f"{stub.base_url}/v1"))
+        stub_env.setenv("CODEX_HOME", str(home))
+        stub_env.setenv(KEY_ENV, _key())
+        status = _run_swarm(sandbox, "codex", "cx1", "--model", MODEL)
+    # Both workers' two responses reached the stub; each worker reports its own two.
+    assert len(stub.usages) == 4
+    total = stub.total_usage
+    _check_workers(
+        sandbox,
+        "cx1",
+        status,
+        {
+            "model": MODEL,
+            "input_tokens": (total.input_tokens - total.cached_tokens) // 2,
+            "cache_read_tokens": total.cached_tokens // 2,
+            "output_tokens": total.output_tokens // 2,
+            "turns": 1,
+        },
+    )
+
+
+def _check_auth_failure(sandbox: Sandbox, session: str, status: dict[str, Any]) -> None:
+    for worker in status["workers"]:
+        assert worker["state"] == "failed", worker
+        assert worker["exit_code"] not in (0, None), worker
+        assert worker["reason"], ("no reason recorded", worker)
+        assert worker["duration_s"] < 45, ("not failing fast", worker["duration_s"])
+        handoff = (sandbox.coord_root / session / worker["slug"] / "handoff.md").read_text()
+        assert handoff == initial_handoff_md(worker["slug"])  # no error text as an answer
+
+
+@pytest.mark.parametrize("harness", ["claude", "codex", "gemini", "opencode"])
+def test_a_bad_key_fails_the_workers_fast_with_the_reason(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path, harness: str
+) -> None:
+    from tests.providers.anthropic import AnthropicStub
+    from tests.providers.gemini import GeminiStub
+    from tests.providers.openai_responses import OpenAIResponsesProvider
+
+    _use_cli(stub_env, harness)
+    stub: ScriptedProvider
+    model: str
+    if harness == "claude":
+        stub = AnthropicStub(answer=ANSWER, status=401, lifetime_s=120)
+        model = "claude-stub-1"
+    elif harness == "opencode":
+        from tests.test_cli_opencode import KEY_ENV, MODEL, PROVIDER
+
+        stub = AnthropicStub(answer=ANSWER, status=401, lifetime_s=120)
+        model = f"{PROVIDER}/{MODEL}"
+    elif harness == "gemini":
+        stub = GeminiStub(answer=ANSWER, status=401, lifetime_s=120)
+        model = "gemini-2.5-flash"
+    else:
+        stub = OpenAIResponsesProvider(status=401, lifetime_s=120)
+        model = "gpt-5.5"
+    with stub:
+        if harness == "claude":
+            stub_env.setenv("ANTHROPIC_BASE_URL", stub.base_url)
+            stub_env.setenv("ANTHROPIC_API_KEY", _key())
+            stub_env.setenv("IS_SANDBOX", "1")
+        elif harness == "opencode":
+            from tests.test_cli_opencode import write_config
+
+            config = tmp_path / "opencode.json"
+            write_config(config, stub.base_url + "/v1")
+            stub_env.setenv("OPENCODE_CONFIG", str(config))
+            stub_env.setenv(KEY_ENV, _key())
+            stub_env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
+            stub_env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
+        elif harness == "gemini":
+            from tests.test_cli_gemini import SETTINGS
+
+            settings = sandbox.home / ".gemini" / "settings.json"
+            settings.parent.mkdir(parents=True)
+            settings.write_text(json.dumps(SETTINGS))
+            stub_env.setenv("GEMINI_API_KEY", _key())
+            stub_env.setenv("GOOGLE_GEMINI_BASE_URL", stub.base_url)
+        else:
+            from tests.test_cli_codex import KEY_ENV as CODEX_KEY
+            from tests.test_cli_codex import codex_config
+
+            home = sandbox.home / ".codex"
+            home.mkdir()
+            (home / "config.toml").write_text(codex_config(f"{stub.base_url}/v1"))
+            stub_env.setenv("CODEX_HOME", str(home))
+            stub_env.setenv(CODEX_KEY, _key())
+        status = _run_swarm(sandbox, harness, f"{harness}-401", "--model", model)
+    _check_auth_failure(sandbox, f"{harness}-401", status)
