@@ -212,7 +212,7 @@ def test_markdown_cells_escape_backticks_and_pipes(tmp_path: Path) -> None:
     # Every table row still has its columns: nothing broke out of a cell.
     for line in out.splitlines():
         if line.startswith("| worker |") or line.startswith("| x |"):
-            assert len(re.findall(r"(?<!\\)\|", line)) == 12, line
+            assert len(re.findall(r"(?<!\\)\|", line)) == 13, line
 
 
 # --------------------------------------------------------------------------- output purity

@@ -58,6 +58,10 @@ def _check_workers(
             slug,
             transcript.read_text(errors="replace")[-3000:],
         )
+        # The whole stream as it came, without terminal escapes or carriage returns.
+        raw = transcript.read_bytes()
+        assert b"\x1b" not in raw and b"\r" not in raw, slug
+        assert b'"type"' in raw, slug  # the structured output is there to follow
         worktree = Path(worker["worktree"])
         assert (worktree / "hello.txt").read_text() == HELLO
         handoff = (sandbox.coord_root / session / slug / "handoff.md").read_text()

@@ -77,3 +77,40 @@ def test_deep_usage_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     path.write_bytes(encode_doc(doc))
     result = sandbox.cli("session-import", str(path))
     assert_one_line_error(result, 1, "workers[0].usage nests deeper than 32 levels")
+
+
+def _usage_bundle(tmp_path: Path, name: str, model: str, tokens: int) -> Path:
+    doc = minimal_doc(session=name)
+    for worker in doc["workers"]:
+        worker["usage"] = {**USAGE, "model": model, "input_tokens": tokens}
+    path = tmp_path / f"{name}.bundle.json"
+    path.write_bytes(encode_doc(doc))
+    return path
+
+
+def test_compare_shows_usage_side_by_side_and_the_model_as_a_variation(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    a = _usage_bundle(tmp_path, "runa", "model-a", 1000)
+    b = _usage_bundle(tmp_path, "runb", "model-b", 2500)
+    text = sandbox.cli("compare", str(a), str(b))
+    assert text.code == 0, text
+    varied = text.stdout.split("What varied", 1)[1].split("Workers:", 1)[0]
+    assert "model" in varied and "model-a" in varied and "model-b" in varied
+    assert "1,000 in / 56 out, $0.0123 | 2,500 in / 56 out, $0.0123" in text.stdout
+    data = json.loads(sandbox.cli("compare", str(a), str(b), "--json").stdout)
+    worker = data["workers"][0]
+    assert (worker["a"]["input_tokens"], worker["b"]["input_tokens"]) == (1000, 2500)
+    assert (worker["a"]["model"], worker["b"]["model"]) == ("model-a", "model-b")
+    markdown = sandbox.cli("compare", str(a), str(b), "--markdown").stdout
+    assert "1,000 in / 56 out, $0.0123" in markdown
+    html = tmp_path / "r.html"
+    assert sandbox.cli("compare", str(a), str(b), "--html", str(html)).code == 0
+    assert "2,500 in / 56 out" in html.read_text()
+    # --blind: the model would tell the runs apart.
+    blind = sandbox.cli("compare", str(a), str(b), "--blind", "--blind-key", str(tmp_path / "k"))
+    assert "model-a" not in blind.stdout and "model-b" not in blind.stdout
+    blind_json = sandbox.cli(
+        "compare", str(a), str(b), "--blind", "--json", "--blind-key", str(tmp_path / "k2")
+    )
+    assert "model-a" not in blind_json.stdout and "model-b" not in blind_json.stdout

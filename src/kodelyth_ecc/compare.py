@@ -21,6 +21,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -113,6 +114,11 @@ class RunFacts(msgspec.Struct):
     diff_truncated: bool
     diffstat: str | None = None  # with patches
     patch: str | None = None  # with patches
+    # What the agent used, as its CLI reported it (the bundle's worker `usage`).
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 class Changes(msgspec.Struct):
@@ -618,6 +624,7 @@ def _facts(
     *,
     patches: bool,
     redact: Callable[[str], str],
+    blind: bool = False,
 ) -> RunFacts:
     state, exit_code, duration = _state(run, worker)
     diff = worker.diff
@@ -636,7 +643,45 @@ def _facts(
         diff_truncated=diff is not None and TRUNCATION_MARKER in diff,
         diffstat=redact(worker.diffstat) if patches and worker.diffstat is not None else None,
         patch=redact(diff) if patches and diff is not None else None,
+        # --blind: the model would tell the runs apart (tokens and cost are facts).
+        **{**_usage_facts(worker.usage), **({"model": None} if blind else {})},
     )
+
+
+def _usage_facts(usage: object) -> dict[str, Any]:
+    """The usage figures compare shows, taken only when they have the right type (a
+    bundle's usage is whatever its author wrote)."""
+    if not isinstance(usage, dict):
+        return {}
+
+    def count(key: str) -> int | None:
+        value = usage.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    cost = usage.get("cost_usd")
+    model = usage.get("model")
+    return {
+        "model": model[:200] if isinstance(model, str) else None,
+        "input_tokens": count("input_tokens"),
+        "output_tokens": count("output_tokens"),
+        "cost_usd": float(cost)
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool)
+        else None,
+    }
+
+
+def _models_of(bundle: Bundle) -> object:
+    """meta.model, else the model(s) the workers' CLIs reported."""
+    if bundle.meta.get("model"):
+        return bundle.meta.get("model")
+    models = sorted(
+        {
+            w.usage["model"]
+            for w in bundle.workers
+            if isinstance(w.usage, dict) and isinstance(w.usage.get("model"), str)
+        }
+    )
+    return ", ".join(models) if models else None
 
 
 def _pair_status(a: object | None, b: object | None) -> str:
@@ -804,6 +849,7 @@ def _task_of(bundle: Bundle) -> str | None:
 # (field, how to read it, hidden in --blind: it would tell the runs apart)
 _VARIATION: tuple[tuple[str, Callable[[Bundle], object], bool], ...] = (
     ("harness", lambda b: b.meta.get("harness"), True),
+    ("model", _models_of, True),
     ("agents", lambda b: b.meta.get("agents") or [w.slug for w in b.workers], False),
     ("base_ref", lambda b: b.meta.get("base_ref"), True),  # a branch may name the model
     ("base_commit", lambda b: b.meta.get("base_commit"), False),
@@ -902,12 +948,12 @@ def compare_runs(
         handoff_a = parse_handoff(text_a) if text_a is not None else None
         handoff_b = parse_handoff(text_b) if text_b is not None else None
         facts_a = (
-            _facts(first, wa, handoff_a, text_a, patches=patches, redact=redact)
+            _facts(first, wa, handoff_a, text_a, patches=patches, redact=redact, blind=blind)
             if wa and handoff_a and text_a is not None
             else None
         )
         facts_b = (
-            _facts(second, wb, handoff_b, text_b, patches=patches, redact=redact)
+            _facts(second, wb, handoff_b, text_b, patches=patches, redact=redact, blind=blind)
             if wb and handoff_b and text_b is not None
             else None
         )

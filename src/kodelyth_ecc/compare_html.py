@@ -32,6 +32,7 @@ from kodelyth_ecc.compare_render import (
     left_out,
     presence_text,
     summary_text,
+    usage_text,
     variation_value,
 )
 from kodelyth_ecc.humanize import human_bytes, human_duration, plural
@@ -225,9 +226,9 @@ def _diff_html(patch: str, room: _Room) -> str:
     return '<pre class="diff">' + "\n".join(lines) + _note_html(note) + "</pre>"
 
 
-def _facts_cells(facts: RunFacts | None) -> tuple[str, str, str, str]:
+def _facts_cells(facts: RunFacts | None) -> tuple[str, str, str, str, str]:
     if facts is None:
-        return "-", "-", "-", "-"
+        return "-", "-", "-", "-", "-"
     handoff = human_bytes(facts.handoff_bytes)
     if facts.handoff != "written":
         handoff += f" ({facts.handoff})"
@@ -236,6 +237,7 @@ def _facts_cells(facts: RunFacts | None) -> tuple[str, str, str, str]:
         "-" if facts.exit_code is None else str(facts.exit_code),
         human_duration(facts.duration_s),
         handoff,
+        usage_text(facts),
     )
 
 
@@ -272,10 +274,11 @@ def _worker_block(w: WorkerComparison, comparison: Comparison, open_it: bool, ro
         '<div class="facts">',
     ]
     for label, facts in zip(labels, (w.a, w.b), strict=True):
-        state, exit_code, duration, handoff = _facts_cells(facts)
+        state, exit_code, duration, handoff, usage = _facts_cells(facts)
         parts.append(
             f"<div>{_e(label)}: state {_e(state)}, exit code {_e(exit_code)}, duration "
-            f"{_e(duration)}, handoff {_e(handoff)}, code {_e(facts_code(facts))}</div>"
+            f"{_e(duration)}, handoff {_e(handoff)}, code {_e(facts_code(facts))}, "
+            f"tokens {_e(usage)}</div>"
         )
     parts.append(
         f"<div>task {_badge(w.changes.task)} handoff {_badge(w.changes.handoff)} status "
@@ -365,7 +368,8 @@ def render_html(comparison: Comparison) -> str:
         '<button type="button" id="collapse-all">collapse all</button></div>',
         '<table id="worker-table"><thead><tr><th>worker</th><th>in</th>'
         f"<th>state {_e(a.label)} / {_e(b.label)}</th><th>exit</th><th>duration</th>"
-        "<th>handoff size</th><th>task</th><th>handoff</th><th>status</th><th>diff</th>"
+        "<th>handoff size</th><th>tokens, cost</th><th>task</th><th>handoff</th><th>status</th>"
+        "<th>diff</th>"
         "<th>sections</th></tr></thead><tbody>",
     ]
     out += [_worker_row(w, comparison) for w in comparison.workers]

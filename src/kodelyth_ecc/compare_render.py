@@ -148,6 +148,18 @@ def _duration_text(facts: RunFacts | None) -> str:
     return "-" if facts is None else human_duration(facts.duration_s)
 
 
+def usage_text(facts: RunFacts | None) -> str:
+    """``1,234 in / 56 out, $0.0123`` (what the CLI reported; ``-`` where it said nothing)."""
+    if facts is None or (facts.input_tokens is None and facts.output_tokens is None):
+        return "-"
+
+    def count(value: int | None) -> str:
+        return "-" if value is None else f"{value:,}"
+
+    cost = "" if facts.cost_usd is None else f", ${facts.cost_usd:.4f}"
+    return f"{count(facts.input_tokens)} in / {count(facts.output_tokens)} out{cost}"
+
+
 def _handoff_text(facts: RunFacts | None) -> str:
     if facts is None:
         return "-"
@@ -231,6 +243,7 @@ def render_terminal(
             "exit",
             "duration",
             "handoff size",
+            "tokens, cost",
             "task",
             "handoff",
             "status",
@@ -246,6 +259,7 @@ def render_terminal(
                 _pair(_exit_text(w.a), _exit_text(w.b)),
                 _pair(_duration_text(w.a), _duration_text(w.b)),
                 f"{_handoff_text(w.a)} / {_handoff_text(w.b)}",
+                f"{usage_text(w.a)} | {usage_text(w.b)}",
                 w.changes.task,
                 w.changes.handoff,
                 w.changes.status,
@@ -398,15 +412,16 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
         f"{plural(s.workers, 'worker')}: {summary_text(comparison)}.",
         "",
         f"| worker | in | state {a.label} | state {b.label} | exit | duration | handoff size "
-        "| task | handoff | status | diff |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| tokens, cost | task | handoff | status | diff |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for w in comparison.workers:
         out.append(
             f"| {md_cell(w.slug)} | {presence_text(w, comparison)} | {md_cell(_state_text(w.a))} | "
             f"{md_cell(_state_text(w.b))} | {_pair(_exit_text(w.a), _exit_text(w.b))} | "
             f"{_pair(_duration_text(w.a), _duration_text(w.b))} | "
-            f"{_handoff_text(w.a)} / {_handoff_text(w.b)} | {w.changes.task} | "
+            f"{_handoff_text(w.a)} / {_handoff_text(w.b)} | "
+            f"{md_cell(usage_text(w.a))} / {md_cell(usage_text(w.b))} | {w.changes.task} | "
             f"{w.changes.handoff} | {w.changes.status} | {w.changes.diff} |"
         )
     out += ["", "### Handoff sections", ""]
