@@ -214,3 +214,17 @@ def test_the_transcript_filter_is_independent_of_how_output_is_cut(
     assert out == expected
     assert b"\x1b" not in expected and b"\r" not in expected and b"\x07" not in expected
     assert expected.count(b'{"type":"result"}') == stream.count(b'{"type":"result"}')
+
+
+def test_a_bundle_naming_windsurf_imports_and_its_replay_asks_for_a_harness(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from tests.test_bundle import encode_doc, minimal_doc
+
+    path = tmp_path / "ws.bundle.json"
+    path.write_bytes(encode_doc(minimal_doc(session="ws1", meta={"harness": "windsurf"})))
+    assert sandbox.cli("session-import", str(path)).code == 0
+    refused = sandbox.cli("replay", str(path))
+    assert refused.code == 2
+    assert "meta.harness is not a harness known here: pass --harness" in refused.stderr
+    assert sandbox.cli("replay", str(path), "--harness", "echo").code == 0

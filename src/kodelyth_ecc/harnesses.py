@@ -16,7 +16,6 @@ exits; the CLI only when a plan is built.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
@@ -205,6 +204,8 @@ _MAX_LINE = 16 * 1024 * 1024
 def json_lines(text: str) -> Iterator[dict[str, Any]]:
     """The JSON objects of a transcript, one a line (a pty writes \\r\\n; other lines,
     such as a CLI's warnings, are skipped)."""
+    import json  # only once an agent has exited: not on the CLI's start-up path
+
     for raw in text.splitlines():
         line = raw.strip()
         if not line.startswith("{") or len(line) > _MAX_LINE:
