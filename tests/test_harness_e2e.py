@@ -280,3 +280,43 @@ def test_a_bad_key_fails_the_workers_fast_with_the_reason(
             stub_env.setenv(CODEX_KEY, _key())
         status = _run_swarm(sandbox, harness, f"{harness}-401", "--model", model)
     _check_auth_failure(sandbox, f"{harness}-401", status)
+
+
+@pytest.mark.parametrize("harness", ["claude", "codex", "gemini"])
+def test_a_dead_endpoint_fails_the_workers_with_the_reason(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, harness: str
+) -> None:
+    """A closed port on loopback: the adapter's retry settings end the worker (opencode
+    retries ~65 s whatever its config says: --worker-timeout is its bound)."""
+    import socket
+
+    _use_cli(stub_env, harness)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    if harness == "claude":
+        stub_env.setenv("ANTHROPIC_BASE_URL", dead)
+        stub_env.setenv("ANTHROPIC_API_KEY", _key())
+        stub_env.setenv("IS_SANDBOX", "1")
+        model = "claude-stub-1"
+    elif harness == "gemini":
+        from tests.test_cli_gemini import SETTINGS
+
+        settings = sandbox.home / ".gemini" / "settings.json"
+        settings.parent.mkdir(parents=True)
+        settings.write_text(json.dumps(SETTINGS))
+        stub_env.setenv("GEMINI_API_KEY", _key())
+        stub_env.setenv("GOOGLE_GEMINI_BASE_URL", dead)
+        model = "gemini-2.5-flash"
+    else:
+        from tests.test_cli_codex import KEY_ENV, codex_config
+
+        home = sandbox.home / ".codex"
+        home.mkdir()
+        # The user's config without any fail-fast setting: the adapter's own flag bounds it.
+        (home / "config.toml").write_text(codex_config(f"{dead}/v1", fail_fast=False))
+        stub_env.setenv("CODEX_HOME", str(home))
+        stub_env.setenv(KEY_ENV, _key())
+        model = "gpt-5.5"
+    status = _run_swarm(sandbox, harness, f"{harness}-down", "--model", model)
+    _check_auth_failure(sandbox, f"{harness}-down", status)

@@ -104,8 +104,10 @@ HARNESSES: Mapping[str, Harness] = {
             # --full-auto was removed in 0.147; `exec` never asks for approval. Under
             # workspace-write the worktree is writable, .git is not (the diff is kept
             # all the same: export records uncommitted work).
+            # Without the -c, a dead endpoint keeps it "waiting for network" forever; with
+            # it, it gives up after 5 reconnects (~25 s, measured with 0.171.0).
             "exec codex exec --json --color never --sandbox workspace-write"
-            "{model_args} - " + _STDIN,
+            " -c features.unbounded_connection_retries=false{model_args} - " + _STDIN,
             output="codex",
             model_flag="--model",
             min_version=(0, 147, 0),
