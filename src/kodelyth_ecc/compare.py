@@ -656,17 +656,18 @@ def _usage_facts(usage: object) -> dict[str, Any]:
 
     def count(key: str) -> int | None:
         value = usage.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        good = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
+        return value if good and isinstance(value, int) else None
 
     cost = usage.get("cost_usd")
     model = usage.get("model")
+    # NaN and Infinity fail the range check; a negative figure is no figure.
+    priced = isinstance(cost, (int, float)) and not isinstance(cost, bool) and 0 <= cost < 1e12
     return {
         "model": model[:200] if isinstance(model, str) else None,
         "input_tokens": count("input_tokens"),
         "output_tokens": count("output_tokens"),
-        "cost_usd": float(cost)
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool)
-        else None,
+        "cost_usd": float(cost) if priced and isinstance(cost, (int, float)) else None,
     }
 
 

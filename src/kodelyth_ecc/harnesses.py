@@ -208,9 +208,11 @@ def json_lines(text: str) -> Iterator[dict[str, Any]]:
     such as a CLI's warnings, are skipped)."""
     import json  # only once an agent has exited: not on the CLI's start-up path
 
-    for raw in text.splitlines():
+    # "\n" only: str.splitlines() also cuts at U+0085 and U+2028, which JSON may hold raw.
+    for raw in text.split("\n"):
         line = raw.strip()
-        if not line.startswith("{") or len(line) > _MAX_LINE:
+        # Every event of every reader has a "type": other lines are not worth decoding.
+        if not line.startswith("{") or len(line) > _MAX_LINE or '"type"' not in line:
             continue
         try:
             value = json.loads(line)
@@ -232,8 +234,8 @@ def _int(value: object) -> int | None:
 
 
 def _num(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e12:
+        return float(value)  # NaN and Infinity fail the comparison
     return None
 
 
@@ -250,24 +252,22 @@ def _usage(**values: object) -> dict[str, Any]:
 def _claude(events: Iterable[dict[str, Any]]) -> AgentResult:
     model = session = None
     result: dict[str, Any] | None = None
-    texts: list[str] = []
     for event in events:
         kind = event.get("type")
         if kind == "system" and event.get("subtype") == "init":
             model = _str(event.get("model")) or model
             session = _str(event.get("session_id")) or session
         elif kind == "assistant":
-            message = event.get("message")
-            if isinstance(message, dict):
-                model = _str(message.get("model")) or model
-                parts = message.get("content")
-                for part in parts if isinstance(parts, list) else []:
-                    if isinstance(part, dict) and part.get("type") == "text":
-                        texts.append(str(part.get("text", "")))
+            message = _obj(event.get("message"))
+            named = _str(message.get("model"))
+            # claude labels the error message it makes up itself "<synthetic>".
+            if named and not named.startswith("<"):
+                model = named
         elif kind == "result":
             result = event
     if result is None:
-        return AgentResult(texts[-1] if texts else None, None, "no result from claude")
+        # Killed or crashed before its result: a mid-run message is no final answer.
+        return AgentResult(None, None, "claude ended without a result")
     usage = _obj(result.get("usage"))
     answer = result.get("result") if isinstance(result.get("result"), str) else None
     reason = None
@@ -318,7 +318,7 @@ def _codex(events: Iterable[dict[str, Any]]) -> AgentResult:
             error = _obj(event.get("error"), event)
             reason = _str(error.get("message")) or "codex reported an error"
     return AgentResult(
-        answer,
+        answer if turns and reason is None else None,  # a failed turn has no final answer
         _usage(
             input_tokens=max(0, totals["input"] - totals["cached"]) if turns else None,
             output_tokens=totals["output"] if turns else None,
@@ -387,6 +387,7 @@ def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
     session = model = reason = None
     stats: dict[str, Any] = {}
     tools = 0
+    succeeded = False
     for event in events:
         kind = event.get("type")
         if kind == "init":
@@ -401,7 +402,8 @@ def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
             pieces = []
         elif kind == "result":
             stats = _obj(event.get("stats"))
-            if event.get("status") not in (None, "success"):
+            succeeded = event.get("status") in (None, "success")
+            if not succeeded:
                 error = _obj(event.get("error"))
                 reason = _str(error.get("message")) or "gemini reported an error"
     models = _obj(stats.get("models"))
@@ -420,7 +422,7 @@ def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
         }
     counted = bool(models) or bool(stats)
     return AgentResult(
-        "".join(pieces) or None,
+        ("".join(pieces) or None) if succeeded else None,  # only what its result closed
         _usage(
             model=model,
             input_tokens=max(0, totals["input"] - totals["cached"]) if counted else None,

@@ -10,6 +10,8 @@ from kodelyth_ecc.launchers import missing_program
 from kodelyth_ecc.plan import OrchestrationPlan
 from kodelyth_ecc.process import cmd_output
 
+VERSION_TIMEOUT_S = 20.0
+
 
 def _adapter(plan: OrchestrationPlan) -> Harness | None:
     """The harness adapter some worker runs the built-in template of, if any."""
@@ -50,7 +52,10 @@ def harness_problems(
     problems: list[str] = []
     cli = None
     if harness.version_args and probe_version:
-        result = cmd_output(harness.program, *harness.version_args, check=False)
+        # Never our stdin, never for ever: a wrapper that waits for input must not hang us.
+        result = cmd_output(
+            harness.program, *harness.version_args, check=False, stdin="", timeout=VERSION_TIMEOUT_S
+        )
         version = parse_version(result.stdout + " " + result.stderr)
         if version is None:
             problems.append(

@@ -79,9 +79,10 @@ def _run(
     cwd: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None,
     stdin: bytes | None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """The one ``subprocess.run``: bytes in and out, the scrubbed environment, and a
-    missing program or directory as one line that says what to do."""
+    missing program, a missing directory or a time-out as one line that says what to do."""
     try:
         return subprocess.run(
             list(cmd),
@@ -90,7 +91,13 @@ def _run(
             input=stdin,
             capture_output=True,
             check=False,
+            timeout=timeout,
         )
+    except subprocess.TimeoutExpired:
+        raise KodelythError(
+            f"`{' '.join(cmd)[:200]}` did not answer within {timeout:g} s: check that "
+            f"{cmd[0]} works on its own"
+        ) from None
     except FileNotFoundError as exc:
         if cwd is not None and not os.path.isdir(cwd):
             raise KodelythError(f"directory {cwd} does not exist: check the path") from exc
@@ -111,9 +118,11 @@ def cmd_output(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    timeout: float | None = None,
 ) -> CmdResult:
-    """Run ``cmd`` and capture its output as text; raise on failure when ``check``."""
-    proc = _run(cmd, cwd, env, None if stdin is None else stdin.encode("utf-8"))
+    """Run ``cmd`` and capture its output as text; raise on failure when ``check``.
+    ``stdin`` is given to it (None: ours is inherited); past ``timeout`` it is killed."""
+    proc = _run(cmd, cwd, env, None if stdin is None else stdin.encode("utf-8"), timeout)
     result = CmdResult(proc.returncode, _text(proc.stdout), _text(proc.stderr))
     if check and proc.returncode != 0:
         raise CalledProcessError(cmd, proc.returncode, result.stdout, result.stderr)

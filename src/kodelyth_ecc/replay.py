@@ -323,13 +323,16 @@ def build_replay_plan_config(
     else:
         chosen_harness = DEFAULT_HARNESS
     origin_model = bundle.meta.get("model")
+    # The origin's model goes with the origin's harness, and never into a launcher (a
+    # trusted one already names its model).
+    inherits = (
+        harness is None
+        and use_launcher is None
+        and chosen_harness in HARNESSES
+        and HARNESSES[chosen_harness].model_flag is not None
+    )
     chosen_model = model or (
-        origin_model
-        if isinstance(origin_model, str)
-        and origin_model
-        and harness is None
-        and chosen_harness != CUSTOM
-        else None
+        origin_model if inherits and isinstance(origin_model, str) and origin_model else None
     )
     choice = base or choose_base(bundle, repo_root, base_ref)
 

@@ -315,7 +315,9 @@ _ANSWER_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-?]*[ -/]*[@-~]
 _MAX_RESULT_READ = 64 * 1024 * 1024
 
 
-def _take_result(options: dict[str, str], record: StatusRecord, code: int) -> None:
+def _take_result(
+    options: dict[str, str], record: StatusRecord, code: int, *, timed_out: bool = False
+) -> None:
     """The agent's final answer into the handoff (under the template) and its usage into
     the status, read from its structured output in the transcript."""
     from kodelyth_ecc.harnesses import read_result
@@ -333,7 +335,7 @@ def _take_result(options: dict[str, str], record: StatusRecord, code: int) -> No
     record.usage = result.usage
     if result.reason and code != 0 and not record.reason:
         record.reason = _ANSWER_CONTROLS.sub("", result.reason)[:200]
-    if result.answer and options.get("handoff"):
+    if result.answer and options.get("handoff") and not timed_out:
         answer = _ANSWER_CONTROLS.sub("", result.answer.replace("\r\n", "\n")).strip("\n")
         with open(options["handoff"], "a", encoding="utf-8") as fh:
             fh.write("\n" + answer + "\n")
@@ -385,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 127
     record.duration_s = time.monotonic() - start
     if options.get("harness"):
-        _take_result(options, record, code)
+        _take_result(options, record, code, timed_out=record.reason == "timeout")
     record.finished = _utc_now()
     record.exit_code = code
     record.state = "completed" if code == 0 else "failed"

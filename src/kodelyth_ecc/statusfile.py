@@ -97,6 +97,9 @@ USAGE_BULLETS: tuple[tuple[str, str, type], ...] = (
 USAGE_KEYS = tuple(key for key, _, _ in USAGE_BULLETS)
 _USAGE_BY_BULLET = {bullet.lower(): (key, kind) for key, bullet, kind in USAGE_BULLETS}
 _SHORT = re.compile(r"[A-Za-z0-9._:/@+ -]{1,200}")
+_INT = re.compile(r"[0-9]{1,15}")
+# What str.splitlines() (the parser) cuts a line at.
+_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _COST = re.compile(r"\d{1,9}(?:\.\d{1,12})?")
 
 
@@ -123,7 +126,11 @@ def render_status(record: StatusRecord) -> str:
         ("Branch", f"`{record.branch}`" if record.branch else None),
         ("Worktree", f"`{record.worktree}`" if record.worktree else None),
     ]
-    bullets = "".join(f"- {key}: {value}\n" for key, value in fields if value is not None)
+    # One line each, whatever a CLI put in a reason or a model name: a newline would add
+    # bullets of its own ("- State: completed") that the parser reads after ours.
+    bullets = "".join(
+        f"- {key}: {_LINE_BREAKS.sub(' ', value)}\n" for key, value in fields if value is not None
+    )
     return f"# Status: {record.name}\n\n{bullets}"
 
 
@@ -167,7 +174,7 @@ def parse_status(text: str, default_name: str = "") -> StatusRecord:
 def _parse_usage(value: str, kind: type) -> object:
     """A usage bullet's value, bounded like every number a status file may hold."""
     if kind is int:
-        return int(value) if value.isdigit() and len(value) <= 15 else None
+        return int(value) if _INT.fullmatch(value) else None
     if kind is float:
         return float(value) if _COST.fullmatch(value) else None
     return value if _SHORT.fullmatch(value) else None
