@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from kodelyth_ecc.harnesses import json_lines
 from tests.agents import PINNED, agent_cli
 from tests.providers.anthropic import AnthropicStub, Usage
 
@@ -105,19 +106,8 @@ class ClaudeResult:
 
 
 def parse_stream_json(stdout: str) -> list[dict[str, Any]]:
-    """One JSON object a line; anything else (a TTY's escape sequences) is skipped."""
-    events = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+    """One JSON object a line (the adapter's own reader); anything else is skipped."""
+    return list(json_lines(stdout))
 
 
 def init_event(events: list[dict[str, Any]]) -> dict[str, Any]:

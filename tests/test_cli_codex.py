@@ -22,7 +22,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,8 +30,10 @@ from typing import Any
 
 import pytest
 
+from kodelyth_ecc.harnesses import json_lines
 from tests.agents import agent_cli
 from tests.providers.openai_responses import ANSWER, OpenAIResponsesProvider, Usage
+from tests.providers.server import Sentinel
 
 MODEL = "gpt-5.5"  # a slug codex has bundled metadata for (else a warning item)
 PROVIDER = "kodelyth-stub"
@@ -81,19 +82,8 @@ def codex_config(base_url: str, *, model: str = MODEL, fail_fast: bool = True) -
 
 
 def parse_events(stdout: str) -> list[dict[str, Any]]:
-    """``--json`` writes one JSON object a line (JSONL); anything else is skipped."""
-    events = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            events.append(event)
-    return events
+    """``--json`` writes one JSON object a line: read by the adapter's own reader."""
+    return list(json_lines(stdout))
 
 
 def final_answer(events: list[dict[str, Any]]) -> str | None:
@@ -152,38 +142,6 @@ def thread_id(events: list[dict[str, Any]]) -> str | None:
 
 
 # --- running it ----------------------------------------------------------------------
-
-
-class Sentinel:
-    """Where every proxy variable points: counts connections, answers none."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
 
 
 @dataclass

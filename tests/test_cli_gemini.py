@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from kodelyth_ecc.harnesses import json_lines
 from tests.agents import agent_cli
 from tests.providers.gemini import GeminiStub, Usage
 
@@ -115,16 +116,7 @@ def parse_stream_json(stdout: str) -> StreamResult:
     text after the last tool event (earlier text belongs to earlier turns)."""
     result = StreamResult()
     pieces: list[str] = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
+    for event in json_lines(stdout):  # the adapter's own reader
         kind = event.get("type")
         if kind == "init":
             result.session_id = event.get("session_id")

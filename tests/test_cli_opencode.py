@@ -30,8 +30,10 @@ from typing import Any
 
 import pytest
 
+from kodelyth_ecc.harnesses import json_lines
 from tests.agents import agent_cli
 from tests.providers.anthropic import AnthropicStub, Usage
+from tests.providers.server import Sentinel
 
 MODEL = "claude-stub-1"
 PROVIDER = "kodelyth-stub"
@@ -62,19 +64,8 @@ ARGS = (
 
 
 def parse_events(stdout: str) -> list[dict[str, Any]]:
-    """``--format json`` writes one JSON object a line; anything else is skipped."""
-    events = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            events.append(event)
-    return events
+    """``--json`` writes one JSON object a line: read by the adapter's own reader."""
+    return list(json_lines(stdout))
 
 
 def final_answer(events: list[dict[str, Any]]) -> str | None:
@@ -156,38 +147,6 @@ def is_main_stream_error(log_line: str) -> bool:
 
 
 # --- running ------------------------------------------------------------------------
-
-
-class Sentinel:
-    """Where every proxy variable points: counts connections, answers none."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
 
 
 @dataclass
