@@ -79,6 +79,51 @@ def _key() -> str:
     return "test-key-" + secrets.token_hex(16)
 
 
+def _point_at(
+    harness: str, base_url: str, sandbox: Sandbox, env: pytest.MonkeyPatch, tmp_path: Path
+) -> str:
+    """Point ``harness``'s CLI at ``base_url`` the way a user behind a gateway would (its
+    own env or config, in the sandbox's HOME), with a fresh fake key; returns the model
+    to ask for."""
+    if harness == "claude":
+        env.setenv("ANTHROPIC_BASE_URL", base_url)
+        env.setenv("ANTHROPIC_API_KEY", _key())
+        # We run as root in CI: the disposable sandbox says so itself, never the tool.
+        env.setenv("IS_SANDBOX", "1")
+        return "claude-stub-1"
+    if harness == "opencode":
+        from tests.test_cli_opencode import KEY_ENV, MODEL, PROVIDER, write_config
+
+        config = tmp_path / "opencode.json"
+        write_config(config, base_url + "/v1")
+        env.setenv("OPENCODE_CONFIG", str(config))
+        env.setenv(KEY_ENV, _key())
+        env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
+        env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
+        env.setenv("XDG_CACHE_HOME", str(sandbox.home / ".cache"))
+        return f"{PROVIDER}/{MODEL}"
+    if harness == "gemini":
+        from tests.test_cli_gemini import SETTINGS
+
+        settings = sandbox.home / ".gemini" / "settings.json"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(json.dumps(SETTINGS))
+        env.setenv("GEMINI_API_KEY", _key())
+        env.setenv("GOOGLE_GEMINI_BASE_URL", base_url)
+        return "gemini-2.5-flash"
+    from tests.test_cli_codex import KEY_ENV as CODEX_KEY
+    from tests.test_cli_codex import MODEL as CODEX_MODEL
+    from tests.test_cli_codex import codex_config
+
+    home = sandbox.home / ".codex"
+    home.mkdir(exist_ok=True)
+    # The user's config without any fail-fast setting: the adapter's own flags bound it.
+    (home / "config.toml").write_text(codex_config(f"{base_url}/v1", fail_fast=False))
+    env.setenv("CODEX_HOME", str(home))
+    env.setenv(CODEX_KEY, _key())
+    return CODEX_MODEL
+
+
 @pytest.fixture
 def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """No update checks, no proxies, nothing but loopback."""
@@ -89,14 +134,12 @@ def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
 
 
-def test_gemini_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+def test_gemini_swarm_end_to_end(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from tests.providers.gemini import GeminiStub, Usage
-    from tests.test_cli_gemini import SETTINGS
 
     _use_cli(stub_env, "gemini")
-    settings = sandbox.home / ".gemini" / "settings.json"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(json.dumps(SETTINGS))
     usage = Usage(prompt_tokens=1200, candidates_tokens=80, cached_tokens=500)
     stub: ScriptedProvider = GeminiStub(
         answer=ANSWER,
@@ -105,9 +148,8 @@ def test_gemini_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch)
         lifetime_s=240,
     )
     with stub:
-        stub_env.setenv("GEMINI_API_KEY", _key())
-        stub_env.setenv("GOOGLE_GEMINI_BASE_URL", stub.base_url)
-        status = _run_swarm(sandbox, "gemini", "gem1", "--model", "gemini-2.5-flash")
+        model = _point_at("gemini", stub.base_url, sandbox, stub_env, tmp_path)
+        status = _run_swarm(sandbox, "gemini", "gem1", "--model", model)
     # Two main turns each (tool call, answer), summed by the CLI.
     _check_workers(
         sandbox,
@@ -121,7 +163,6 @@ def test_opencode_swarm_end_to_end(
     sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from tests.providers.anthropic import AnthropicStub, Usage
-    from tests.test_cli_opencode import KEY_ENV, MODEL, PROVIDER, write_config
 
     _use_cli(stub_env, "opencode")
     stub: ScriptedProvider = AnthropicStub(
@@ -131,18 +172,14 @@ def test_opencode_swarm_end_to_end(
         lifetime_s=240,
     )
     with stub:
-        config = tmp_path / "opencode.json"
-        write_config(config, stub.base_url + "/v1")
-        stub_env.setenv("OPENCODE_CONFIG", str(config))
-        stub_env.setenv(KEY_ENV, _key())
-        stub_env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
-        stub_env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
-        stub_env.setenv("XDG_CACHE_HOME", str(sandbox.home / ".cache"))
-        status = _run_swarm(sandbox, "opencode", "oc1", "--model", f"{PROVIDER}/{MODEL}")
+        model = _point_at("opencode", stub.base_url, sandbox, stub_env, tmp_path)
+        status = _run_swarm(sandbox, "opencode", "oc1", "--model", model)
     _check_workers(sandbox, "oc1", status, {"output_tokens": 2 * 80, "turns": 2})
 
 
-def test_claude_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+def test_claude_swarm_end_to_end(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from tests.providers.anthropic import AnthropicStub, Usage
 
     _use_cli(stub_env, "claude")
@@ -160,11 +197,8 @@ def test_claude_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch)
         lifetime_s=240,
     )
     with stub:
-        stub_env.setenv("ANTHROPIC_BASE_URL", stub.base_url)
-        stub_env.setenv("ANTHROPIC_API_KEY", _key())
-        # We run as root in CI: the disposable sandbox says so itself, never the tool.
-        stub_env.setenv("IS_SANDBOX", "1")
-        status = _run_swarm(sandbox, "claude", "cl1", "--model", "claude-stub-1")
+        model = _point_at("claude", stub.base_url, sandbox, stub_env, tmp_path)
+        status = _run_swarm(sandbox, "claude", "cl1", "--model", model)
     _check_workers(
         sandbox,
         "cl1",
@@ -180,21 +214,19 @@ def test_claude_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch)
     )
 
 
-def test_codex_swarm_end_to_end(sandbox: Sandbox, stub_env: pytest.MonkeyPatch) -> None:
+def test_codex_swarm_end_to_end(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from tests.providers.openai_responses import OpenAIResponsesProvider
-    from tests.test_cli_codex import KEY_ENV, MODEL, codex_config
+    from tests.test_cli_codex import MODEL
 
     _use_cli(stub_env, "codex")
     stub = OpenAIResponsesProvider(
         file_line=HELLO.rstrip("\n"), answer=ANSWER, model=MODEL, lifetime_s=240
     )
     with stub:
-        home = sandbox.home / ".codex"
-        home.mkdir()
-        (home / "config.toml").write_text(codex_config(f"{stub.base_url}/v1"))
-        stub_env.setenv("CODEX_HOME", str(home))
-        stub_env.setenv(KEY_ENV, _key())
-        status = _run_swarm(sandbox, "codex", "cx1", "--model", MODEL)
+        model = _point_at("codex", stub.base_url, sandbox, stub_env, tmp_path)
+        status = _run_swarm(sandbox, "codex", "cx1", "--model", model)
     # Both workers' two responses reached the stub; each worker reports its own two.
     assert len(stub.usages) == 4
     total = stub.total_usage
@@ -232,59 +264,21 @@ def test_a_bad_key_fails_the_workers_fast_with_the_reason(
 
     _use_cli(stub_env, harness)
     stub: ScriptedProvider
-    model: str
-    if harness == "claude":
+    if harness in ("claude", "opencode"):
         stub = AnthropicStub(answer=ANSWER, status=401, lifetime_s=120)
-        model = "claude-stub-1"
-    elif harness == "opencode":
-        from tests.test_cli_opencode import KEY_ENV, MODEL, PROVIDER
-
-        stub = AnthropicStub(answer=ANSWER, status=401, lifetime_s=120)
-        model = f"{PROVIDER}/{MODEL}"
     elif harness == "gemini":
         stub = GeminiStub(answer=ANSWER, status=401, lifetime_s=120)
-        model = "gemini-2.5-flash"
     else:
         stub = OpenAIResponsesProvider(status=401, lifetime_s=120)
-        model = "gpt-5.5"
     with stub:
-        if harness == "claude":
-            stub_env.setenv("ANTHROPIC_BASE_URL", stub.base_url)
-            stub_env.setenv("ANTHROPIC_API_KEY", _key())
-            stub_env.setenv("IS_SANDBOX", "1")
-        elif harness == "opencode":
-            from tests.test_cli_opencode import write_config
-
-            config = tmp_path / "opencode.json"
-            write_config(config, stub.base_url + "/v1")
-            stub_env.setenv("OPENCODE_CONFIG", str(config))
-            stub_env.setenv(KEY_ENV, _key())
-            stub_env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
-            stub_env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
-        elif harness == "gemini":
-            from tests.test_cli_gemini import SETTINGS
-
-            settings = sandbox.home / ".gemini" / "settings.json"
-            settings.parent.mkdir(parents=True)
-            settings.write_text(json.dumps(SETTINGS))
-            stub_env.setenv("GEMINI_API_KEY", _key())
-            stub_env.setenv("GOOGLE_GEMINI_BASE_URL", stub.base_url)
-        else:
-            from tests.test_cli_codex import KEY_ENV as CODEX_KEY
-            from tests.test_cli_codex import codex_config
-
-            home = sandbox.home / ".codex"
-            home.mkdir()
-            (home / "config.toml").write_text(codex_config(f"{stub.base_url}/v1"))
-            stub_env.setenv("CODEX_HOME", str(home))
-            stub_env.setenv(CODEX_KEY, _key())
+        model = _point_at(harness, stub.base_url, sandbox, stub_env, tmp_path)
         status = _run_swarm(sandbox, harness, f"{harness}-401", "--model", model)
     _check_auth_failure(sandbox, f"{harness}-401", status)
 
 
 @pytest.mark.parametrize("harness", ["claude", "codex", "gemini"])
 def test_a_dead_endpoint_fails_the_workers_with_the_reason(
-    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, harness: str
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path, harness: str
 ) -> None:
     """A closed port on loopback: the adapter's retry settings end the worker (opencode
     retries ~65 s whatever its config says: --worker-timeout is its bound)."""
@@ -294,29 +288,6 @@ def test_a_dead_endpoint_fails_the_workers_with_the_reason(
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    if harness == "claude":
-        stub_env.setenv("ANTHROPIC_BASE_URL", dead)
-        stub_env.setenv("ANTHROPIC_API_KEY", _key())
-        stub_env.setenv("IS_SANDBOX", "1")
-        model = "claude-stub-1"
-    elif harness == "gemini":
-        from tests.test_cli_gemini import SETTINGS
-
-        settings = sandbox.home / ".gemini" / "settings.json"
-        settings.parent.mkdir(parents=True)
-        settings.write_text(json.dumps(SETTINGS))
-        stub_env.setenv("GEMINI_API_KEY", _key())
-        stub_env.setenv("GOOGLE_GEMINI_BASE_URL", dead)
-        model = "gemini-2.5-flash"
-    else:
-        from tests.test_cli_codex import KEY_ENV, codex_config
-
-        home = sandbox.home / ".codex"
-        home.mkdir()
-        # The user's config without any fail-fast setting: the adapter's own flag bounds it.
-        (home / "config.toml").write_text(codex_config(f"{dead}/v1", fail_fast=False))
-        stub_env.setenv("CODEX_HOME", str(home))
-        stub_env.setenv(KEY_ENV, _key())
-        model = "gpt-5.5"
+    model = _point_at(harness, dead, sandbox, stub_env, tmp_path)
     status = _run_swarm(sandbox, harness, f"{harness}-down", "--model", model)
     _check_auth_failure(sandbox, f"{harness}-down", status)
