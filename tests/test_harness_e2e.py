@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,12 @@ def _point_at(
         env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
         env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
         env.setenv("XDG_CACHE_HOME", str(sandbox.home / ".cache"))
+        # Two opencode processes creating its database at once fail ("database is
+        # locked"): a user's opencode has run before; this fresh HOME's has not.
+        subprocess.run(
+            [agent_cli("opencode"), "session", "list"], capture_output=True, timeout=60,
+            check=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
         return f"{PROVIDER}/{MODEL}"
     if harness == "gemini":
         from tests.test_cli_gemini import SETTINGS

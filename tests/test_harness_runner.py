@@ -348,3 +348,20 @@ def test_a_version_probe_that_never_answers_is_an_error(
     )
     with pytest.raises(KodelythError, match="did not answer within 1 s"):
         preflight.harness_problems(plan)
+
+
+def test_a_failure_outside_the_event_stream_still_gives_a_reason(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """opencode says "database is locked" on stderr, not as an event: that is the reason."""
+    fake_cli(
+        tmp_path / "bin", "opencode",
+        "cat > /dev/null; echo 'Error: Unexpected error' >&2; "
+        "echo 'database is locked' >&2; exit 1",
+        version="1.18.33",
+    )  # fmt: skip
+    _path_with(monkeypatch, tmp_path / "bin")
+    code, err = _swarm(sandbox, "--harness", "opencode", "--session", "lw1", "--execute")
+    assert code == 0, err
+    worker = workers_by_slug(wait_done(sandbox, "lw1"))["alpha"]
+    assert (worker["state"], worker["reason"]) == ("failed", "database is locked")

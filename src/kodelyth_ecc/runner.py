@@ -333,12 +333,23 @@ def _take_result(
     if result is None:
         return
     record.usage = result.usage
-    if result.reason and code != 0 and not record.reason:
-        record.reason = _ANSWER_CONTROLS.sub("", result.reason)[:200]
+    reason = result.reason or (_last_words(text) if code != 0 else None)
+    if reason and code != 0 and not record.reason:
+        record.reason = _ANSWER_CONTROLS.sub("", reason)[:200]
     if result.answer and options.get("handoff") and not timed_out:
         answer = _ANSWER_CONTROLS.sub("", result.answer.replace("\r\n", "\n")).strip("\n")
         with open(options["handoff"], "a", encoding="utf-8") as fh:
             fh.write("\n" + answer + "\n")
+
+
+def _last_words(text: str) -> str | None:
+    """The last line an agent printed that is not one of its structured events: what a
+    CLI says when it fails outside its event stream ("database is locked")."""
+    for raw in reversed(text[-65536:].split("\n")):
+        line = raw.strip()
+        if line and not line.startswith("{") and not line.startswith("[kodelyth-ecc]"):
+            return line
+    return None
 
 
 def _wait_for_launch(channel: str, env: dict[str, str]) -> bool:
