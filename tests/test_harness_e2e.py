@@ -102,11 +102,12 @@ def _point_at(
         env.setenv("XDG_CONFIG_HOME", str(sandbox.home / ".config"))
         env.setenv("XDG_DATA_HOME", str(sandbox.home / ".local" / "share"))
         env.setenv("XDG_CACHE_HOME", str(sandbox.home / ".cache"))
-        # Two opencode processes creating its database at once fail ("database is
-        # locked"): a user's opencode has run before; this fresh HOME's has not.
+        # Two first runs of opencode at once race to create its database ("database is
+        # locked", "Failed query: CREATE TABLE"): a user's opencode has run before, so
+        # this fresh HOME's runs once here first (README, docs/harnesses/opencode.md).
         subprocess.run(
-            [agent_cli("opencode"), "session", "list"], capture_output=True, timeout=60,
-            check=True, stdin=subprocess.DEVNULL,
+            [agent_cli("opencode"), "run", "--format", "json", "-m", f"{PROVIDER}/{MODEL}"],
+            input=b"say hi", capture_output=True, timeout=90, check=False, cwd=sandbox.repo,
         )  # fmt: skip
         return f"{PROVIDER}/{MODEL}"
     if harness == "gemini":
