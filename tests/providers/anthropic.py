@@ -38,11 +38,10 @@ Example::
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
-from tests.providers.server import Request, Response, ScriptedProvider
+from tests.providers.server import Request, Response, ScriptedConversation
 
 DEFAULT_MODEL = "claude-stub-1"
 
@@ -86,30 +85,12 @@ def _chunks(text: str, size: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-class AnthropicStub(ScriptedProvider):
+class AnthropicStub(ScriptedConversation):
     """See the module docstring for the constructor."""
 
-    def __init__(
-        self,
-        *,
-        answer: str,
-        tool_call: tuple[str, dict[str, Any]] | None = None,
-        usage: Usage | None = None,
-        model: str | None = None,
-        max_requests: int = 64,
-        lifetime_s: float = 300.0,
-        status: int | None = None,
-        hang: bool = False,
-    ) -> None:
-        super().__init__(max_requests=max_requests, lifetime_s=lifetime_s, status=status, hang=hang)
-        self.answer = answer
-        self.tool_call = tool_call
+    def __init__(self, *, usage: Usage | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.usage = usage or Usage()
-        self.model = model
-        self.turns: list[str] = []
-        self.side_requests = 0
-        self._ids = 0
-        self._id_lock = threading.Lock()
 
     def __enter__(self) -> AnthropicStub:
         self.start()
@@ -118,9 +99,7 @@ class AnthropicStub(ScriptedProvider):
     # --- ids -------------------------------------------------------------------------
 
     def _next_id(self, prefix: str) -> str:
-        with self._id_lock:
-            self._ids += 1
-            return f"{prefix}_stub{self._ids:06d}"
+        return f"{prefix}_stub{self._next_number():06d}"
 
     @property
     def tool_use_id(self) -> str:

@@ -38,12 +38,11 @@ stub counts it in ``side_requests``. ``turns`` lists the main turns answered,
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tests.providers.server import Request, Response, ScriptedProvider
+from tests.providers.server import Request, Response, ScriptedConversation
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 
@@ -140,39 +139,19 @@ def _sse(payloads: list[dict[str, Any]]) -> Response:
     )  # fmt: skip
 
 
-class GeminiStub(ScriptedProvider):
+class GeminiStub(ScriptedConversation):
     """See the module docstring for the constructor."""
 
-    def __init__(
-        self,
-        *,
-        answer: str,
-        tool_call: tuple[str, dict[str, Any]] | None = None,
-        usage: Usage | None = None,
-        model: str | None = None,
-        max_requests: int = 64,
-        lifetime_s: float = 300.0,
-        status: int | None = None,
-        hang: bool = False,
-    ) -> None:
-        super().__init__(max_requests=max_requests, lifetime_s=lifetime_s, status=status, hang=hang)
-        self.answer = answer
-        self.tool_call = tool_call
+    def __init__(self, *, usage: Usage | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.usage = usage or Usage()
-        self.model = model
-        self.turns: list[str] = []
-        self.side_requests = 0
-        self._ids = 0
-        self._id_lock = threading.Lock()
 
     def __enter__(self) -> GeminiStub:
         self.start()
         return self
 
     def _next_id(self) -> str:
-        with self._id_lock:
-            self._ids += 1
-            return f"stub-response-{self._ids:06d}"
+        return f"stub-response-{self._next_number():06d}"
 
     # --- routing ---------------------------------------------------------------------
 

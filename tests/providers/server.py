@@ -186,6 +186,40 @@ class ScriptedProvider:
         handler.wfile.flush()
 
 
+class ScriptedConversation(ScriptedProvider):
+    """A stub that plays one agent conversation: a scripted tool call first (``tool_call``:
+    name and input, or None), then ``answer``; ``model`` is what it reports (None: the
+    one asked for). It counts the main turns it answered (``turns``: "tool" or
+    "answer") and the side requests (titles, routers) apart. Subclasses add the
+    provider's wire format and its ``usage`` figures."""
+
+    def __init__(
+        self,
+        *,
+        answer: str,
+        tool_call: tuple[str, dict[str, Any]] | None = None,
+        model: str | None = None,
+        max_requests: int = 64,
+        lifetime_s: float = 300.0,
+        status: int | None = None,
+        hang: bool = False,
+    ) -> None:
+        super().__init__(max_requests=max_requests, lifetime_s=lifetime_s, status=status, hang=hang)
+        self.answer = answer
+        self.tool_call = tool_call
+        self.model = model
+        self.turns: list[str] = []
+        self.side_requests = 0
+        self._ids = 0
+        self._id_lock = threading.Lock()
+
+    def _next_number(self) -> int:
+        """A fresh id number: workers' requests arrive on several threads at once."""
+        with self._id_lock:
+            self._ids += 1
+            return self._ids
+
+
 def wait_for_requests(provider: ScriptedProvider, count: int, timeout: float = 30.0) -> bool:
     """Poll (bounded) until the stub has seen ``count`` requests."""
     deadline = time.monotonic() + timeout
