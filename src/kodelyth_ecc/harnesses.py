@@ -175,10 +175,6 @@ def get_harness(name: str) -> Harness:
     raise UsageError(f"unknown harness {name[:40]!r}: use one of {choices}")
 
 
-def harness_names() -> tuple[str, ...]:
-    return tuple(HARNESSES)
-
-
 def parse_version(text: str) -> tuple[int, ...] | None:
     """The first dotted version number in a ``--version`` output."""
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
@@ -386,7 +382,6 @@ def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
     pieces: list[str] = []
     session = model = reason = None
     stats: dict[str, Any] = {}
-    tools = 0
     succeeded = False
     for event in events:
         kind = event.get("type")
@@ -398,8 +393,7 @@ def _gemini(events: Iterable[dict[str, Any]]) -> AgentResult:
             if isinstance(content, str):
                 pieces.append(content)
         elif kind in ("tool_use", "tool_result"):
-            tools += kind == "tool_use"
-            pieces = []
+            pieces = []  # text before a tool call belongs to an earlier turn
         elif kind == "result":
             stats = _obj(event.get("stats"))
             succeeded = event.get("status") in (None, "success")

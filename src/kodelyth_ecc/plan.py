@@ -27,6 +27,7 @@ from kodelyth_ecc.launchers import (
 from kodelyth_ecc.process import which
 from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.records import Record
+from kodelyth_ecc.sessiondir import WorkerDir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -510,17 +511,19 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
                 f"share the slug {naming.shown_name(slug)}: give every worker a distinct name"
             )
         seen[slug] = spec.name
-        worker_dir = os.path.join(coordination_dir, slug)
+
         branch = naming.branch_name(session, slug)
         worktree = naming.worktree_path(worktree_root, repo_root, session, slug)
         template = validate_template(spec.launcher_command or default_template)
         seeds = tuple(
             dict.fromkeys(shared_seeds + normalize_seed_paths(spec.seed_paths, repo_root))
         )
+        # The worker's files are named by the owner of the session on disk.
+        paths = WorkerDir(coordination_dir, slug)
         files = {
-            "task_file": os.path.join(worker_dir, "task.md"),
-            "handoff_file": os.path.join(worker_dir, "handoff.md"),
-            "status_file": os.path.join(worker_dir, "status.md"),
+            "task_file": paths.task_file,
+            "handoff_file": paths.handoff_file,
+            "status_file": paths.status_file,
         }
         launch = render_template(
             template,
@@ -541,11 +544,11 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
                 task=spec.task,
                 branch_name=branch,
                 worktree_path=worktree,
-                coordination_dir=worker_dir,
+                coordination_dir=paths.path,
                 task_file_path=files["task_file"],
                 handoff_file_path=files["handoff_file"],
                 status_file_path=files["status_file"],
-                transcript_file_path=os.path.join(worker_dir, "transcript.log"),
+                transcript_file_path=paths.transcript_file,
                 launcher_template=template,
                 launch_command=launch,
                 seed_paths=seeds,

@@ -28,12 +28,6 @@ def _adapter(plan: OrchestrationPlan) -> Harness | None:
     )
 
 
-def missing_harness_program(plan: OrchestrationPlan) -> str | None:
-    """The harness program, if some worker uses the harness template and it is not on PATH."""
-    harness = _adapter(plan)
-    return missing_program(harness) if harness is not None else None
-
-
 def harness_problems(
     plan: OrchestrationPlan, *, probe_version: bool = True
 ) -> tuple[list[str], str | None]:
