@@ -93,7 +93,7 @@ def test_schema_documents_every_optional_field_we_write() -> None:
     assert set(worker_props) == set(BundleWorker.__struct_fields__)
     # The schema follows sessiondir's table of worker fields: names, kinds, required.
     kinds = {"name": "string", "text": "string", "str": "string", "int": "integer",
-             "float": "number", "object": "object"}  # fmt: skip
+             "float": "number", "object": "object", "exchanges": "array"}  # fmt: skip
     assert set(worker_props) == {f.name for f in WORKER_FIELDS}
     assert schema["$defs"]["worker"]["required"] == [f.name for f in WORKER_FIELDS if f.required]
     for field in WORKER_FIELDS:

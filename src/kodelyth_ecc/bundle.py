@@ -31,6 +31,7 @@ from kodelyth_ecc.bundleformat import (
     validate_names,
     validate_objects,
 )
+from kodelyth_ecc.exchanges import Exchange, RecordingError, validate_exchanges
 from kodelyth_ecc.fsutil import atomic_write_bytes, remove_stale_temps
 from kodelyth_ecc.sessiondir import RESERVED_SLUGS, WORKER_FIELDS
 
@@ -60,6 +61,7 @@ _KIND_TYPES: dict[str, Any] = {
     "int": int,
     "float": float,
     "object": dict[str, Any],
+    "exchanges": list[Exchange],
 }
 
 
@@ -129,7 +131,19 @@ def validate_bundle(bundle: Bundle, where: str = "bundle") -> Bundle:
     validate_names(bundle.session, [w.slug for w in bundle.workers], where)
     validate_meta(bundle.meta, where)
     validate_objects(bundle.workers, where)
+    validate_recordings(bundle.workers, where)
     return bundle
+
+
+def validate_recordings(workers: list[Any], where: str) -> None:
+    """Each worker's recorded exchanges within the recording format's limits."""
+    for index, worker in enumerate(workers):
+        recorded = getattr(worker, "exchanges", None)
+        if recorded is not None:
+            try:
+                validate_exchanges(recorded, f"workers[{index}].exchanges")
+            except RecordingError as exc:
+                raise problem(where, str(exc)) from None
 
 
 _DECODER = msgspec.json.Decoder(Bundle)

@@ -231,6 +231,12 @@ def json_string(data: bytes) -> bytes:
 
 
 def _json_value(value: Any, indent: int) -> bytes:
+    if isinstance(value, list) and value and not isinstance(value[0], (str, int, dict, list)):
+        # A recording (msgspec structs, so msgspec is loaded): as encode_bundle writes it.
+        import msgspec
+
+        formatted = msgspec.json.format(msgspec.json.encode(value), indent=2)
+        return formatted.replace(b"\n", b"\n" + b" " * indent)
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return text.replace("\n", "\n" + " " * indent).encode("utf-8")
 

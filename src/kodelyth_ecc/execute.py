@@ -25,6 +25,7 @@ from kodelyth_ecc.errors import KodelythError, SessionTaken
 from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
 from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
 from kodelyth_ecc.preflight import collisions, harness_problems
+from kodelyth_ecc.sessiondir import REPLAY_SOURCE_FILE
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
 
 
@@ -178,6 +179,54 @@ def _wait_for_runners(
             raise KodelythError(
                 f"the runner of worker {waiting[0]} did not start within "
                 f"{RUNNER_START_TIMEOUT_S:g} s: the machine may be overloaded; try again"
+            )
+        time.sleep(0.01)
+
+
+PROXY_WINDOW = "proxy"
+PROXY_START_TIMEOUT_S = 30.0
+
+
+def _start_proxy(plan: OrchestrationPlan, env_dir: str) -> None:
+    """The session's model proxy in its own window of the session (it outlives this
+    command; teardown ends it with the session). Its config, upstreams included, goes
+    in a 0600 file it reads and deletes, never on its command line. Returns once it
+    listens (``proxy.json`` written), so the workers find it."""
+    from kodelyth_ecc.proxy import build_config, encode_config
+
+    config = os.path.join(env_dir, "proxy.json")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(encode_config(build_config(plan, os.environ)))
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from kodelyth_ecc.proxy import main; sys.exit(main())"
+    )
+    out = tmux.run_sequence(
+        [
+            [
+                "new-window", "-d", "-t", f"={plan.session_name}:", "-n", PROXY_WINDOW,
+                "-P", "-F", "#{pane_id}", sys.executable, "-I", "-c", bootstrap, config,
+            ],
+            ["set-option", "-w", "-t", f"={plan.session_name}:{PROXY_WINDOW}",
+             "remain-on-exit", "on"],
+        ]
+    )  # fmt: skip
+    pane = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+    deadline = time.monotonic() + PROXY_START_TIMEOUT_S
+    while not os.path.exists(plan.proxy_file):
+        state = (tmux.panes(plan.session_name) or {}).get(pane)
+        if state is None or state.dead:
+            code = state.dead_status if state is not None else None
+            raise KodelythError(
+                f"the session's model proxy exited (status {code}) before it listened: "
+                "pass --no-record to run without it"
+            )
+        if time.monotonic() >= deadline:
+            raise KodelythError(
+                f"the session's model proxy did not start within {PROXY_START_TIMEOUT_S:g} s: "
+                "the machine may be overloaded; try again, or pass --no-record"
             )
         time.sleep(0.01)
 
@@ -370,6 +419,10 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         undo.append(("coordination dir", remove_coordination))
         record = materialize_plan(plan, base_commit=commit, mode="execute")
         created = True
+        for slug, source in plan.replay_sources.items():
+            # What an offline replay's proxy answers from (checked again when read).
+            with open(os.path.join(plan.coordination_dir, slug, REPLAY_SOURCE_FILE), "xb") as fh:
+                fh.write(source)
         lap("coordination")
 
         # Panes first: their runners start (and wait at the launch gate) while git
@@ -406,6 +459,11 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
             worker_record.pane_id = panes[worker_record.slug]
         write_session_record(plan.coordination_dir, record)
         lap("tmux")
+
+        if plan.proxied:
+            step = "starting the session's model proxy"
+            _start_proxy(plan, env_dir)
+            lap("proxy")
 
         undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))
         # What this run added, and so what its rollback removes: a worktree or branch

@@ -32,8 +32,12 @@ from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.sessiondir import (
     DIFF_FILE,
     DIFFSTAT_FILE,
+    DIVERGENCE_FILE,
+    EXCHANGES_FILE,
     MAX_STATUS_BYTES,
     MAX_TEXT_BYTES,
+    RECORDING_FILE,
+    SEAL_FILE,
     TRANSCRIPT_FILE,
     USAGE_FILE,
     WORKER_FIELDS,
@@ -213,7 +217,10 @@ def _changes(
 
 
 def _worker_fields(
-    slug: str, worker: WorkerDir, changes: dict[str, tuple[str | None, str | None]]
+    slug: str,
+    worker: WorkerDir,
+    changes: dict[str, tuple[str | None, str | None]],
+    include_exchanges: bool = True,
 ) -> dict[str, Any]:
     """One worker as bundle fields; the big texts stay UTF-8 bytes (kept exactly).
 
@@ -251,8 +258,39 @@ def _worker_fields(
         "diff": None if diff is None else diff.encode("utf-8"),
         "diffstat": None if diffstat is None else diffstat.encode("utf-8"),
         "transcript": None if transcript is None else transcript.encode("utf-8"),
-        "usage": _read_object(worker, USAGE_FILE) or status.usage,
+        "divergence": _read_object(worker, DIVERGENCE_FILE),
+        **_recording_fields(
+            worker, _read_object(worker, USAGE_FILE) or status.usage, include_exchanges
+        ),
     }
+
+
+def _recording_fields(
+    worker: WorkerDir, usage: dict[str, Any] | None, include: bool
+) -> dict[str, Any]:
+    """The worker's recorded exchanges, the recording's context and seal, and its usage
+    cross-checked against what the provider reported to the proxy: filled from it when
+    the CLI reported none (a custom launcher), kept beside it as ``usage.recorded``."""
+    from kodelyth_ecc import exchanges as ex
+
+    data = worker.read(EXCHANGES_FILE, ex.MAX_RECORDING_BYTES) if include else None
+    if not data:
+        return {"usage": usage, "exchanges": None, "recording": None}
+    recorded = ex.parse_lines(data)
+    recording = _read_object(worker, RECORDING_FILE) or {}
+    if recording and "seal" not in recording:
+        seal_text = worker.read(SEAL_FILE, 1024)
+        if ex.file_sealed_here(data, seal_text.decode("ascii", "replace") if seal_text else None):
+            recording["seal"] = ex.seal(recorded, ex.Context.of(recording))
+    totals = ex.total_usage(recorded)
+    if totals is not None:
+        from kodelyth_ecc.statusfile import USAGE_KEYS
+
+        usage = dict(usage or dict.fromkeys(USAGE_KEYS))
+        if not any(isinstance(usage.get(k), int) for k in ex.USAGE_TOKENS):
+            usage.update({k: v for k, v in totals.items() if k in USAGE_KEYS})
+        usage["recorded"] = totals
+    return {"usage": usage, "exchanges": recorded, "recording": recording or None}
 
 
 def _read_object(worker: WorkerDir, name: str) -> dict[str, Any] | None:
@@ -289,6 +327,7 @@ def export_bundle(
     harness: str | None = None,
     base_ref: str | None = None,
     include_changes: bool = True,
+    include_exchanges: bool = True,
 ) -> Bundle:
     """Read a session into a validated ``Bundle`` (nothing is written)."""
     from kodelyth_ecc.bundle import Bundle, BundleWorker, validate_bundle
@@ -299,7 +338,7 @@ def export_bundle(
     changes = _changes(record, [s for s, _ in dirs], include_changes)
     workers = []
     for slug, worker_dir in dirs:
-        fields = _worker_fields(slug, worker_dir, changes)
+        fields = _worker_fields(slug, worker_dir, changes, include_exchanges)
         for key, value in fields.items():
             if isinstance(value, bytes):
                 fields[key] = value.decode("utf-8")
@@ -318,6 +357,7 @@ def export_to_stream(
     harness: str | None = None,
     base_ref: str | None = None,
     include_changes: bool = True,
+    include_exchanges: bool = True,
 ) -> int:
     """Export straight to a file path (atomically) or an open binary stream, one worker
     at a time: memory stays at about one worker's files, whatever the session's size.
@@ -327,7 +367,9 @@ def export_to_stream(
     )
     changes = _changes(record, [s for s, _ in dirs], include_changes)
     loosen_allocator()
-    workers = (_worker_fields(slug, worker_dir, changes) for slug, worker_dir in dirs)
+    workers = (
+        _worker_fields(slug, worker_dir, changes, include_exchanges) for slug, worker_dir in dirs
+    )
     if isinstance(out, str):
         return stream_to_file(out, header, workers)
     return write_stream(out, header, workers)

@@ -31,6 +31,26 @@ if TYPE_CHECKING:
 _STDIN = "< {task_file_sh}"
 
 
+class Upstream(Record):
+    """Where the session's model proxy forwards a harness's requests: the endpoint the
+    user had configured in ``variable``, else the provider's ``default``. With
+    ``prefixes``, only request paths starting with one of them (a custom launcher may
+    speak to several providers); ``strip`` comes off the path before forwarding."""
+
+    variable: str
+    default: str
+    prefixes: tuple[str, ...] = ()
+    strip: str = ""
+
+    def base(self, environ: Mapping[str, str]) -> str:
+        return (environ.get(self.variable) or self.default).rstrip("/")
+
+
+ANTHROPIC = Upstream("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+GEMINI = Upstream("GOOGLE_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com")
+OPENAI = Upstream("OPENAI_BASE_URL", "https://api.openai.com/v1", strip="/v1")
+
+
 class Harness(Record):
     """One agent CLI (or ``echo``, or ``custom`` for a user's --launcher-cmd)."""
 
@@ -55,6 +75,18 @@ class Harness(Record):
     endpoint: str = ""
     # Whether it refuses to skip permissions as root unless IS_SANDBOX=1.
     refuses_root: bool = False
+    # How the session's model proxy is put between it and its provider: the variables
+    # set to the proxy's URL (plus a suffix), where the proxy forwards, and the key
+    # variables an offline replay fills with a placeholder when none is set. Empty:
+    # this CLI cannot be pointed at the proxy without editing the user's config.
+    proxy_env: tuple[tuple[str, str], ...] = ()
+    upstreams: tuple[Upstream, ...] = ()
+    key_env: tuple[str, ...] = ()
+
+    @property
+    def records(self) -> bool:
+        """Whether its model traffic can go through the session's proxy."""
+        return bool(self.proxy_env)
 
     @property
     def template(self) -> str:
@@ -97,6 +129,9 @@ HARNESSES: Mapping[str, Harness] = {
             ),
             endpoint="ANTHROPIC_BASE_URL (and ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN)",
             refuses_root=True,
+            proxy_env=(("ANTHROPIC_BASE_URL", ""),),
+            upstreams=(ANTHROPIC,),
+            key_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
         ),
         Harness(
             "codex",
@@ -152,11 +187,41 @@ HARNESSES: Mapping[str, Harness] = {
             endpoint="GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY, with "
             'security.auth.selectedType "gemini-api-key" and general.maxAttempts in '
             "~/.gemini/settings.json (docs/harnesses/gemini.md)",
+            proxy_env=(("GOOGLE_GEMINI_BASE_URL", ""),),
+            upstreams=(GEMINI,),
+            key_env=("GEMINI_API_KEY",),
         ),
         Harness("echo", None, ECHO_TEMPLATE, version_args=()),
     )
 }
 DEFAULT_HARNESS = "claude"
+# A user's --launcher-cmd: whatever it runs finds the proxy under each provider's usual
+# variable (and KODELYTH_PROXY_URL), and the proxy routes by request path.
+CUSTOM_ADAPTER = Harness(
+    CUSTOM,
+    None,
+    "",
+    proxy_env=(
+        ("ANTHROPIC_BASE_URL", ""),
+        ("OPENAI_BASE_URL", "/v1"),
+        ("GOOGLE_GEMINI_BASE_URL", ""),
+    ),
+    upstreams=(
+        Upstream(ANTHROPIC.variable, ANTHROPIC.default, ("/v1/messages", "/v1/complete")),
+        Upstream(GEMINI.variable, GEMINI.default, ("/v1beta/", "/v1alpha/", "/upload/")),
+        Upstream(OPENAI.variable, OPENAI.default, ("/v1/",), OPENAI.strip),
+    ),
+)
+
+
+def proxy_adapter(harness: str | None) -> Harness | None:
+    """The adapter that points ``harness``'s workers at the proxy (None: it cannot)."""
+    if harness in (None, CUSTOM):
+        return CUSTOM_ADAPTER
+    adapter = HARNESSES.get(harness)
+    return adapter if adapter is not None and adapter.records else None
+
+
 # Harnesses that used to exist: bundles naming them still import; replaying them asks
 # for --harness.
 REMOVED = {

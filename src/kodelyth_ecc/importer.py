@@ -87,6 +87,10 @@ def _texts(worker: BundleWorker | RawWorker, field: str) -> list[bytes] | None:
         import json
 
         return [json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"]
+    if isinstance(value, list):  # a recording: exchanges.jsonl, one exchange a line
+        from kodelyth_ecc.exchanges import encode_line
+
+        return [encode_line(exchange) for exchange in value]
     from kodelyth_ecc.rawbundle import text_bytes
 
     return text_bytes(value)

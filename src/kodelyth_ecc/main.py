@@ -90,6 +90,12 @@ def _add_agent_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="stop a worker (its whole process group) after this long: failed, reason timeout",
     )
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not put the session's recording proxy between the agents and their model "
+        "(recording is on for claude, gemini and custom launchers)",
+    )
 
 
 def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
@@ -282,6 +288,11 @@ def _session_export_parser(sub: _Sub) -> None:
         action="store_true",
         help="redact secrets as `sanitize` does (the bundle is built in memory)",
     )
+    export.add_argument(
+        "--no-exchanges",
+        action="store_true",
+        help="leave out the workers' recorded model traffic (exchanges)",
+    )
     _add_sanitize_options(export, "with --sanitize: ")
     _add_coordination_root(export)
 
@@ -370,6 +381,25 @@ def _replay_parser(sub: _Sub) -> None:
         "--trust-launcher",
         action="store_true",
         help="run the launcher template recorded in the bundle (never done otherwise)",
+    )
+    replay.add_argument(
+        "--offline",
+        action="store_true",
+        help="answer each worker's model requests from its recorded exchanges: nothing "
+        "leaves the machine, no API key is needed",
+    )
+    replay.add_argument(
+        "--on-divergence",
+        choices=("stop", "continue", "live"),
+        help="with --offline, when a request differs from the recording: stop the worker "
+        "(failed, reason diverged; the default), keep answering from the recording, or hand "
+        "the worker to the live model from that turn on",
+    )
+    replay.add_argument(
+        "--trust-recording",
+        action="store_true",
+        help="with --offline: let a recording made on another machine drive the agents "
+        "(its tool calls run here; the dry-run lists them)",
     )
     _add_coordination_root(replay)
     _add_max_bundle_size(replay)

@@ -69,6 +69,13 @@ class PlanConfig(Record):
     # The model the harness is asked for (--model), and how long a worker may run.
     model: str | None = None
     worker_timeout: float | None = None
+    # The session's model proxy: record each worker's model traffic (--no-record: off),
+    # or answer from a recording (an offline replay: ``replay_sources`` maps each
+    # worker's slug to its recording, as ``replay-source.json`` bytes).
+    record: bool = True
+    offline: bool = False
+    on_divergence: str = "stop"
+    replay_sources: Mapping[str, bytes] = _NO_META
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -139,6 +146,52 @@ class OrchestrationPlan(Record):
     extra_meta: Mapping[str, Any] = _NO_META
     model: str | None = None
     worker_timeout: float | None = None
+    record: bool = True
+    offline: bool = False
+    on_divergence: str = "stop"
+    replay_sources: Mapping[str, bytes] = _NO_META
+
+    @property
+    def proxied(self) -> bool:
+        """Whether the workers talk to their model through the session's proxy."""
+        from kodelyth_ecc.harnesses import proxy_adapter
+
+        return (self.record or self.offline) and proxy_adapter(self.harness) is not None
+
+    @property
+    def proxy_file(self) -> str:
+        from kodelyth_ecc.sessiondir import PROXY_FILE
+
+        return os.path.join(self.coordination_dir, PROXY_FILE)
+
+    def recording_summary(self) -> str:
+        """One line on what happens to the workers' model traffic."""
+        from kodelyth_ecc.harnesses import proxy_adapter
+
+        if self.harness == "echo":
+            return "none (echo workers make no model requests)"
+        if proxy_adapter(self.harness) is None:
+            return (
+                f"not available for {self.harness}: its endpoint is set in its own config "
+                "file, which kodelyth-ecc does not edit"
+            )
+        if self.offline:
+            return "offline: each worker is answered from its recorded exchanges"
+        if not self.record:
+            return "off"
+        return "on: each worker's model traffic is recorded by the session's proxy"
+
+    def _proxy_args(self) -> list[str]:
+        from kodelyth_ecc.harnesses import proxy_adapter
+
+        adapter = proxy_adapter(self.harness)
+        if not self.proxied or adapter is None:
+            return []
+        variables = ",".join(f"{name}={suffix}" for name, suffix in adapter.proxy_env)
+        args = ["--proxy", self.proxy_file, "--proxy-env", variables]
+        if self.offline and adapter.key_env:
+            args += ["--offline-key", ",".join(adapter.key_env)]
+        return args
 
     def runner_argv(
         self,
@@ -185,6 +238,7 @@ class OrchestrationPlan(Record):
             *(["--cli", cli] if cli and worker.result_harness else []),
             *(["--model", self.model] if self.model and worker.result_harness else []),
             *(["--timeout", f"{self.worker_timeout:g}"] if self.worker_timeout else []),
+            *self._proxy_args(),
             "--",
             *self.shell,
             worker.launch_command,
@@ -577,6 +631,10 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         harness=harness.name if harness is not None and not config.launcher_command else CUSTOM,
         model=config.model,
         worker_timeout=config.worker_timeout,
+        record=config.record,
+        offline=config.offline,
+        on_divergence=config.on_divergence,
+        replay_sources=config.replay_sources,
         extra_meta={
             **config.extra_meta,
             **({"model": config.model} if config.model else {}),

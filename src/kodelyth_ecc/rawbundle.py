@@ -30,6 +30,7 @@ from kodelyth_ecc.bundle import (
     decode_bundle,
     open_capped,
     read_upto,
+    validate_recordings,
     worker_struct_fields,
 )
 from kodelyth_ecc.bundleformat import (
@@ -94,6 +95,7 @@ def read_raw_bundle(path: str, *, max_bytes: int) -> RawBundle | Bundle:
     validate_names(raw.session, [w.slug for w in raw.workers], path)
     validate_meta(raw.meta, path)
     validate_objects(raw.workers, path)
+    validate_recordings(raw.workers, path)
     for worker in raw.workers:
         for name in TEXT_FIELDS:
             value: msgspec.Raw = getattr(worker, name)

@@ -286,6 +286,9 @@ def build_replay_plan_config(
     model: str | None = None,
     launcher_command: str | None = None,
     worker_timeout: float | None = None,
+    record: bool = True,
+    offline: bool = False,
+    on_divergence: str = "stop",
 ) -> PlanConfig:
     """A ``PlanConfig`` that re-runs ``bundle`` with the given overrides.
 
@@ -364,6 +367,9 @@ def build_replay_plan_config(
         variation["model"] = model
     if worker_timeout is not None:
         variation["worker_timeout_s"] = worker_timeout
+    if offline:
+        variation["offline"] = True
+        variation["on_divergence"] = on_divergence
     replay_of: dict[str, Any] = {"session": bundle.session}
     if bundle_sha256:
         replay_of["bundle_sha256"] = bundle_sha256
@@ -383,7 +389,62 @@ def build_replay_plan_config(
         extra_meta={"replay_of": replay_of, "variation": variation},
         model=chosen_model,
         worker_timeout=worker_timeout,
+        record=record,
+        offline=offline,
+        on_divergence=on_divergence,
+        replay_sources=replay_sources(bundle, [naming.slugify(n) for n in names])
+        if offline
+        else {},
     )
+
+
+class RecordingInfo(Record):
+    """What a bundle worker's recording holds, for a replay's dry-run and its checks."""
+
+    slug: str
+    turns: int
+    made_here: bool
+    commands: tuple[str, ...]
+    paths: tuple[str, ...]
+
+
+def recordings(bundle: Bundle, slugs: Sequence[str]) -> dict[str, RecordingInfo | None]:
+    """Per replay worker (by slug), the origin worker's recording (None: it has none)."""
+    from kodelyth_ecc.exchanges import sealed_here, tool_calls, touches
+
+    found: dict[str, RecordingInfo | None] = {}
+    for slug in slugs:
+        worker = bundle.worker(slug)
+        recorded = getattr(worker, "exchanges", None) if worker is not None else None
+        if not recorded:
+            found[slug] = None
+            continue
+        calls = [call for exchange in recorded for call in tool_calls(exchange)]
+        commands, paths = touches(calls)
+        found[slug] = RecordingInfo(
+            slug,
+            len(recorded),
+            sealed_here(recorded, getattr(worker, "recording", None)),
+            tuple(commands),
+            tuple(paths),
+        )
+    return found
+
+
+def replay_sources(bundle: Bundle, slugs: Sequence[str]) -> dict[str, bytes]:
+    """What each offline worker's proxy answers from (``replay-source.json``): the origin
+    worker's recording and its context; an empty one for a worker without."""
+    import msgspec
+
+    sources: dict[str, bytes] = {}
+    for slug in slugs:
+        worker = bundle.worker(slug)
+        source = {
+            "recording": getattr(worker, "recording", None) if worker is not None else None,
+            "exchanges": (getattr(worker, "exchanges", None) if worker is not None else None) or [],
+        }
+        sources[slug] = msgspec.json.encode(source)
+    return sources
 
 
 def _inside(path: str, root: str) -> bool:

@@ -132,6 +132,17 @@ def read_environment(path: str) -> dict[str, str]:
     """The caller's environment from the file ``execute_plan`` wrote (``NAME=value\\0``
     entries), deleted as soon as it is open: its values never reach disk for longer,
     nor any command line. Only a regular file of ours, never through a symlink."""
+    env: dict[str, str] = {}
+    for entry in read_environment_bytes(path).split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep and key:
+            env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
+
+
+def read_environment_bytes(path: str) -> bytes:
+    """A file ``execute_plan`` wrote for one reader (an environment, the proxy's
+    config), deleted as soon as it is open; only a regular file of ours."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.unlink(path)
@@ -147,12 +158,7 @@ def read_environment(path: str) -> dict[str, str]:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    env: dict[str, str] = {}
-    for entry in b"".join(chunks).split(b"\0"):
-        key, sep, value = entry.partition(b"=")
-        if sep and key:
-            env[os.fsdecode(key)] = os.fsdecode(value)
-    return env
+    return b"".join(chunks)
 
 
 def worker_environment(caller: dict[str, str]) -> dict[str, str]:
@@ -277,6 +283,9 @@ def run_in_pty(
 
 
 _OPTIONS = (
+    "--proxy",
+    "--proxy-env",
+    "--offline-key",
     "--name",
     "--status-file",
     "--transcript",
@@ -352,6 +361,62 @@ def _last_words(text: str) -> str | None:
     return None
 
 
+# What an offline replay gives a CLI that wants a key and finds none: the proxy answers
+# from the recording, so no key is needed and none is sent anywhere.
+OFFLINE_KEY = "kodelyth-offline-replay"
+
+
+def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
+    """Point the agent at its port of the session's model proxy: the variables its
+    harness adapter names (``--proxy-env NAME=suffix,...``), ``KODELYTH_PROXY_URL``, and
+    loopback exempt from any HTTP proxy the user has."""
+    import json
+
+    slug = os.path.basename(os.path.dirname(os.path.abspath(options["status-file"])))
+    with open(options["proxy"], "rb") as fh:
+        ports = json.loads(fh.read(1 << 20)).get("ports") or {}
+    port = ports.get(slug)
+    if not isinstance(port, int):
+        raise OSError(errno.ENOENT, f"the session's proxy has no port for {slug}")
+    url = f"http://127.0.0.1:{port}"
+    for spec in filter(None, options.get("proxy-env", "").split(",")):
+        name, _, suffix = spec.partition("=")
+        env[name] = url + suffix
+    env["KODELYTH_PROXY_URL"] = url
+    for name in ("NO_PROXY", "no_proxy"):
+        kept = [h for h in env.get(name, "").split(",") if h.strip()]
+        env[name] = ",".join([*kept, "127.0.0.1", "localhost"])
+    keys = [k for k in options.get("offline-key", "").split(",") if k]
+    if keys and not any(env.get(k) for k in keys):
+        env[keys[0]] = OFFLINE_KEY
+
+
+def _take_divergence(options: dict[str, str], record: StatusRecord) -> None:
+    """Where the proxy saw this worker part from its recording; under the ``stop``
+    policy the worker failed for that reason, whatever its CLI's exit code says."""
+    import json
+
+    from kodelyth_ecc.sessiondir import DIVERGENCE_FILE
+
+    path = os.path.join(os.path.dirname(os.path.abspath(options["status-file"])), DIVERGENCE_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            found = json.loads(fh.read(65536))
+        except ValueError:
+            return
+    if not isinstance(found, dict) or not isinstance(found.get("turn"), int):
+        return
+    reason = str(found.get("reason") or "")[:200]
+    record.divergence = _ANSWER_CONTROLS.sub("", f"turn {found['turn']}: {reason}")
+    if found.get("policy") == "stop":
+        record.state = "failed"
+        record.reason = f"diverged at turn {found['turn']}"
+
+
 def _wait_for_launch(channel: str, env: dict[str, str]) -> bool:
     """Block on the tmux channel that ``execute_plan`` signals once every pane exists."""
     try:
@@ -381,6 +446,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if gate and not _wait_for_launch(gate, env if env is not None else dict(os.environ)):
         print(f"kodelyth-ecc runner: launch signal {gate!r} failed", file=sys.stderr)
         return 1
+    if "proxy" in options:
+        env = env if env is not None else dict(os.environ)
+        try:
+            _point_at_proxy(options, env)
+        except (OSError, ValueError, AttributeError) as exc:
+            print(f"kodelyth-ecc runner: cannot reach the session's proxy: {exc}", file=sys.stderr)
+            return 1
     if "cwd" in options:
         os.chdir(options["cwd"])
     record.state = "running"
@@ -402,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     record.finished = _utc_now()
     record.exit_code = code
     record.state = "completed" if code == 0 else "failed"
+    if "proxy" in options:
+        _take_divergence(options, record)
     atomic_write_text(options["status-file"], render_status(record))
     print(
         f"\n[kodelyth-ecc] {name}: {record.state} (exit {code}) in {record.duration_s:.1f}s",

@@ -48,6 +48,16 @@ DIFFSTAT_FILE = "diffstat.txt"
 # Written by session-import when a bundle carried a worker's usage (a live worker's is in
 # its status.md).
 USAGE_FILE = "usage.json"
+# The session's model proxy (``proxy``): its ports, in the session dir; and per worker
+# the recorded exchanges (``exchanges``: one JSON object a line), their seal, what the
+# recording needs to be replayed elsewhere (its worktree), the recording an offline
+# replay answers from, and where that replay diverged from it.
+PROXY_FILE = "proxy.json"
+EXCHANGES_FILE = "exchanges.jsonl"
+SEAL_FILE = "exchanges.seal"
+RECORDING_FILE = "recording.json"
+REPLAY_SOURCE_FILE = "replay-source.json"
+DIVERGENCE_FILE = "divergence.json"
 # The files a swarm writes for every worker before it starts.
 WORKER_FILES = (TASK_FILE, HANDOFF_FILE, STATUS_FILE)
 # Siblings of a session dir that belong to the tool: ``<session>.teardown/`` holds the
@@ -79,7 +89,7 @@ _SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 MAX_SLUG = 64
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # A worker directory of this name would collide with the coordination dir's own file.
-RESERVED_SLUGS = frozenset({SESSION_FILE})
+RESERVED_SLUGS = frozenset({SESSION_FILE, PROXY_FILE})
 # What an error message shows of a rejected name: enough to recognise it, never a
 # whole value (a name may hold a token pasted by mistake).
 _SHOWN_NAME = 24
@@ -405,7 +415,8 @@ class WorkerField(Record):
     """One field of a bundle worker.
 
     ``kind``: ``name`` (the slug), ``text`` (a file's text, kept exactly; large),
-    ``str``, ``int`` or ``float`` (short facts), ``object`` (a small JSON object).
+    ``str``, ``int`` or ``float`` (short facts), ``object`` (a small JSON object),
+    ``exchanges`` (a recording: a list of ``exchanges.Exchange``).
     ``file``: the worker file a text field is read from on export and restored to on
     import (None: computed, not a file)."""
 
@@ -432,6 +443,12 @@ WORKER_FIELDS: tuple[WorkerField, ...] = (
     WorkerField("transcript", "text", file=TRANSCRIPT_FILE),
     # What the agent used: model, tokens, cost, turns, its own session id, the CLI.
     WorkerField("usage", "object", file=USAGE_FILE),
+    # The model traffic the session's proxy recorded, and what replaying it needs: the
+    # worktree it ran in and the seal of the machine that recorded it.
+    WorkerField("exchanges", "exchanges", file=EXCHANGES_FILE),
+    WorkerField("recording", "object", file=RECORDING_FILE),
+    # Where an offline replay parted from its recording: turn and a short reason.
+    WorkerField("divergence", "object", file=DIVERGENCE_FILE),
 )
 WORKER_FIELD_NAMES = tuple(f.name for f in WORKER_FIELDS)
 TEXT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "text")

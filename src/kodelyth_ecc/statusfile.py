@@ -33,6 +33,7 @@ class StatusRecord:
 
     __slots__ = (
         "branch",
+        "divergence",
         "duration_s",
         "exit_code",
         "finished",
@@ -56,6 +57,7 @@ class StatusRecord:
         worktree: str | None = None,
         reason: str | None = None,
         usage: dict[str, object] | None = None,
+        divergence: str | None = None,
     ) -> None:
         self.name = name
         self.state = state
@@ -69,6 +71,8 @@ class StatusRecord:
         self.reason = reason
         # What the agent used (USAGE_BULLETS), as its CLI reported it.
         self.usage = usage
+        # Where an offline replay parted from its recording ("turn 3: a tool result ...").
+        self.divergence = divergence
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StatusRecord):
@@ -119,6 +123,7 @@ def render_status(record: StatusRecord) -> str:
         ("Exit code", None if record.exit_code is None else str(record.exit_code)),
         ("Duration", None if record.duration_s is None else f"{record.duration_s:.2f}s"),
         ("Reason", record.reason),
+        ("Divergence", record.divergence),
     ]
     usage = record.usage or {}
     fields += [(bullet, _usage_value(usage.get(key))) for key, bullet, _ in USAGE_BULLETS]
@@ -159,6 +164,8 @@ def parse_status(text: str, default_name: str = "") -> StatusRecord:
             record.duration_s = float(number) if _DURATION.fullmatch(number) else None
         elif key == "reason":
             record.reason = value[:200] or None
+        elif key == "divergence":
+            record.divergence = value[:300] or None
         elif key in _USAGE_BY_BULLET:
             name, kind = _USAGE_BY_BULLET[key]
             parsed = _parse_usage(value, kind)

@@ -16,10 +16,12 @@ from kodelyth_ecc.preflight import collisions
 from kodelyth_ecc.replay import (
     BaseChoice,
     BaseNotHere,
+    RecordingInfo,
     build_replay_plan_config,
     choose_base,
     differences,
     load_replay_source,
+    recordings,
     recover_tasks,
     replay_seeds,
     resolve_base,
@@ -100,9 +102,56 @@ def _claim_free_name(
     return config, plan
 
 
+def _print_recordings(infos: dict[str, RecordingInfo | None], offline: bool) -> None:
+    """Which workers have a recording and how many turns; for one made elsewhere, every
+    command and path its recorded tool calls would make the agent touch (shown
+    escaped: a stranger wrote them)."""
+    out = sys.stdout
+    out.write("Recordings:\n")
+    for slug, info in infos.items():
+        if info is None:
+            out.write(f"  {shown_text(slug)}: no recording\n")
+            continue
+        where = "made on this machine" if info.made_here else "made on another machine"
+        out.write(f"  {shown_text(slug)}: {info.turns} turns, {where}\n")
+        if info.made_here and not offline:
+            continue
+        for command in info.commands:
+            out.write(f"    runs      {shown_text(command, 300)}\n")
+        for path in info.paths:
+            out.write(f"    touches   {shown_text(path, 300)}\n")
+        if not info.commands and not info.paths:
+            out.write("    its recorded answers make no tool calls\n")
+
+
+def _check_offline(
+    args: argparse.Namespace, plan: OrchestrationPlan, infos: dict[str, RecordingInfo | None]
+) -> None:
+    if not plan.proxied:
+        raise UsageError(
+            f"--offline needs a harness whose traffic goes through the session's proxy "
+            f"(claude, gemini or --launcher-cmd); {plan.harness} cannot be pointed at it"
+        )
+    missing = [slug for slug, info in infos.items() if info is None]
+    for slug in missing:
+        _warn(
+            f"worker {shown_text(slug)} has no recording: offline, its first request "
+            "diverges (--on-divergence decides what happens)"
+        )
+    foreign = [slug for slug, info in infos.items() if info is not None and not info.made_here]
+    if foreign and args.execute and not args.trust_recording:
+        raise KodelythError(
+            f"the recording of worker {shown_text(foreign[0])} was not made on this machine: "
+            "its recorded tool calls would run here; review them with a dry-run (without "
+            "--execute), then pass --trust-recording"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.wait or args.export or args.timeout is not None) and not args.execute:
         raise UsageError("--wait, --timeout and --export only apply with --execute")
+    if (args.on_divergence is not None or args.trust_recording) and not args.offline:
+        raise UsageError("--on-divergence and --trust-recording only apply with --offline")
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout only applies with --wait")
     if args.export is not None:
@@ -152,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
             model=args.model,
             launcher_command=args.launcher_cmd,
             worker_timeout=args.worker_timeout,
+            record=not args.no_record,
+            offline=args.offline,
+            on_divergence=args.on_divergence or "stop",
         )
         if args.session is None:
             variation = dict(config.extra_meta["variation"])
@@ -160,6 +212,9 @@ def run(args: argparse.Namespace) -> int:
         return config, build_orchestration_plan(config)
 
     config, plan = configure()
+    infos = recordings(bundle, [w.worker_slug for w in plan.workers])
+    if args.offline:
+        _check_offline(args, plan, infos)
     for warning in base.warnings:
         _warn(warning)
     if base_problem is not None:
@@ -205,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
             diffs=differences(bundle, config),
             task_note=note,
         )
+        sys.stdout.write(f"Recording     {plan.recording_summary()}\n")
+        if args.offline or any(info is not None for info in infos.values()):
+            _print_recordings(infos, args.offline)
         sys.stderr.write("dry run: nothing was created; add --execute to start the replay\n")
         return 0
 

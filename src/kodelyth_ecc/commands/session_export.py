@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         "agents": agents,
         "harness": args.harness,
         "base_ref": args.base_ref,
+        "include_exchanges": not args.no_exchanges,
     }
     if args.sanitize:
         return _export_sanitized(args, root, options, out)

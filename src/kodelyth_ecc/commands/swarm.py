@@ -99,6 +99,7 @@ def _print_plan(plan: OrchestrationPlan, commit: str) -> None:
         out.write(f"Task          {plan.task}\n")
     if plan.seed_paths:
         out.write(f"Seeds         {', '.join(plan.seed_paths)}\n")
+    out.write(f"Recording     {plan.recording_summary()}\n")
     out.write(f"Workers       {len(plan.workers)}\n")
     for worker in plan.workers:
         out.write(f"  {worker.worker_slug}\n")
@@ -167,6 +168,8 @@ def _run_named(
 
 def run(args: argparse.Namespace) -> int:
     config, commit = _config_from_args(args)
+    if args.no_record:
+        config = config._replace(record=False)
     plan = build_orchestration_plan(config)
     if args.plan:
         _check_repo_root(plan)

@@ -1,0 +1,619 @@
+"""The session's model proxy: records each worker's model traffic, or answers from it.
+
+One process per session, in its own window of the session's tmux session (so it
+outlives the command that started it, and ``teardown`` ends it with the session).
+Each worker gets its own listening port on 127.0.0.1: the port says whose traffic
+it is, and no worker's requests reach another's recording. The harness adapter
+points the worker's CLI at it (``harnesses.Harness.proxy_env``).
+
+- ``record``: every request is forwarded to the upstream the user had configured (or
+  the provider's default), over HTTPS, and the answer is passed back as it arrives
+  (a stream's events are flushed one by one, never buffered to the end); then the
+  exchange is appended to the worker's ``exchanges.jsonl`` (``exchanges``).
+- ``offline``: requests are answered from the worker's recorded exchanges, in order,
+  and nothing leaves the machine. A request whose conversation differs from the
+  recorded one is a divergence: written to ``divergence.json`` and handled by the
+  policy (``stop``: refuse it, so the agent ends; ``continue``: answer from the
+  recording anyway; ``live``: hand the worker to the upstream from that turn on).
+
+Started as ``python -m kodelyth_ecc.proxy CONFIG`` by ``execute``; the config file
+(0600, in the environment dir) is read and deleted at once; the ports go to
+``<coordination>/proxy.json``. Credentials pass through in the CLI's own headers and
+are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from kodelyth_ecc import exchanges as ex
+from kodelyth_ecc.fsutil import atomic_write_bytes
+from kodelyth_ecc.sessiondir import (
+    DIVERGENCE_FILE,
+    EXCHANGES_FILE,
+    PROXY_FILE,
+    RECORDING_FILE,
+    REPLAY_SOURCE_FILE,
+    SEAL_FILE,
+)
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+    }
+)
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+CONNECT_TIMEOUT_S = 30.0
+# A stream may pause while the model thinks; a dead upstream is caught by this.
+READ_TIMEOUT_S = 600.0
+_READ = 64 * 1024
+
+
+class Route(msgspec.Struct, frozen=True):
+    """Requests whose path starts with one of ``prefixes`` (all, when empty) go to
+    ``base`` (scheme://host[:port][/path]), with ``strip`` taken off their path first."""
+
+    base: str
+    prefixes: tuple[str, ...] = ()
+    strip: str = ""
+
+
+class WorkerConfig(msgspec.Struct, frozen=True):
+    slug: str
+    mode: str = "record"  # or "offline"
+    worktree: str = ""
+
+
+class ProxyConfig(msgspec.Struct, frozen=True):
+    coordination_dir: str
+    session: str
+    workers: tuple[WorkerConfig, ...]
+    routes: tuple[Route, ...] = ()
+    on_divergence: str = "stop"
+    # The caller's HTTPS proxy (a CONNECT tunnel) and the hosts it does not apply to.
+    https_proxy: str | None = None
+    no_proxy: str = ""
+    repo: str = ""
+    coordination_root: str = ""
+
+    def context(self, worker: WorkerConfig) -> ex.Context:
+        return ex.Context(
+            worktree=worker.worktree,
+            session=self.session,
+            repo=self.repo,
+            coordination=self.coordination_root,
+        )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def error_body(fmt: str, status: int, message: str) -> bytes:
+    """An error in the provider's own format, so the CLI reports it as one."""
+    if fmt == "anthropic-messages":
+        body: dict[str, Any] = {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": message},
+        }
+    elif fmt == "gemini":
+        body = {"error": {"code": status, "message": message, "status": "FAILED_PRECONDITION"}}
+    else:
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
+    return json.dumps(body).encode()
+
+
+# --- offline: answering from a recording -----------------------------------------------
+
+
+class Replayer:
+    """A worker's recorded exchanges, handed out lane by lane in order."""
+
+    def __init__(
+        self,
+        recorded: Sequence[ex.Exchange],
+        recorded_context: ex.Context,
+        context: ex.Context,
+        policy: str,
+    ) -> None:
+        self.policy = policy
+        # Both runs' paths and names, in both conversations.
+        self.normalise = ex.normaliser(recorded_context, context)
+        self.last_turn = recorded[-1].turn if recorded else 0
+        self._lanes: dict[str, list[ex.Exchange]] = {}
+        for item in recorded:
+            if item.error is not None and item.status == 0:
+                continue  # nothing was answered: nothing to replay
+            key = ex.lane(item.format, item.method, item.path, item.request)
+            self._lanes.setdefault(key, []).append(item)
+        self._conversations: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+        self.divergence: tuple[int, str] | None = None
+
+    def _recorded_conversation(self, item: ex.Exchange) -> list[str]:
+        found = self._conversations.get(item.turn)
+        if found is None:
+            found = ex.conversation(item.format, item.request, self.normalise)
+            self._conversations[item.turn] = found
+        return found
+
+    def answer(self, method: str, path: str, body: str) -> tuple[str, ex.Exchange | None]:
+        """("serve", exchange), ("live", None) or ("stop", None); a first divergence is
+        kept in ``divergence``."""
+        fmt = ex.wire_format(path)
+        key = ex.lane(fmt, method, path, body)
+        with self._lock:
+            if self.divergence is not None and self.policy == "stop":
+                return "stop", None
+            if self.divergence is not None and self.policy == "live":
+                return "live", None
+            queue = self._lanes.get(key, [])
+            now = ex.conversation(fmt, body, self.normalise)
+            for index, item in enumerate(queue):
+                if self._recorded_conversation(item) == now:
+                    del queue[index]
+                    return "serve", item
+            if self.divergence is None:
+                if queue:
+                    turn = queue[0].turn
+                    reason = ex.first_difference(self._recorded_conversation(queue[0]), now)
+                    reason = reason or "the request differs from the recording"
+                else:
+                    turn = self.last_turn + 1
+                    reason = "the agent made a request the recording does not hold"
+                self.divergence = (turn, reason)
+            if self.policy == "continue" and queue:
+                return "serve", queue.pop(0)
+            return ("live", None) if self.policy == "live" else ("stop", None)
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+class WorkerProxy:
+    """One worker's listener, its recording and (offline) its replayer."""
+
+    def __init__(self, config: ProxyConfig, worker: WorkerConfig) -> None:
+        self.config = config
+        self.worker = worker
+        self.dir = os.path.join(config.coordination_dir, worker.slug)
+        self.log = ex.ExchangeLog(
+            os.path.join(self.dir, EXCHANGES_FILE), os.path.join(self.dir, SEAL_FILE)
+        )
+        self.replayer: Replayer | None = None
+        if worker.mode == "offline":
+            self.replayer = _load_replayer(self.dir, config, worker)
+        recording = {
+            **msgspec.structs.asdict(config.context(worker)),
+            "started_at": _now(),
+        }
+        atomic_write_bytes(os.path.join(self.dir, RECORDING_FILE), json.dumps(recording).encode())
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                proxy.handle(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    # --- one request -----------------------------------------------------------------
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        started = time.perf_counter()
+        body = _read_body(handler)
+        if body is None:
+            handler.close_connection = True
+            return
+        path = handler.path if handler.path.startswith("/") else urlsplit(handler.path).path
+        fmt = ex.wire_format(path)
+        text = body.decode("utf-8", errors="replace")
+        record = ex.Exchange(
+            turn=self.log.next_turn(),
+            method=handler.command,
+            path=path,
+            format=fmt,
+            request_headers=ex.keep_headers(handler.headers.items(), ex.REQUEST_HEADERS),
+            request=text,
+            started_at=_now(),
+        )
+        if self.replayer is not None:
+            action, recorded = self.replayer.answer(handler.command, path, text)
+            self._note_divergence()
+            if action == "serve" and recorded is not None:
+                self._replay(handler, record, recorded, started)
+                return
+            if action == "stop":
+                turn = self.replayer.divergence[0] if self.replayer.divergence else 0
+                message = (
+                    f"kodelyth-ecc: this worker diverged from its recording at turn {turn}; "
+                    "the replay stops it (--on-divergence stop)"
+                )
+                payload = error_body(fmt, 400, message)
+                _send(handler, 400, {"content-type": "application/json"}, payload)
+                record.status, record.error = 400, "diverged: stopped"
+                record.source = "recording"
+                self._finish(record, started, started)
+                return
+        self._forward(handler, record, body, started)
+
+    def _note_divergence(self) -> None:
+        assert self.replayer is not None
+        found = self.replayer.divergence
+        path = os.path.join(self.dir, DIVERGENCE_FILE)
+        if found is None or os.path.exists(path):
+            return
+        turn, reason = found
+        data = {"turn": turn, "reason": reason, "policy": self.replayer.policy, "at": _now()}
+        atomic_write_bytes(path, json.dumps(data).encode())
+
+    def _finish(self, record: ex.Exchange, started: float, first_byte: float) -> None:
+        end = time.perf_counter()
+        record.ttfb_ms = round((first_byte - started) * 1000, 3)
+        record.duration_ms = round((end - started) * 1000, 3)
+        record.usage = ex.usage_of(record)
+        try:
+            self.log.append(record)
+        except OSError as exc:  # the disk is full: the agent goes on, the note says why
+            sys.stderr.write(f"kodelyth-ecc proxy: cannot record turn {record.turn}: {exc}\n")
+
+    def _replay(
+        self,
+        handler: BaseHTTPRequestHandler,
+        record: ex.Exchange,
+        recorded: ex.Exchange,
+        started: float,
+    ) -> None:
+        headers = {k: v for k, v in recorded.response_headers.items() if k in ex.RESPONSE_HEADERS}
+        headers.setdefault("content-type", "application/json")
+        record.status = recorded.status
+        record.response_headers = recorded.response_headers
+        record.body, record.events, record.source = recorded.body, recorded.events, "recording"
+        first = time.perf_counter()
+        try:
+            if recorded.events is not None:
+                _start_chunked(handler, recorded.status, headers)
+                for event in recorded.events:
+                    _chunk(handler, (event + "\n\n").encode("utf-8"))
+                _chunk(handler, b"")
+            else:
+                _send(handler, recorded.status, headers, (recorded.body or "").encode("utf-8"))
+        except OSError:
+            record.error = "the client closed the connection"
+            handler.close_connection = True
+        self._finish(record, started, first)
+
+    def _route(self, path: str) -> tuple[Route, str] | None:
+        for route in self.config.routes:
+            if not route.prefixes or any(path.startswith(p) for p in route.prefixes):
+                rest = path[len(route.strip) :] if path.startswith(route.strip) else path
+                return route, rest
+        return None
+
+    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+        if parts.scheme == "https":
+            import ssl
+
+            tunnel = _proxy_for(host, self.config.https_proxy, self.config.no_proxy)
+            context = ssl.create_default_context()
+            if tunnel is not None:
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    tunnel[0], tunnel[1], timeout=CONNECT_TIMEOUT_S, context=context
+                )
+                conn.set_tunnel(host, port or 443)
+            else:
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=CONNECT_TIMEOUT_S, context=context
+                )
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT_S)
+        return conn, parts.path.rstrip("/")
+
+    def _forward(
+        self,
+        handler: BaseHTTPRequestHandler,
+        record: ex.Exchange,
+        body: bytes,
+        started: float,
+    ) -> None:
+        routed = self._route(record.path)
+        if routed is None:
+            message = "kodelyth-ecc proxy: no upstream for this request path"
+            _send(handler, 502, {"content-type": "application/json"},
+                  error_body(record.format, 502, message))  # fmt: skip
+            record.status, record.error = 502, "no upstream for this path"
+            self._finish(record, started, time.perf_counter())
+            return
+        route, rest = routed
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        try:
+            conn, prefix = self._connection(route.base)
+            netloc = urlsplit(route.base).netloc.rsplit("@", 1)[-1]
+            headers["Host"] = netloc
+            headers["Accept-Encoding"] = "identity"
+            conn.putrequest(
+                handler.command, prefix + rest, skip_host=True, skip_accept_encoding=True
+            )
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            if body or handler.command in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            if conn.sock is not None:
+                conn.sock.settimeout(READ_TIMEOUT_S)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            why = _why(exc)
+            host = urlsplit(route.base).hostname
+            message = f"kodelyth-ecc proxy: cannot reach the upstream {host}: {why}"
+            _send(handler, 502, {"content-type": "application/json"},
+                  error_body(record.format, 502, message))  # fmt: skip
+            record.status, record.error = 502, f"upstream unreachable: {why}"
+            self._finish(record, started, time.perf_counter())
+            return
+        first = time.perf_counter()
+        record.status = response.status
+        record.response_headers = ex.keep_headers(response.getheaders(), ex.RESPONSE_HEADERS)
+        out_headers = {k: v for k, v in response.getheaders() if k.lower() not in _HOP}
+        stream = "text/event-stream" in (response.getheader("content-type") or "")
+        length = response.getheader("content-length")
+        chunked = length is None or stream
+        pieces: list[bytes] = []
+        kept = 0
+        try:
+            if chunked:
+                _start_chunked(handler, response.status, out_headers)
+            else:
+                handler.send_response(response.status)
+                for key, value in out_headers.items():
+                    handler.send_header(key, value)
+                handler.send_header("Content-Length", str(length))
+                handler.end_headers()
+            while True:
+                data = response.read1(_READ) if handler.command != "HEAD" else b""
+                if not data:
+                    break
+                if kept < ex.MAX_BODY_CHARS:
+                    pieces.append(data)
+                    kept += len(data)
+                if chunked:
+                    _chunk(handler, data)
+                else:
+                    handler.wfile.write(data)
+                    handler.wfile.flush()
+            if chunked:
+                _chunk(handler, b"")
+        except (OSError, http.client.HTTPException) as exc:
+            record.error = f"the answer was cut short: {_why(exc)}"
+            handler.close_connection = True
+        finally:
+            conn.close()
+        text = b"".join(pieces).decode("utf-8", errors="replace")
+        if kept >= ex.MAX_BODY_CHARS:
+            record.error = "the answer was over the recording's size limit: kept its start"
+        if stream:
+            events, rest = ex.split_events(text)
+            record.events = events + ([rest] if rest.strip() else [])
+        else:
+            record.body = text
+        self._finish(record, started, first)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
+def _proxy_for(host: str, https_proxy: str | None, no_proxy: str) -> tuple[str, int] | None:
+    if not https_proxy:
+        return None
+    for entry in (e.strip().lstrip(".") for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    parts = urlsplit(https_proxy if "://" in https_proxy else "http://" + https_proxy)
+    return (parts.hostname or "", parts.port or 8080) if parts.hostname else None
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """The request body (Content-Length or chunked), refused over the cap."""
+    length = handler.headers.get("content-length")
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            line = handler.rfile.readline(1024)
+            try:
+                count = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                return None
+            if count == 0:
+                handler.rfile.readline(1024)
+                return b"".join(pieces)
+            size += count
+            if size > MAX_REQUEST_BYTES:
+                _send(handler, 413, {"content-type": "text/plain"}, b"request too large\n")
+                return None
+            pieces.append(handler.rfile.read(count))
+            handler.rfile.readline(1024)
+    try:
+        size = int(length or 0)
+    except ValueError:
+        return None
+    if size < 0 or size > MAX_REQUEST_BYTES:
+        _send(handler, 413, {"content-type": "text/plain"}, b"request too large\n")
+        return None
+    return handler.rfile.read(size) if size else b""
+
+
+def _send(
+    handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes
+) -> None:
+    handler.send_response(status)
+    for key, value in headers.items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+    handler.wfile.flush()
+
+
+def _start_chunked(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str]) -> None:
+    handler.send_response(status)
+    for key, value in headers.items():
+        handler.send_header(key, value)
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+
+
+def _chunk(handler: BaseHTTPRequestHandler, data: bytes) -> None:
+    handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    handler.wfile.flush()
+
+
+def _load_replayer(directory: str, config: ProxyConfig, worker: WorkerConfig) -> Replayer:
+    """The recording this worker replays (written by ``replay`` from the bundle, and
+    validated there and again here: the file is in a directory others may write)."""
+    from kodelyth_ecc.sessiondir import read_file
+
+    path = os.path.join(directory, REPLAY_SOURCE_FILE)
+    data = read_file(path, ex.MAX_RECORDING_BYTES)
+    source: dict[str, Any] = {}
+    recorded: list[ex.Exchange] = []
+    if data is not None:
+        source = msgspec.json.decode(data, type=dict[str, Any])
+        recorded = ex.decode_list(msgspec.json.encode(source.get("exchanges") or []), path)
+    recorded_context = ex.Context.of(source.get("recording"))
+    return Replayer(recorded, recorded_context, config.context(worker), config.on_divergence)
+
+
+def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
+    """The proxy's config for an ``OrchestrationPlan``: its workers, and the upstreams
+    resolved from the caller's environment (the endpoint the user configured, else the
+    provider's default)."""
+    from kodelyth_ecc.harnesses import proxy_adapter
+
+    adapter = proxy_adapter(plan.harness)
+    upstreams = adapter.upstreams if adapter is not None else ()
+    routes = tuple(Route(u.base(environ), u.prefixes, u.strip) for u in upstreams)
+    https_proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
+    mode = "offline" if plan.offline else "record"
+    return ProxyConfig(
+        coordination_dir=plan.coordination_dir,
+        session=plan.session_name,
+        workers=tuple(WorkerConfig(w.worker_slug, mode, w.worktree_path) for w in plan.workers),
+        routes=routes,
+        on_divergence=plan.on_divergence,
+        https_proxy=https_proxy,
+        no_proxy=no_proxy,
+        repo=plan.repo_root,
+        coordination_root=plan.coordination_root,
+    )
+
+
+def encode_config(config: ProxyConfig) -> bytes:
+    return msgspec.json.encode(config)
+
+
+def read_config(path: str) -> ProxyConfig:
+    """The config ``execute`` wrote, deleted as soon as it is read."""
+    from kodelyth_ecc.runner import read_environment_bytes
+
+    return msgspec.json.decode(read_environment_bytes(path), type=ProxyConfig)
+
+
+def serve(config: ProxyConfig, stop: threading.Event) -> dict[str, int]:
+    """Start every worker's listener; returns their ports (serving goes on in threads
+    until ``stop`` is set)."""
+    proxies = [WorkerProxy(config, worker) for worker in config.workers]
+    for proxy in proxies:
+        threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
+
+    def shut() -> None:
+        stop.wait()
+        for proxy in proxies:
+            proxy.server.shutdown()
+            proxy.server.server_close()
+            proxy.log.close()
+
+    threading.Thread(target=shut, daemon=True).start()
+    return {p.worker.slug: p.port for p in proxies}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m kodelyth_ecc.proxy CONFIG\n")
+        return 2
+    try:
+        config = read_config(args[0])
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        sys.stderr.write(f"kodelyth-ecc proxy: cannot read its config: {exc}\n")
+        return 1
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, finish)
+    try:
+        ports = serve(config, stop)
+    except (OSError, ex.RecordingError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        sys.stderr.write(f"kodelyth-ecc proxy: cannot start: {exc}\n")
+        return 1
+    state = {"pid": os.getpid(), "ports": ports, "started_at": _now()}
+    atomic_write_bytes(
+        os.path.join(config.coordination_dir, PROXY_FILE), json.dumps(state).encode()
+    )
+    sys.stdout.write(f"kodelyth-ecc proxy for {config.session}: {json.dumps(ports)}\n")
+    sys.stdout.flush()
+    while not stop.wait(3600):
+        pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - started by execute in a tmux window
+    socket.setdefaulttimeout(None)
+    sys.exit(main())
