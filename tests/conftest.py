@@ -48,7 +48,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     home.mkdir()
     # Unix socket paths are short (108 bytes): keep the tmux dir near the root.
     tmux_tmpdir = Path(tempfile.mkdtemp(prefix="kt-", dir="/tmp"))
-    for name in ("TMUX", "TMUX_PANE", "BASH_ENV", "ENV"):
+    # XDG_STATE_HOME holds the recording key (exchanges.machine_key): the test HOME's.
+    for name in ("TMUX", "TMUX_PANE", "BASH_ENV", "ENV", "XDG_STATE_HOME"):
         monkeypatch.delenv(name, raising=False)
     for name in list(os.environ):
         if name.startswith("GIT_"):

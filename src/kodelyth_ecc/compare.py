@@ -29,6 +29,7 @@ from kodelyth_ecc import __version__
 from kodelyth_ecc.bundle import Bundle, BundleWorker, read_bundle_file
 from kodelyth_ecc.bundleformat import DEFAULT_MAX_BUNDLE_BYTES, check_name
 from kodelyth_ecc.errors import KodelythError, UsageError
+from kodelyth_ecc.exchanges import first_differing_turn, replay_outcome
 from kodelyth_ecc.handoff_sections import (
     EMPTY,
     WRITTEN,
@@ -119,6 +120,10 @@ class RunFacts(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    # The model traffic the session's proxy recorded: how many turns, and for an exact
+    # (offline) replay "identical to the recording" or "diverged at turn k".
+    turns: int | None = None
+    replay: str | None = None
 
 
 class Changes(msgspec.Struct):
@@ -169,6 +174,10 @@ class WorkerComparison(msgspec.Struct):
     changes: Changes
     sections: list[SectionComparison]
     handoff_diff: TextDiff | None = None  # with full=True
+    # The first turn at which the two runs' recorded model traffic differs (None: it
+    # does not, or a run has no recording; ``traffic_compared`` says which).
+    first_differing_turn: int | None = None
+    traffic_compared: bool = False
 
 
 class Finding(msgspec.Struct):
@@ -645,7 +654,17 @@ def _facts(
         patch=redact(diff) if patches and diff is not None else None,
         # --blind: the model would tell the runs apart (tokens and cost are facts).
         **{**_usage_facts(worker.usage), **({"model": None} if blind else {})},
+        turns=len(worker.exchanges) if worker.exchanges is not None else None,
+        replay=replay_outcome(worker.exchanges, worker.divergence),
     )
+
+
+def _traffic(a: BundleWorker | None, b: BundleWorker | None) -> dict[str, Any]:
+    """Where two runs' recorded model traffic first differs, when both recorded it."""
+    if a is None or b is None or a.exchanges is None or b.exchanges is None:
+        return {}
+    turn = first_differing_turn(a.exchanges, a.recording, b.exchanges, b.recording)
+    return {"first_differing_turn": turn, "traffic_compared": True}
 
 
 def _usage_facts(usage: object) -> dict[str, Any]:
@@ -999,6 +1018,7 @@ def compare_runs(
             changes=changes,
             sections=compare_sections(handoff_a, handoff_b, full=full, budget=budget),
             handoff_diff=handoff_diff,
+            **_traffic(wa, wb),
         )
         compared.append(item)
         if baseline:

@@ -32,6 +32,7 @@ from kodelyth_ecc.compare_render import (
     left_out,
     presence_text,
     summary_text,
+    traffic_text,
     usage_text,
     variation_value,
 )
@@ -278,8 +279,12 @@ def _worker_block(w: WorkerComparison, comparison: Comparison, open_it: bool, ro
         parts.append(
             f"<div>{_e(label)}: state {_e(state)}, exit code {_e(exit_code)}, duration "
             f"{_e(duration)}, handoff {_e(handoff)}, code {_e(facts_code(facts))}, "
-            f"tokens {_e(usage)}</div>"
+            f"tokens {_e(usage)}, model traffic {_e(traffic_text(facts))}</div>"
         )
+    if w.traffic_compared:
+        turn = w.first_differing_turn
+        where = f"first differing turn {turn}" if turn else "no turn differs"
+        parts.append(f"<div>model traffic: {_e(where)}</div>")
     parts.append(
         f"<div>task {_badge(w.changes.task)} handoff {_badge(w.changes.handoff)} status "
         f"{_badge(w.changes.status)} diff {_badge(w.changes.diff)}</div></div>"

@@ -160,6 +160,25 @@ def usage_text(facts: RunFacts | None) -> str:
     return f"{count(facts.input_tokens)} in / {count(facts.output_tokens)} out{cost}"
 
 
+def traffic_text(facts: RunFacts | None) -> str:
+    """``2 turns`` (recorded by the proxy), with an exact replay's outcome."""
+    if facts is None or facts.turns is None:
+        return "not recorded"
+    turns = f"{facts.turns} turn{'s' if facts.turns != 1 else ''}"
+    return f"{turns} ({facts.replay})" if facts.replay else turns
+
+
+def traffic_line(w: WorkerComparison, a_label: str, b_label: str) -> str | None:
+    """Both runs' recorded model traffic and where it first differs."""
+    if (w.a is None or w.a.turns is None) and (w.b is None or w.b.turns is None):
+        return None
+    line = f"{a_label}: {traffic_text(w.a)} · {b_label}: {traffic_text(w.b)}"
+    if w.traffic_compared:
+        turn = w.first_differing_turn
+        line += f" · first differing turn: {turn}" if turn else " · no turn differs"
+    return line
+
+
 def _handoff_text(facts: RunFacts | None) -> str:
     if facts is None:
         return "-"
@@ -282,6 +301,9 @@ def render_terminal(
         ]
         out.append("  sections  " + " · ".join(parts))
         out.append(f"  code      {a.label}: {facts_code(w.a)} · {b.label}: {facts_code(w.b)}")
+        traffic = traffic_line(w, a.label, b.label)
+        if traffic is not None:
+            out.append(f"  traffic   {traffic}")
         if diffs and w.handoff_diff is not None:
             if w.handoff_diff.unified:
                 note = f" ({w.handoff_diff.note})" if w.handoff_diff.note else ""
@@ -433,6 +455,9 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
         ]
         out.append(f"- **{md_cell(w.slug)}**: " + " · ".join(parts))
         out.append(f"  - code: {a.label} {facts_code(w.a)}; {b.label} {facts_code(w.b)}")
+        traffic = traffic_line(w, a.label, b.label)
+        if traffic is not None:
+            out.append(f"  - model traffic: {md_cell(traffic)}")
     for w in comparison.workers:
         blocks: list[str] = []
         if diffs and w.handoff_diff is not None and w.handoff_diff.status != IDENTICAL:

@@ -73,14 +73,14 @@ MAX_RECORDING_BYTES = 1024 * 1024 * 1024
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-class Exchange(msgspec.Struct, omit_defaults=True):
+class Exchange(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One request and its answer. ``events`` holds a stream's server-sent events (each
     block as it came, without its blank line); ``body`` a plain answer."""
 
     turn: int
     method: str
     path: str
-    format: str = "other"
+    format: str
     request_headers: dict[str, str] = {}
     request: str = ""
     status: int = 0
@@ -91,7 +91,7 @@ class Exchange(msgspec.Struct, omit_defaults=True):
     ttfb_ms: float | None = None
     duration_ms: float | None = None
     usage: dict[str, int | str | None] | None = None
-    source: str = "upstream"
+    source: str
     # Why there is no (whole) answer: the upstream was unreachable, the client left.
     error: str | None = None
 
@@ -769,3 +769,37 @@ def _kind(part: str) -> str:
         return "a tool call"
     role = part.split(":", 1)[0]
     return f"a {role} message" if role.isalpha() and len(role) < 20 else "a message"
+
+
+# --- comparing recordings --------------------------------------------------------------
+
+
+def replay_outcome(exchanges: Sequence[Exchange] | None, divergence: object) -> str | None:
+    """For an exact (offline) replay: "identical to the recording" or "diverged at turn
+    k"; None for a run that was not answered from a recording."""
+    if isinstance(divergence, dict) and isinstance(divergence.get("turn"), int):
+        return f"diverged at turn {divergence['turn']}"
+    if exchanges and all(e.source == "recording" for e in exchanges):
+        return "identical to the recording"
+    return None
+
+
+def first_differing_turn(
+    a: Sequence[Exchange], a_recording: object, b: Sequence[Exchange], b_recording: object
+) -> int | None:
+    """The first turn at which two runs' model traffic differs (the conversation sent,
+    normalised, or the answer given); None when it does not."""
+    normalise = normaliser(Context.of(a_recording), Context.of(b_recording))
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        same = (
+            x.method == y.method
+            and x.path.split("?", 1)[0] == y.path.split("?", 1)[0]
+            and x.status == y.status
+            and x.events == y.events
+            and x.body == y.body
+            and conversation(x.format, x.request, normalise)
+            == conversation(y.format, y.request, normalise)
+        )
+        if not same:
+            return index + 1
+    return None if len(a) == len(b) else min(len(a), len(b)) + 1

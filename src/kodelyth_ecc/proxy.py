@@ -252,6 +252,7 @@ class WorkerProxy:
             request_headers=ex.keep_headers(handler.headers.items(), ex.REQUEST_HEADERS),
             request=text,
             started_at=_now(),
+            source="upstream",
         )
         if self.replayer is not None:
             action, recorded = self.replayer.answer(handler.command, path, text)

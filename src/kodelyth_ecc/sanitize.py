@@ -818,6 +818,14 @@ def _clean_value(value: Any, location: str, visit: _Visit) -> Any:
             new_key, where = _visit_key(key, location, i, visit)
             out[new_key] = _clean_value(item, where, visit)
         return out
+    if isinstance(value, msgspec.Struct):  # a recorded exchange: every string of it
+        changes = {}
+        for name in value.__struct_fields__:
+            item = getattr(value, name)
+            cleaned = _clean_value(item, f"{location}.{name}", visit)
+            if cleaned != item:
+                changes[name] = cleaned
+        return msgspec.structs.replace(value, **changes) if changes else value
     return value
 
 
