@@ -730,7 +730,8 @@ def conversation(exchange_format: str, body: str, normalise: Callable[[str], str
                     parts.append(f"tool result: {_args(response.get('response'))}")
     else:
         parts.append(body)
-    return [p for p in (normalise(p) for p in parts) if p]
+    # A part left empty by normalising (a context block alone) is no conversation.
+    return [p for p in (normalise(p) for p in parts) if p and not p.endswith(":")]
 
 
 def lane(exchange_format: str, method: str, path: str, body: str) -> str:

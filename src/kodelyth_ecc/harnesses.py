@@ -41,12 +41,34 @@ class Upstream(Record):
     default: str
     prefixes: tuple[str, ...] = ()
     strip: str = ""
+    # A settings file (under HOME) whose ``env`` block the CLI lets beat the environment.
+    settings: str | None = None
 
     def base(self, environ: Mapping[str, str]) -> str:
-        return (environ.get(self.variable) or self.default).rstrip("/")
+        configured = self._from_settings(environ) or environ.get(self.variable)
+        return (configured or self.default).rstrip("/")
+
+    def _from_settings(self, environ: Mapping[str, str]) -> str | None:
+        if self.settings is None:
+            return None
+        import json
+        import os
+
+        path = os.path.join(environ.get("HOME") or os.path.expanduser("~"), self.settings)
+        try:
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read(1 << 20))
+        except (OSError, ValueError, RecursionError):
+            return None
+        env = data.get("env") if isinstance(data, dict) else None
+        value = env.get(self.variable) if isinstance(env, dict) else None
+        good = isinstance(value, str) and value.startswith(("http://", "https://"))
+        return value if good and isinstance(value, str) else None
 
 
 ANTHROPIC = Upstream("ANTHROPIC_BASE_URL", "https://api.anthropic.com")
+# claude reads ANTHROPIC_BASE_URL from ~/.claude/settings.json before the environment.
+CLAUDE_UPSTREAM = Upstream(ANTHROPIC.variable, ANTHROPIC.default, settings=".claude/settings.json")
 GEMINI = Upstream("GOOGLE_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com")
 OPENAI = Upstream("OPENAI_BASE_URL", "https://api.openai.com/v1", strip="/v1")
 
@@ -82,6 +104,9 @@ class Harness(Record):
     proxy_env: tuple[tuple[str, str], ...] = ()
     upstreams: tuple[Upstream, ...] = ()
     key_env: tuple[str, ...] = ()
+    # Flags added to the launch template when proxied (``{proxy_args}``): what makes
+    # the CLI use the proxy even where the user's own settings name another endpoint.
+    proxy_flags: str = ""
 
     @property
     def records(self) -> bool:
@@ -93,14 +118,15 @@ class Harness(Record):
         """The launch template without a model choice."""
         return self.launch_template()
 
-    def launch_template(self, model: str | None = None) -> str:
+    def launch_template(self, model: str | None = None, proxied: bool = False) -> str:
+        command = self.command.replace("{proxy_args}", self.proxy_flags if proxied else "")
         args = ""
         if model and self.model_flag:
             from kodelyth_ecc.launchers import shell_quote
 
             # Doubled braces: the result is a template, filled in after this.
             args = f" {self.model_flag} {shell_quote(model).replace('{', '{{').replace('}', '}}')}"
-        return self.command.replace("{model_args}", args)
+        return command.replace("{model_args}", args)
 
 
 CUSTOM = "custom"
@@ -114,7 +140,7 @@ HARNESSES: Mapping[str, Harness] = {
             "claude",
             # stream-json needs --verbose; with no prompt argument -p reads stdin.
             "exec claude --print --output-format stream-json --verbose"
-            " --dangerously-skip-permissions{model_args} " + _STDIN,
+            " --dangerously-skip-permissions{model_args}{proxy_args} " + _STDIN,
             output="claude",
             model_flag="--model",
             min_version=(2, 0, 0),
@@ -130,8 +156,12 @@ HARNESSES: Mapping[str, Harness] = {
             endpoint="ANTHROPIC_BASE_URL (and ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN)",
             refuses_root=True,
             proxy_env=(("ANTHROPIC_BASE_URL", ""),),
-            upstreams=(ANTHROPIC,),
+            upstreams=(CLAUDE_UPSTREAM,),
             key_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+            # An ANTHROPIC_BASE_URL in the user's ~/.claude/settings.json beats the
+            # environment; --settings beats both (docs/research/proxy-endpoints.md).
+            proxy_flags=' --settings "{{\\"env\\":{{\\"ANTHROPIC_BASE_URL\\":'
+            '\\"$KODELYTH_PROXY_URL\\"}}}}"',
         ),
         Harness(
             "codex",

@@ -543,7 +543,8 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
     harness = None if config.harness == CUSTOM else get_harness(config.harness or DEFAULT_HARNESS)
     if harness is None and not config.launcher_command:
         raise UsageError("the custom harness needs a --launcher-cmd TEMPLATE")
-    builtin = harness.launch_template(config.model) if harness is not None else None
+    proxied = (config.record or config.offline) and harness is not None and harness.records
+    builtin = harness.launch_template(config.model, proxied) if harness is not None else None
     default_template = config.launcher_command or builtin or ""
     if config.model and (harness is None or not harness.model_flag or config.launcher_command):
         raise UsageError(

@@ -21,7 +21,8 @@ def _adapter(plan: OrchestrationPlan) -> Harness | None:
     return (
         harness
         if any(
-            w.result_harness or w.launcher_template == harness.launch_template(plan.model)
+            w.result_harness
+            or w.launcher_template == harness.launch_template(plan.model, plan.proxied)
             for w in plan.workers
         )
         else None

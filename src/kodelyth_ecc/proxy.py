@@ -267,10 +267,10 @@ class WorkerProxy:
                     "the replay stops it (--on-divergence stop)"
                 )
                 payload = error_body(fmt, 400, message)
-                _send(handler, 400, {"content-type": "application/json"}, payload)
                 record.status, record.error = 400, "diverged: stopped"
                 record.source = "recording"
                 self._finish(record, started, started)
+                _send(handler, 400, {"content-type": "application/json"}, payload)
                 return
         self._forward(handler, record, body, started)
 
@@ -307,6 +307,8 @@ class WorkerProxy:
         record.response_headers = recorded.response_headers
         record.body, record.events, record.source = recorded.body, recorded.events, "recording"
         first = time.perf_counter()
+        # Recorded before the answer goes out (see _forward).
+        self._finish(record, started, first)
         try:
             if recorded.events is not None:
                 _start_chunked(handler, recorded.status, headers)
@@ -316,9 +318,7 @@ class WorkerProxy:
             else:
                 _send(handler, recorded.status, headers, (recorded.body or "").encode("utf-8"))
         except OSError:
-            record.error = "the client closed the connection"
             handler.close_connection = True
-        self._finish(record, started, first)
 
     def _route(self, path: str) -> tuple[Route, str] | None:
         for route in self.config.routes:
@@ -359,10 +359,10 @@ class WorkerProxy:
         routed = self._route(record.path)
         if routed is None:
             message = "kodelyth-ecc proxy: no upstream for this request path"
-            _send(handler, 502, {"content-type": "application/json"},
-                  error_body(record.format, 502, message))  # fmt: skip
             record.status, record.error = 502, "no upstream for this path"
             self._finish(record, started, time.perf_counter())
+            _send(handler, 502, {"content-type": "application/json"},
+                  error_body(record.format, 502, message))  # fmt: skip
             return
         route, rest = routed
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
@@ -386,29 +386,41 @@ class WorkerProxy:
             why = _why(exc)
             host = urlsplit(route.base).hostname
             message = f"kodelyth-ecc proxy: cannot reach the upstream {host}: {why}"
-            _send(handler, 502, {"content-type": "application/json"},
-                  error_body(record.format, 502, message))  # fmt: skip
             record.status, record.error = 502, f"upstream unreachable: {why}"
             self._finish(record, started, time.perf_counter())
+            _send(handler, 502, {"content-type": "application/json"},
+                  error_body(record.format, 502, message))  # fmt: skip
             return
         first = time.perf_counter()
         record.status = response.status
         record.response_headers = ex.keep_headers(response.getheaders(), ex.RESPONSE_HEADERS)
         out_headers = {k: v for k, v in response.getheaders() if k.lower() not in _HOP}
         stream = "text/event-stream" in (response.getheader("content-type") or "")
-        length = response.getheader("content-length")
-        chunked = length is None or stream
+        # A stream (or an answer of unknown length) goes out as it arrives; a plain answer
+        # of known length is read whole first. Either way the exchange is recorded before
+        # the client sees its end: once an agent has its answer, the recording holds it.
+        chunked = stream or response.getheader("content-length") is None
         pieces: list[bytes] = []
         kept = 0
+        recorded = False
+
+        def finish() -> None:
+            nonlocal recorded
+            text = b"".join(pieces).decode("utf-8", errors="replace")
+            if kept >= ex.MAX_BODY_CHARS:
+                record.error = "the answer was over the recording's size limit: kept its start"
+            if stream:
+                events, rest = ex.split_events(text)
+                record.events = events + ([rest] if rest.strip() else [])
+            else:
+                record.body = text
+            recorded = True
+            self._finish(record, started, first)
+
         try:
             if chunked:
                 _start_chunked(handler, response.status, out_headers)
-            else:
-                handler.send_response(response.status)
-                for key, value in out_headers.items():
-                    handler.send_header(key, value)
-                handler.send_header("Content-Length", str(length))
-                handler.end_headers()
+            whole: list[bytes] = []
             while True:
                 data = response.read1(_READ) if handler.command != "HEAD" else b""
                 if not data:
@@ -419,24 +431,19 @@ class WorkerProxy:
                 if chunked:
                     _chunk(handler, data)
                 else:
-                    handler.wfile.write(data)
-                    handler.wfile.flush()
+                    whole.append(data)
+            finish()
             if chunked:
                 _chunk(handler, b"")
+            else:
+                _send(handler, response.status, out_headers, b"".join(whole))
         except (OSError, http.client.HTTPException) as exc:
             record.error = f"the answer was cut short: {_why(exc)}"
             handler.close_connection = True
+            if not recorded:
+                finish()
         finally:
             conn.close()
-        text = b"".join(pieces).decode("utf-8", errors="replace")
-        if kept >= ex.MAX_BODY_CHARS:
-            record.error = "the answer was over the recording's size limit: kept its start"
-        if stream:
-            events, rest = ex.split_events(text)
-            record.events = events + ([rest] if rest.strip() else [])
-        else:
-            record.body = text
-        self._finish(record, started, first)
 
 
 def _why(exc: BaseException) -> str:

@@ -1,0 +1,197 @@
+"""The session's model proxy (``kodelyth_ecc.proxy``) over real HTTP on 127.0.0.1:
+streams pass through as they arrive, credentials reach the provider but never the
+recording, an unreachable upstream is an answer in the provider's format, and the
+offline replayer's lanes and policies."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kodelyth_ecc import exchanges as ex
+from kodelyth_ecc.proxy import ProxyConfig, Replayer, Route, WorkerConfig, serve
+from tests.providers.server import Request, Response, ScriptedProvider
+from tests.support import retry_until
+
+
+class GatedStream(ScriptedProvider):
+    """Streams two events; the second only once the test has read the first, so a
+    proxy that buffered the stream would never deliver either."""
+
+    def __init__(self) -> None:
+        super().__init__(lifetime_s=30)
+        self.first_read = threading.Event()
+
+    def respond(self, request: Request) -> Response:
+        def events() -> Iterator[tuple[str | None, Any]]:
+            yield "message_start", {"type": "message_start", "message": {
+                "model": "m", "usage": {"input_tokens": 3, "output_tokens": 1}}}  # fmt: skip
+            self.first_read.wait(10)
+            yield "message_delta", {"type": "message_delta", "usage": {"output_tokens": 2}}
+
+        return Response.sse(events())
+
+
+def _proxy(tmp_path: Path, upstream: str, mode: str = "record") -> tuple[int, threading.Event]:
+    (tmp_path / "alpha").mkdir(exist_ok=True)
+    config = ProxyConfig(
+        coordination_dir=str(tmp_path),
+        session="s",
+        workers=(WorkerConfig("alpha", mode, "/w"),),
+        routes=(Route(upstream),),
+    )
+    stop = threading.Event()
+    ports = serve(config, stop)
+    return ports["alpha"], stop
+
+
+def _recorded(tmp_path: Path, count: int = 1) -> list[ex.Exchange]:
+    """The worker's recording once it holds ``count`` exchanges (the proxy appends an
+    exchange after its answer has gone out)."""
+    path = tmp_path / "alpha" / "exchanges.jsonl"
+
+    def read() -> list[ex.Exchange] | None:
+        found = ex.parse_lines(path.read_bytes())
+        return found if len(found) >= count else None
+
+    return retry_until(read, timeout=10)
+
+
+def test_a_stream_passes_through_as_it_arrives(tmp_path: Path) -> None:
+    with GatedStream() as upstream:
+        port, stop = _proxy(tmp_path, upstream.base_url)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/v1/messages", body=b'{"stream": true}')
+            response = conn.getresponse()
+            first = response.read1(65536)
+            assert b"message_start" in first and b"message_delta" not in first
+            upstream.first_read.set()
+            rest = response.read()
+            assert b"message_delta" in rest
+        finally:
+            stop.set()
+    (exchange,) = _recorded(tmp_path)
+    assert [e.split("\n")[0] for e in exchange.events or []] == [
+        "event: message_start",
+        "event: message_delta",
+    ]
+    assert exchange.usage == {"model": "m", "input_tokens": 3, "output_tokens": 2}
+
+
+class Echo(ScriptedProvider):
+    def respond(self, request: Request) -> Response:
+        return Response.json({"headers": request.headers, "path": request.path})
+
+
+def test_credentials_reach_the_provider_and_never_the_recording(tmp_path: Path) -> None:
+    secret = "sk-ant-test-0123456789abcdef"
+    with Echo(lifetime_s=30) as upstream:
+        port, stop = _proxy(tmp_path, upstream.base_url + "/gateway")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            headers = {"x-api-key": secret, "Authorization": f"Bearer {secret}",
+                       "Cookie": f"session={secret}", "anthropic-version": "2023-06-01",
+                       "Accept-Encoding": "gzip"}  # fmt: skip
+            conn.request("POST", "/v1/messages?beta=true", body=b"{}", headers=headers)
+            answer = json.loads(conn.getresponse().read())
+        finally:
+            stop.set()
+        raw_headers = {k.lower() for k in upstream.requests[0].headers}
+    # The gateway's path prefix is kept, and the answer comes uncompressed.
+    assert answer["path"] == "/gateway/v1/messages?beta=true"
+    assert answer["headers"]["accept-encoding"] == "identity"
+    assert "anthropic-version" in raw_headers
+    data = (tmp_path / "alpha" / "exchanges.jsonl").read_bytes()
+    assert secret.encode() not in data
+    (exchange,) = _recorded(tmp_path)
+    assert exchange.request_headers == {"anthropic-version": "2023-06-01"}
+
+
+def test_an_unreachable_upstream_is_an_error_in_the_providers_format(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    port, stop = _proxy(tmp_path, dead)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/messages", body=b"{}")
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        stop.set()
+    assert response.status == 502
+    assert body["type"] == "error" and "cannot reach the upstream" in body["error"]["message"]
+    (exchange,) = _recorded(tmp_path)
+    assert exchange.status == 502 and (exchange.error or "").startswith("upstream unreachable")
+
+
+def _turn(turn: int, conversation: list[str], answer: str, tools: bool = True) -> ex.Exchange:
+    messages = [{"role": "user", "content": text} for text in conversation]
+    body = {"model": "m", "messages": messages, **({"tools": [{}]} if tools else {})}
+    return ex.Exchange(
+        turn=turn, method="POST", path="/v1/messages", format="anthropic-messages",
+        request=json.dumps(body), status=200, body=answer, source="upstream",
+    )  # fmt: skip
+
+
+def _ask(replayer: Replayer, conversation: list[str], tools: bool = True) -> tuple[str, str | None]:
+    request = _turn(0, conversation, "", tools).request
+    action, item = replayer.answer("POST", "/v1/messages", request)
+    return action, item.body if item is not None else None
+
+
+RECORDING = [
+    _turn(1, ["task"], "call a tool"),
+    _turn(2, ["title please"], "Title", tools=False),  # a side request, in its own lane
+    _turn(3, ["task", "tool said 1"], "done"),
+]
+CONTEXT = ex.Context(worktree="/w", session="s")
+
+
+@pytest.mark.parametrize("policy", ["stop", "continue", "live"])
+def test_the_replayer_answers_in_order_and_diverges_by_policy(policy: str) -> None:
+    replayer = Replayer(RECORDING, CONTEXT, CONTEXT, policy)
+    # Side requests may come in any order beside the main conversation.
+    assert _ask(replayer, ["title please"], tools=False) == ("serve", "Title")
+    assert _ask(replayer, ["task"]) == ("serve", "call a tool")
+    assert replayer.divergence is None
+    outcome = _ask(replayer, ["task", "tool said 2"])
+    assert replayer.divergence is not None
+    turn, reason = replayer.divergence
+    assert turn == 3 and "a user message (part 2" in reason
+    expected = {"stop": ("stop", None), "continue": ("serve", "done"), "live": ("live", None)}
+    assert outcome == expected[policy]
+    # Past the divergence: stop refuses everything, live forwards everything, continue
+    # has nothing left to answer with.
+    after = _ask(replayer, ["task"])
+    assert after[0] == {"stop": "stop", "continue": "stop", "live": "live"}[policy]
+
+
+def test_more_requests_than_recorded_diverge_after_the_last_turn() -> None:
+    replayer = Replayer(RECORDING[:1], CONTEXT, CONTEXT, "stop")
+    assert _ask(replayer, ["task"])[0] == "serve"
+    assert _ask(replayer, ["task"])[0] == "stop"
+    assert replayer.divergence is not None and replayer.divergence[0] == 2
+    assert "does not hold" in replayer.divergence[1]
+
+
+def test_a_hostile_replay_source_stops_the_proxy_before_it_listens(tmp_path: Path) -> None:
+    (tmp_path / "alpha").mkdir()
+    bad = {"exchanges": [ex.Exchange(turn=2, method="POST", path="/x", format="other",
+                                     source="upstream"),
+                         ex.Exchange(turn=1, method="POST", path="/x", format="other",
+                                     source="upstream")]}  # fmt: skip
+    import msgspec
+
+    (tmp_path / "alpha" / "replay-source.json").write_bytes(msgspec.json.encode(bad))
+    with pytest.raises(ex.RecordingError, match="turns must increase"):
+        _proxy(tmp_path, "http://127.0.0.1:9", mode="offline")
