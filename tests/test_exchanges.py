@@ -226,3 +226,10 @@ def test_wire_formats_by_path() -> None:
         "gemini"
     )
     assert ex.wire_format("/") == "other"
+
+
+def test_a_cli_s_per_run_process_ids_are_not_conversation() -> None:
+    normalise = ex.normaliser(ex.Context())
+    one = normalise("Output: version 1\nProcess Group PGID: 30574\n")
+    assert one == normalise("Output: version 1\nProcess Group PGID: 30888\n")
+    assert one != normalise("Output: version 2\nProcess Group PGID: 30888\n")

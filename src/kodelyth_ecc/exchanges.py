@@ -590,6 +590,11 @@ _DATES = re.compile(
 )
 
 
+# What a CLI's own tools report that differs on every run of the same command: gemini's
+# run_shell_command ends its result with the process group it ran in.
+_VOLATILE = re.compile(r"(Process Group PGID|Background PIDs): [0-9, ()a-z]+")
+
+
 class Context(msgspec.Struct, frozen=True):
     """What differs between the recorded run and this one by construction: where the
     repository, the coordination files and the worktree are, and the session's name."""
@@ -640,6 +645,7 @@ def normaliser(*contexts: Context) -> Callable[[str], str]:
             text = text.replace(value, paths[value])
         if word is not None:
             text = word.sub("<session>", text)
+        text = _VOLATILE.sub(r"\1: <pid>", text)
         return _DATES.sub("<date>", text).strip()
 
     return normalise

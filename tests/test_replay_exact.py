@@ -1,0 +1,190 @@
+"""Issue 11 with the real agent CLIs (pinned, from npm): a 2-worker swarm whose model
+(our scripted stub on 127.0.0.1) makes the agent run a shell command that copies
+version.txt into hello.txt is recorded through the session's proxy; the stub is
+stopped; ``replay --offline --execute --wait --export`` reproduces it (both workers
+complete, the same file with the same bytes, the same handoffs, ``compare --baseline``
+finds nothing) with nothing reaching any provider and no key. Then the base changes
+so that the tool's result differs: the divergence is found at the turn that carries
+it, and each --on-divergence policy does what it says (``live`` against a restarted
+stub). claude and gemini are pointed at the proxy by their adapters; codex and
+opencode keep their endpoint in their own config files (docs/harnesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Sandbox
+from tests.providers.server import ScriptedProvider, Sentinel
+from tests.support import git
+from tests.swarm_helpers import wait_done
+from tests.test_harness_e2e import ANSWER, _point_at, _use_cli, stub_env  # noqa: F401
+
+COMMAND = "cp version.txt hello.txt && cat hello.txt"
+FORKED = "## Summary\nThe live model's answer, after the fork."
+# How each harness's conversation carries a tool result back to its model.
+RESULT_MARK = {"claude": '"tool_result"', "gemini": '"functionResponse"'}
+HARNESSES = ["claude", "gemini"]
+
+
+def _stub(harness: str, answer: str = ANSWER) -> ScriptedProvider:
+    if harness == "claude":
+        from tests.providers.anthropic import AnthropicStub
+
+        tool: tuple[str, dict[str, Any]] = ("Bash", {"command": COMMAND, "description": "copy"})
+        return AnthropicStub(answer=answer, tool_call=tool, lifetime_s=240)
+    from tests.providers.gemini import GeminiStub
+
+    return GeminiStub(answer=answer, tool_call=("run_shell_command", {"command": COMMAND}),
+                      lifetime_s=240)  # fmt: skip
+
+
+def _version(sandbox: Sandbox, text: str) -> str:
+    (sandbox.repo / "version.txt").write_text(text)
+    git(sandbox.repo, "add", "version.txt")
+    git(sandbox.repo, "commit", "-q", "-m", text.strip())
+    return git(sandbox.repo, "rev-parse", "HEAD").strip()
+
+
+def _record(
+    sandbox: Sandbox, env: pytest.MonkeyPatch, tmp_path: Path, harness: str
+) -> tuple[Path, str, str]:
+    """The origin run, recorded and exported; returns the bundle, the model and the key."""
+    _use_cli(env, harness)
+    _version(sandbox, "version 1\n")
+    with _stub(harness) as stub:
+        model = _point_at(harness, stub.base_url, sandbox, env, tmp_path)
+        key = os.environ["ANTHROPIC_API_KEY" if harness == "claude" else "GEMINI_API_KEY"]
+        result = sandbox.cli(
+            "swarm", "--task", "Copy version.txt to hello.txt.", "--agents", "alpha,beta",
+            "--harness", harness, "--model", model, "--session", "origin",
+            "--worker-timeout", "150", "--execute",
+        )  # fmt: skip
+        assert result.code == 0, result
+        status = wait_done(sandbox, "origin", timeout=180)
+    for worker in status["workers"]:
+        transcript = sandbox.coord_root / "origin" / worker["slug"] / "transcript.log"
+        assert worker["state"] == "completed", transcript.read_text(errors="replace")[-3000:]
+    out = tmp_path / "origin.bundle.json"
+    assert sandbox.cli("session-export", "origin", "--out", str(out)).code == 0
+    return out, model, key
+
+
+def _offline(
+    sandbox: Sandbox, bundle: Path, name: str, *extra: str
+) -> tuple[int, dict[str, Any], Path]:
+    out = bundle.with_name(f"{name}.bundle.json")
+    result = sandbox.cli(
+        "replay", str(bundle), "--offline", "--session", name, *extra,
+        "--execute", "--wait", "--timeout", "180", "--export", str(out),
+    )  # fmt: skip
+    assert result.code in (0, 1), result
+    return result.code, json.loads(out.read_text()), out
+
+
+def _worktree(sandbox: Sandbox, session: str, slug: str) -> Path:
+    record = json.loads((sandbox.coord_root / session / "session.json").read_text())
+    return Path(next(w["worktree"] for w in record["workers"] if w["slug"] == slug))
+
+
+def _no_key_anywhere(sandbox: Sandbox, key: str, *files: Path) -> None:
+    for path in [*sandbox.coord_root.rglob("*"), *files]:
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_an_offline_replay_reproduces_a_real_agent_run(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path, harness: str
+) -> None:
+    bundle, _model, key = _record(sandbox, stub_env, tmp_path, harness)
+    origin = json.loads(bundle.read_text())
+    sentinel = Sentinel()  # where the CLI would go if anything left the machine
+    base_var = "ANTHROPIC_BASE_URL" if harness == "claude" else "GOOGLE_GEMINI_BASE_URL"
+    stub_env.setenv(base_var, sentinel.url)
+    stub_env.delenv("ANTHROPIC_API_KEY" if harness == "claude" else "GEMINI_API_KEY")
+    try:
+        code, replayed, out = _offline(sandbox, bundle, "exact")
+    finally:
+        sentinel.close()
+    assert code == 0
+    assert sentinel.connections == 0
+    before = {w["slug"]: w for w in origin["workers"]}
+    for worker in replayed["workers"]:
+        slug = worker["slug"]
+        assert worker["state"] == "completed", worker["status"]
+        assert (_worktree(sandbox, "exact", slug) / "hello.txt").read_bytes() == b"version 1\n"
+        assert worker["handoff"] == before[slug]["handoff"]
+        assert worker["diff"] == before[slug]["diff"]
+        assert {e["source"] for e in worker["exchanges"]} == {"recording"}
+        assert "divergence" not in worker
+    gate = sandbox.cli("compare", str(bundle), str(out), "--baseline")
+    assert gate.code == 0, gate
+    shown = sandbox.cli("compare", str(bundle), str(out))
+    assert shown.stdout.count("identical to the recording") == 2, shown.stdout
+    _no_key_anywhere(sandbox, key, bundle, out)
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_a_changed_base_diverges_where_the_tool_result_changes(
+    sandbox: Sandbox, stub_env: pytest.MonkeyPatch, tmp_path: Path, harness: str
+) -> None:
+    bundle, _model, key = _record(sandbox, stub_env, tmp_path, harness)
+    origin = {w["slug"]: w for w in json.loads(bundle.read_text())["workers"]}
+    new_base = _version(sandbox, "version 2\n")
+    # The recorded turns whose request carries the tool's result back to the model.
+    carrying = {
+        slug: [e["turn"] for e in w["exchanges"] if RESULT_MARK[harness] in e.get("request", "")]
+        for slug, w in origin.items()
+    }
+    base_var = "ANTHROPIC_BASE_URL" if harness == "claude" else "GOOGLE_GEMINI_BASE_URL"
+    sentinel = Sentinel()
+    stub_env.setenv(base_var, sentinel.url)
+    try:
+        code, stopped, _ = _offline(sandbox, bundle, "stop", "--base-ref", new_base)
+        assert code == 1
+        code, continued, _ = _offline(
+            sandbox, bundle, "cont", "--base-ref", new_base, "--on-divergence", "continue"
+        )
+        assert code == 0
+    finally:
+        sentinel.close()
+    assert sentinel.connections == 0
+    for worker in stopped["workers"]:
+        divergence = worker["divergence"]
+        assert worker["state"] == "failed"
+        assert divergence["turn"] == carrying[worker["slug"]][0], (divergence, carrying)
+        assert divergence["policy"] == "stop" and "tool result" in divergence["reason"]
+        assert f"diverged at turn {divergence['turn']}" in worker["status"]
+    for worker in continued["workers"]:
+        assert worker["state"] == "completed"
+        assert worker["divergence"]["turn"] in carrying[worker["slug"]]
+        assert worker["handoff"] == origin[worker["slug"]]["handoff"]  # the recorded answer
+        assert (_worktree(sandbox, "cont", worker["slug"]) / "hello.txt").read_text() == (
+            "version 2\n"
+        )
+    # live: the worker is handed to the (restarted) provider from the divergent turn on.
+    with _stub(harness, FORKED) as restarted:
+        stub_env.setenv(base_var, restarted.base_url)
+        code, forked, out = _offline(
+            sandbox, bundle, "live", "--base-ref", new_base, "--on-divergence", "live"
+        )
+        assert "tool" not in restarted.turns  # the tool call came from the recording
+        assert restarted.turns.count("answer") == 2
+    assert code == 0
+    for worker in forked["workers"]:
+        assert worker["state"] == "completed"
+        assert FORKED in worker["handoff"]
+        sources = [e["source"] for e in worker["exchanges"]]
+        assert "recording" in sources and "upstream" in sources
+        first_live = next(e["turn"] for e in worker["exchanges"] if e["source"] == "upstream")
+        assert first_live == worker["divergence"]["turn"] or first_live >= min(
+            carrying[worker["slug"]]
+        )
+    compared = sandbox.cli("compare", str(bundle), str(out))
+    assert "first differing turn" in compared.stdout and "diverged at turn" in compared.stdout
+    _no_key_anywhere(sandbox, key, bundle, out)
