@@ -183,18 +183,29 @@ def encode_line(exchange: Exchange) -> bytes:
 
 
 class ExchangeLog:
-    """Append-only ``exchanges.jsonl`` with its seal file beside it: each exchange is one
-    ``write`` of a whole line, fsynced, then the seal (an HMAC of everything so far) is
-    replaced atomically. Thread-safe: a worker's requests may overlap."""
+    """Append-only ``exchanges.jsonl`` with its seal file beside it. Each exchange is one
+    ``write`` of a whole line, and the seal (an HMAC of everything so far, fixed length)
+    is rewritten in place, both before the agent gets the end of its answer: a killed
+    proxy loses nothing that was answered. fsync runs on a background thread, so that
+    recording costs a request two system calls, not a disk flush (a power cut may lose
+    the last moments). Thread-safe: a worker's requests may overlap."""
 
     def __init__(self, path: str, seal_path: str | None = None) -> None:
         self.path = path
-        self.seal_path = seal_path
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         self._fd = os.open(path, flags, 0o600)
+        self._seal_fd: int | None = None
+        if seal_path is not None:
+            seal_flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._seal_fd = os.open(seal_path, seal_flags, 0o600)
+        self._key = machine_key()
         self._lock = threading.Lock()
         self._digest = hashlib.sha256()
         self._turns = 0
+        self._dirty = threading.Event()
+        self._closed = False
+        self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
+        self._syncer.start()
 
     def next_turn(self) -> int:
         with self._lock:
@@ -207,15 +218,35 @@ class ExchangeLog:
             view = memoryview(line)
             while view:
                 view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
             self._digest.update(line)
-            if self.seal_path is not None:
-                from kodelyth_ecc.fsutil import atomic_write_text
+            if self._seal_fd is not None:
+                seal_line = _file_seal(self._digest.hexdigest(), self._key) + "\n"
+                os.pwrite(self._seal_fd, seal_line.encode("ascii"), 0)
+        self._dirty.set()
 
-                atomic_write_text(self.seal_path, _file_seal(self._digest.hexdigest()) + "\n")
+    def _sync_loop(self) -> None:
+        while not self._closed:
+            self._dirty.wait()
+            self._dirty.clear()
+            self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            for fd in (self._fd, self._seal_fd):
+                if fd is not None and not self._closed:
+                    try:
+                        os.fsync(fd)
+                    except OSError:
+                        pass
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._sync()
+        with self._lock:
+            self._closed = True
+            os.close(self._fd)
+            if self._seal_fd is not None:
+                os.close(self._seal_fd)
+        self._dirty.set()
 
 
 def parse_lines(data: bytes) -> list[Exchange]:
@@ -284,8 +315,9 @@ def machine_key() -> bytes:
         return fh.read(64)
 
 
-def _file_seal(hexdigest: str) -> str:
-    tag = hmac.new(machine_key(), b"file\0" + hexdigest.encode(), hashlib.sha256)
+def _file_seal(hexdigest: str, key: bytes | None = None) -> str:
+    message = b"file\0" + hexdigest.encode()
+    tag = hmac.new(key if key is not None else machine_key(), message, hashlib.sha256)
     return SEAL_PREFIX + tag.hexdigest()
 
 

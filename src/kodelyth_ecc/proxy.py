@@ -221,6 +221,12 @@ class WorkerProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out as separate writes: without this, Nagle's
+                # algorithm holds the second until the client's delayed ACK (40 ms).
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _any(self) -> None:
                 proxy.handle(self)
 
@@ -378,9 +384,10 @@ class WorkerProxy:
                 conn.putheader(key, value)
             if body or handler.command in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body)))
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.endheaders(body or None)
-            if conn.sock is not None:
-                conn.sock.settimeout(READ_TIMEOUT_S)
+            conn.sock.settimeout(READ_TIMEOUT_S)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             why = _why(exc)
