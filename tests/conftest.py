@@ -92,3 +92,13 @@ def sandbox(tmp_path: Path, isolated_env: Path) -> Sandbox:
         repo=repo,
         root=root,
     )
+
+
+@pytest.fixture
+def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No update checks, no proxies, nothing but loopback."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("npm_config_offline", "true")
+    yield monkeypatch

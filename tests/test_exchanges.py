@@ -26,18 +26,48 @@ def _exchange(fmt: str, turn: int = 1, **fields: Any) -> ex.Exchange:
 
 
 ANTHROPIC_STREAM = _sse(
-    ("message_start", {"type": "message_start", "message": {"model": "claude-x", "usage": {
-        "input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4,
-        "cache_creation_input_tokens": 2}}}),  # fmt: skip
-    ("content_block_start", {"type": "content_block_start", "index": 0,
-                             "content_block": {"type": "tool_use", "name": "Bash", "input": {}}}),
-    ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                             "delta": {"type": "input_json_delta", "partial_json": '{"comm'}}),
-    ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                             "delta": {"type": "input_json_delta", "partial_json": 'and": "ls"}'}}),
+    (
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "model": "claude-x",
+                "usage": {
+                    "input_tokens": 10,
+                    "output_tokens": 1,
+                    "cache_read_input_tokens": 4,
+                    "cache_creation_input_tokens": 2,
+                },
+            },
+        },
+    ),
+    (
+        "content_block_start",
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "name": "Bash", "input": {}},
+        },
+    ),
+    (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": '{"comm'},
+        },
+    ),
+    (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": 'and": "ls"}'},
+        },
+    ),
     ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 7}}),
     ("message_stop", {"type": "message_stop"}),
-)  # fmt: skip
+)
 
 
 def test_usage_of_each_wire_format() -> None:
@@ -102,8 +132,27 @@ def test_tool_calls_and_what_they_touch_in_each_format() -> None:
         (None, {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
             "arguments": '"-rf", "/"]}'}}]}}]}),
     )  # fmt: skip
-    gemini = _sse((None, {"candidates": [{"content": {"parts": [{"functionCall": {
-        "name": "write_file", "args": {"file_path": "/etc/passwd", "content": "x"}}}]}}]}))
+    gemini = _sse(
+        (
+            None,
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "parts": [
+                                {
+                                    "functionCall": {
+                                        "name": "write_file",
+                                        "args": {"file_path": "/etc/passwd", "content": "x"},
+                                    }
+                                }
+                            ]
+                        }
+                    }
+                ]
+            },
+        )
+    )
     every = [
         call
         for fmt, events in (("openai-responses", responses), ("openai-chat", chat),
@@ -137,7 +186,9 @@ def test_conversations_compare_across_paths_names_dates_and_context_blocks() -> 
     a = ex.conversation(
         "anthropic-messages", body(recorded, "2026-12-01", recorded.worktree), normalise
     )
-    b = ex.conversation("anthropic-messages", body(here, "Mon Dec 7 2026", here.worktree), normalise)
+    b = ex.conversation(
+        "anthropic-messages", body(here, "Mon Dec 7 2026", here.worktree), normalise
+    )
     assert a == b
     assert a[-1] == "tool result: <worktree>"
     c = ex.conversation("anthropic-messages", body(here, "2026-12-07", "SECRET-ish"), normalise)

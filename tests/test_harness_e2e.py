@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +129,6 @@ def _point_at(
     env.setenv("CODEX_HOME", str(home))
     env.setenv(CODEX_KEY, _key())
     return CODEX_MODEL
-
-
-@pytest.fixture
-def stub_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """No update checks, no proxies, nothing but loopback."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("npm_config_offline", "true")
-    yield monkeypatch
 
 
 def test_gemini_swarm_end_to_end(

@@ -64,7 +64,8 @@ def _recorded(tmp_path: Path, count: int = 1) -> list[ex.Exchange]:
 
 
 def test_a_stream_passes_through_as_it_arrives(tmp_path: Path) -> None:
-    with GatedStream() as upstream:
+    upstream = GatedStream()
+    with upstream:
         port, stop = _proxy(tmp_path, upstream.base_url)
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -233,9 +233,7 @@ def test_live_hands_the_worker_to_the_provider_from_the_divergent_turn(
     with AnthropicStub(answer=forked, tool_call=("Bash", {"command": COMMAND}),
                        usage=USAGE, lifetime_s=120) as restarted:  # fmt: skip
         monkeypatch.setenv("ANTHROPIC_BASE_URL", restarted.base_url)
-        replayed, info = _replay(
-            sandbox, path, "--base-ref", new_base, "--on-divergence", "live"
-        )
+        replayed, info = _replay(sandbox, path, "--base-ref", new_base, "--on-divergence", "live")
         # Only the divergent turn (the answer) went to the provider, once per worker.
         assert restarted.turns == ["answer", "answer"]
     assert info["code"] == 0
@@ -257,9 +255,7 @@ def test_a_recording_made_elsewhere_needs_trust_and_the_dry_run_shows_its_comman
     assert dry.stdout.count("made on another machine") == 2
     assert f"runs      {COMMAND}" in dry.stdout
     before = sorted(p.name for p in sandbox.coord_root.iterdir())
-    refused = sandbox.cli(
-        "replay", str(path), "--launcher-cmd", LAUNCHER, "--offline", "--execute"
-    )
+    refused = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline", "--execute")
     assert refused.code == 1
     assert "--trust-recording" in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.name for p in sandbox.coord_root.iterdir()) == before  # nothing made

@@ -23,8 +23,11 @@ def _exchange(turn: int, **fields: Any) -> dict[str, Any]:
 
 
 def _tool_answer(command: str) -> list[str]:
-    start = {"type": "content_block_start", "index": 0,
-             "content_block": {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}}
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}},
+    }
     delta = {"type": "content_block_delta", "index": 0,
              "delta": {"type": "input_json_delta",
                        "partial_json": json.dumps({"command": command})}}  # fmt: skip
@@ -35,6 +38,11 @@ def _bundle(tmp_path: Path, exchanges: list[Any], name: str = "hostile.json") ->
     data = bundle_dict({"alpha": swarm_task_md("alpha", "do it")}, meta={"task": "do it"})
     data["workers"][0]["exchanges"] = exchanges
     return write_json(tmp_path / name, data)
+
+
+def _entries(sandbox: Sandbox) -> list[str]:
+    root = sandbox.coord_root
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
 
 @pytest.mark.parametrize(
@@ -54,7 +62,7 @@ def test_hostile_recordings_are_refused_before_anything_runs(
     sandbox: Sandbox, tmp_path: Path, exchanges: Any, why: str
 ) -> None:
     path = _bundle(tmp_path, exchanges)
-    before = sorted(p.name for p in sandbox.coord_root.iterdir()) if sandbox.coord_root.exists() else []
+    before = _entries(sandbox)
     for args in (
         ("session-import", str(path)),
         ("replay", str(path), "--offline"),
@@ -65,8 +73,7 @@ def test_hostile_recordings_are_refused_before_anything_runs(
         assert result.code == 1, (args, result)
         assert why in result.stderr and "workers[0].exchanges" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    after = sorted(p.name for p in sandbox.coord_root.iterdir()) if sandbox.coord_root.exists() else []
-    assert after == before
+    assert _entries(sandbox) == before
 
 
 def test_a_strangers_recorded_commands_are_listed_escaped_and_need_trust(

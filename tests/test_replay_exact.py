@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Sandbox
-from tests.providers.server import ScriptedProvider, Sentinel
+from tests.providers.server import ScriptedConversation, Sentinel
 from tests.support import git
 from tests.swarm_helpers import wait_done
-from tests.test_harness_e2e import ANSWER, _point_at, _use_cli, stub_env  # noqa: F401
+from tests.test_harness_e2e import ANSWER, _point_at, _use_cli
 
 COMMAND = "cp version.txt hello.txt && cat hello.txt"
 FORKED = "## Summary\nThe live model's answer, after the fork."
@@ -31,7 +31,7 @@ RESULT_MARK = {"claude": '"tool_result"', "gemini": '"functionResponse"'}
 HARNESSES = ["claude", "gemini"]
 
 
-def _stub(harness: str, answer: str = ANSWER) -> ScriptedProvider:
+def _stub(harness: str, answer: str = ANSWER) -> ScriptedConversation:
     if harness == "claude":
         from tests.providers.anthropic import AnthropicStub
 
@@ -168,7 +168,8 @@ def test_a_changed_base_diverges_where_the_tool_result_changes(
             "version 2\n"
         )
     # live: the worker is handed to the (restarted) provider from the divergent turn on.
-    with _stub(harness, FORKED) as restarted:
+    restarted = _stub(harness, FORKED)
+    with restarted:
         stub_env.setenv(base_var, restarted.base_url)
         code, forked, out = _offline(
             sandbox, bundle, "live", "--base-ref", new_base, "--on-divergence", "live"

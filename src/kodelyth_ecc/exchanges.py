@@ -23,6 +23,7 @@ the headers in ``REQUEST_HEADERS``, responses those in ``RESPONSE_HEADERS``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -234,10 +235,8 @@ class ExchangeLog:
         with self._lock:
             for fd in (self._fd, self._seal_fd):
                 if fd is not None and not self._closed:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.fsync(fd)
-                    except OSError:
-                        pass
 
     def close(self) -> None:
         self._sync()
