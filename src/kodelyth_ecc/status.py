@@ -55,6 +55,8 @@ class WorkerStatus:
     reason: str | None = None
     # Model, tokens, cost ... as the agent's CLI reported them (statusfile.USAGE_BULLETS).
     usage: dict[str, object] | None = None
+    # Where an offline replay parted from its recording ("turn 3: ...").
+    divergence: str | None = None
 
     @property
     def done(self) -> bool:
@@ -139,6 +141,7 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
                 problem=problem,
                 reason=parsed.reason,
                 usage=parsed.usage,
+                divergence=parsed.divergence,
             )
         )
     return SessionStatus(
