@@ -69,6 +69,14 @@ _API = {
     "WORKER_FIELDS": "kodelyth_ecc.sessiondir",
     "validate_session_name": "kodelyth_ecc.sessiondir",
     "first_free_name": "kodelyth_ecc.freename",
+    "Exchange": "kodelyth_ecc.exchanges",
+    "parse_lines": "kodelyth_ecc.exchanges",
+    "validate_exchanges": "kodelyth_ecc.exchanges",
+    "usage_of": "kodelyth_ecc.exchanges",
+    "total_usage": "kodelyth_ecc.exchanges",
+    "tool_calls": "kodelyth_ecc.exchanges",
+    "touches": "kodelyth_ecc.exchanges",
+    "first_differing_turn": "kodelyth_ecc.exchanges",
 }
 
 __all__ = [
@@ -77,6 +85,7 @@ __all__ = [
     "BundleError",
     "BundleWorker",
     "Comparison",
+    "Exchange",
     "ExecutionResult",
     "Finding",
     "KodelythError",
@@ -104,6 +113,7 @@ __all__ = [
     "export_bundle",
     "extract_task",
     "find_origin",
+    "first_differing_turn",
     "first_free_name",
     "import_bundle",
     "import_bundle_file",
@@ -111,6 +121,7 @@ __all__ = [
     "load_run",
     "materialize_plan",
     "next_replay_name",
+    "parse_lines",
     "pick_agents",
     "plan_config_from_json",
     "read_bundle",
@@ -122,7 +133,12 @@ __all__ = [
     "scan_bundle",
     "scan_text",
     "teardown",
+    "tool_calls",
+    "total_usage",
+    "touches",
+    "usage_of",
     "validate_bundle",
+    "validate_exchanges",
     "validate_session_name",
     "wait_for_session",
     "write_bundle",
@@ -153,6 +169,16 @@ if TYPE_CHECKING:
     from kodelyth_ecc.compare_render import render_markdown, render_terminal
     from kodelyth_ecc.coordination import materialize_plan
     from kodelyth_ecc.errors import KodelythError
+    from kodelyth_ecc.exchanges import (
+        Exchange,
+        first_differing_turn,
+        parse_lines,
+        tool_calls,
+        total_usage,
+        touches,
+        usage_of,
+        validate_exchanges,
+    )
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
     from kodelyth_ecc.export import export_bundle
     from kodelyth_ecc.freename import first_free_name
