@@ -52,7 +52,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchtable import Report, Row, terminate_gracefully
+from benchtable import (
+    BenchError,
+    Report,
+    Row,
+    print_machine,
+    print_missed,
+    print_report,
+    progress,
+    run_in_sandbox,
+    versions,
+)
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.coordination import SessionRecord, WorkerRecord, write_session_record
@@ -240,10 +250,6 @@ STAGE_PARENTS = {
 }
 # In import, the UTF-8 check belongs to reading the bundle.
 IMPORT_OVERRIDES = {"UTF-8 check": "read_raw_bundle"}
-
-
-class BenchError(Exception):
-    """Something in the benchmark itself failed; reported without a traceback."""
 
 
 # --------------------------------------------------------------------------- sandbox
@@ -525,14 +531,6 @@ def ms(seconds: float) -> str:
 
 def mb(size: float) -> str:
     return f"{size / MIB:.1f}MiB"
-
-
-_STARTED = time.monotonic()
-
-
-def progress(text: str = "") -> None:
-    """Progress goes to stderr, stamped with the time so far; the figures go to stdout."""
-    print(f"[{time.monotonic() - _STARTED:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -1022,80 +1020,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report(value_title="value")
     results: list[SizeResult] = []
     diagnosis: list[str] = []
+
+    def body(sandbox: Sandbox) -> None:
+        progress(
+            f"kodelyth-ecc {__version__} bundle benchmark "
+            f"({'quick' if args.quick else 'full'}): {versions()}, "
+            f"{os.cpu_count()} CPUs, {platform.machine()}; sandbox {sandbox.root}"
+        )
+        progress("fixed cost: 1-worker export/import ...")
+        fixed = bench_fixed_cost(sandbox, 5)
+        report.heading("fixed cost: 1 worker of small files, median of 5")
+        report.add(
+            Row(
+                "session-export",
+                ms(fixed[0].seconds),
+                note=f"RSS {mb(fixed[0].max_rss)}",
+                indent=1,
+            )
+        )
+        report.add(
+            Row(
+                "session-import",
+                ms(fixed[1].seconds),
+                note=f"RSS {mb(fixed[1].max_rss)}",
+                indent=1,
+            )
+        )
+        for workers in sizes:
+            problem = check_room(sandbox.root, workers)
+            if problem:
+                report.heading(f"{workers} workers: skipped, {problem}")
+                continue
+            reps = args.reps or default_reps(workers, args.quick)
+            result = bench_size(workers, sandbox, reps, args.astral, args.diagnose)
+            results.append(result)
+            report_size(result, fixed, report)
+            if result.diagnosis:
+                diagnosis.extend(["", *result.diagnosis])
+
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    with terminate_gracefully():
-        sandbox = Sandbox(keep=args.keep, tmpdir=args.tmpdir)
-        try:
-            progress(
-                f"kodelyth-ecc {__version__} bundle benchmark "
-                f"({'quick' if args.quick else 'full'}): Python {platform.python_version()}, "
-                f"{os.cpu_count()} CPUs, {platform.machine()}; sandbox {sandbox.root}"
-            )
-            progress("fixed cost: 1-worker export/import ...")
-            fixed = bench_fixed_cost(sandbox, 5)
-            report.heading("fixed cost: 1 worker of small files, median of 5")
-            report.add(
-                Row(
-                    "session-export",
-                    ms(fixed[0].seconds),
-                    note=f"RSS {mb(fixed[0].max_rss)}",
-                    indent=1,
-                )
-            )
-            report.add(
-                Row(
-                    "session-import",
-                    ms(fixed[1].seconds),
-                    note=f"RSS {mb(fixed[1].max_rss)}",
-                    indent=1,
-                )
-            )
-            for workers in sizes:
-                problem = check_room(sandbox.root, workers)
-                if problem:
-                    report.heading(f"{workers} workers: skipped, {problem}")
-                    continue
-                reps = args.reps or default_reps(workers, args.quick)
-                result = bench_size(workers, sandbox, reps, args.astral, args.diagnose)
-                results.append(result)
-                report_size(result, fixed, report)
-                if result.diagnosis:
-                    diagnosis += ["", *result.diagnosis]
-        except BenchError as exc:
-            print(f"bench_bundle: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("bench_bundle: interrupted; cleaning up", file=sys.stderr)
-            return 130
-        finally:
-            sandbox.close()
+    code = run_in_sandbox("bench_bundle", lambda: Sandbox(keep=args.keep, tmpdir=args.tmpdir), body)
+    if code:
+        return code
 
-    load_after = os.getloadavg()[0]
-    print()
-    print(
-        f"kodelyth-ecc {__version__}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, data in {args.tmpdir or tempfile.gettempdir()}; "
-        f"load average {load_before:.2f} at start, {load_after:.2f} at end"
+    print_machine(
+        f"kodelyth-ecc {__version__}, {versions()}, {os.cpu_count()} CPUs, "
+        f"data in {args.tmpdir or tempfile.gettempdir()}",
+        load_before,
     )
-    if load_before > 0.5:
-        print(
-            "warning: the machine was busy before the benchmark started; "
-            "figures are noisier and slower than on an idle machine"
-        )
-    print(report.render())
+    print_report(report)
     if results:
         print()
         print("\n".join(growth_lines(results)))
     print(f"\nfinished in {time.monotonic() - started:.0f}s")
     if diagnosis:
         print("\n".join(diagnosis))
-    missed = report.missed
-    if missed:
-        print(
-            "\nmissed: "
-            + "; ".join(f"{r.label} ({r.ratio:.2f}x > {r.target:g}x)" for r in missed if r.ratio)
-        )
+    missed = print_missed(report)
     return 1 if missed and args.check else 0
 
 

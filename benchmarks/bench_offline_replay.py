@@ -39,24 +39,33 @@ server are removed at exit, including on Ctrl-C, SIGTERM and SIGHUP.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchtable import Report, Row, terminate_gracefully
+from benchtable import (
+    BenchError,
+    Report,
+    Row,
+    Sandbox,
+    print_machine,
+    print_missed,
+    print_report,
+    progress,
+    run,
+    run_in_sandbox,
+    versions,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SRC_DIR = REPO_ROOT / "src"
@@ -86,10 +95,6 @@ FAKE_KEY = "sk-ant-bench-0000000000000000-fake"
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
-class BenchError(Exception):
-    """Something in the benchmark itself failed; reported without a traceback."""
-
-
 class SlowStub(AnthropicStub):
     """``AnthropicStub`` that takes ``latency`` seconds before answering each request."""
 
@@ -105,64 +110,22 @@ class SlowStub(AnthropicStub):
 # --------------------------------------------------------------------------- sandbox
 
 
-class Sandbox:
-    """Private HOME, tmux server and temp tree; everything goes away in ``close``."""
-
-    def __init__(self, keep: bool = False) -> None:
-        self.keep = keep
-        self.root = Path(tempfile.mkdtemp(prefix="kodelyth-bench-replay-"))
-        # Unix socket paths are limited to 108 bytes: keep the tmux dir short.
-        self.tmux_dir = Path(tempfile.mkdtemp(prefix="kb-", dir="/tmp"))
-        self.socket = str(self.tmux_dir / f"tmux-{os.getuid()}" / "default")
-        self.home = self.root / "home"
-        self.home.mkdir()
-        drop = {"TMUX", "TMUX_PANE", "BASH_ENV", "ENV", "PYTHONDONTWRITEBYTECODE"}
-        drop.update(("XDG_STATE_HOME", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", *PROXY_VARS))
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("GIT_", "KODELYTH_")) and k not in drop
-        }
-        env.update(
-            HOME=str(self.home),
-            TMUX_TMPDIR=str(self.tmux_dir),
-            SHELL="/bin/sh",
-            LC_ALL="C.UTF-8",
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_AUTHOR_NAME="Bench Author",
-            GIT_AUTHOR_EMAIL="author@example.invalid",
-            GIT_COMMITTER_NAME="Bench Committer",
-            GIT_COMMITTER_EMAIL="committer@example.invalid",
-            PYTHONPATH=str(SRC_DIR),
-            PYTHONPYCACHEPREFIX=str(self.root / "pycache"),
-            NO_PROXY="127.0.0.1,localhost",
-            no_proxy="127.0.0.1,localhost",
-            ANTHROPIC_API_KEY=FAKE_KEY,
-            ANTHROPIC_BASE_URL=closed_port_url(),
-        )
-        self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def kill_tmux(self) -> None:
-        """Kill the private tmux server (``TMUX_TMPDIR`` is in ``self.env``)."""
-        subprocess.run(["tmux", "kill-server"], env=self.env, capture_output=True, check=False)
-
-    def close(self) -> None:
-        # Cleaning up must not itself be interrupted half-way.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-        self.kill_tmux()
-        if self.keep:
-            print(f"kept {self.root} (tmux dir {self.tmux_dir})", file=sys.stderr)
-            return
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.tmux_dir, ignore_errors=True)
+def make_sandbox(keep: bool) -> Sandbox:
+    """The shared sandbox, also without the caller's state dir, provider and HTTP proxy
+    settings: the workers talk to the stub or the recording, with a fake key."""
+    return Sandbox(
+        keep,
+        prefix="kodelyth-bench-replay-",
+        drop=("XDG_STATE_HOME", *PROXY_VARS),
+        drop_prefixes=("KODELYTH_",),
+        extra_env={
+            "PYTHONPATH": str(SRC_DIR),
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            "ANTHROPIC_API_KEY": FAKE_KEY,
+            "ANTHROPIC_BASE_URL": closed_port_url(),
+        },
+    )
 
 
 def closed_port_url() -> str:
@@ -171,20 +134,6 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-def run(
-    argv: Sequence[str], *, cwd: Path, env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        list(argv), cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-    if check and result.returncode != 0:
-        raise BenchError(
-            f"`{' '.join(argv[:4])}` failed (exit {result.returncode}): "
-            f"{(result.stderr or result.stdout).strip()[-800:]}"
-        )
-    return result
 
 
 def cli(
@@ -221,15 +170,6 @@ def cli_ok(
             f"{(err or out).strip()[-1500:]}\n{worker_report(repo, session)}"
         )
     return elapsed
-
-
-def tool_version(program: str) -> str:
-    try:
-        flag = "-V" if program == "tmux" else "--version"
-        out = subprocess.run([program, flag], capture_output=True, text=True, check=False).stdout
-        return out.split()[-1] if out.split() else "?"
-    except OSError:
-        return "missing"
 
 
 def make_repo(parent: Path, env: dict[str, str]) -> Path:
@@ -324,14 +264,6 @@ def offline_once(sandbox: Sandbox, repo: Path, session: str, bundle: Path) -> fl
 # --------------------------------------------------------------------------- report
 
 
-_STARTED = time.monotonic()
-
-
-def progress(text: str = "") -> None:
-    """Progress goes to stderr, stamped with the time so far; the figures go to stdout."""
-    print(f"[{time.monotonic() - _STARTED:6.1f}s] {text}", file=sys.stderr, flush=True)
-
-
 def warm_up(sandbox: Sandbox, repo: Path) -> None:
     """One unmeasured recorded run and offline replay with no latency: the private
     bytecode cache starts empty, and the first run would pay for compiling it."""
@@ -419,50 +351,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = 1 if args.quick else 3
 
     report = Report()
+
+    def body(sandbox: Sandbox) -> None:
+        progress(
+            f"kodelyth-ecc {__version__} offline replay benchmark "
+            f"({'quick' if args.quick else 'full'}): {versions('git', 'tmux')}, "
+            f"{os.cpu_count()} CPUs, {platform.machine()}"
+        )
+        progress(f"sandbox {sandbox.root}, tmux socket {sandbox.socket}")
+        repo = make_repo(sandbox.root, sandbox.env)
+        bench(sandbox, repo, reps, args.latency, report)
+
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    with terminate_gracefully():
-        sandbox = Sandbox(keep=args.keep)
-        try:
-            progress(
-                f"kodelyth-ecc {__version__} offline replay benchmark "
-                f"({'quick' if args.quick else 'full'}): Python {platform.python_version()}, "
-                f"git {tool_version('git')}, tmux {tool_version('tmux')}, "
-                f"{os.cpu_count()} CPUs, {platform.machine()}"
-            )
-            progress(f"sandbox {sandbox.root}, tmux socket {sandbox.socket}")
-            repo = make_repo(sandbox.root, sandbox.env)
-            bench(sandbox, repo, reps, args.latency, report)
-        except BenchError as exc:
-            print(f"bench_offline_replay: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("bench_offline_replay: interrupted; cleaning up", file=sys.stderr)
-            return 130
-        finally:
-            sandbox.close()
+    code = run_in_sandbox("bench_offline_replay", lambda: make_sandbox(args.keep), body)
+    if code:
+        return code
 
-    load_after = os.getloadavg()[0]
-    print()
-    print(
-        f"kodelyth-ecc {__version__}, Python {platform.python_version()}, "
-        f"git {tool_version('git')}, tmux {tool_version('tmux')}, {os.cpu_count()} CPUs; "
-        f"load average {load_before:.2f} at start, {load_after:.2f} at end"
+    print_machine(
+        f"kodelyth-ecc {__version__}, {versions('git', 'tmux')}, {os.cpu_count()} CPUs",
+        load_before,
     )
-    if load_before > 0.5:
-        print(
-            "warning: the machine was busy before the benchmark started; "
-            "figures are noisier and slower than on an idle machine"
-        )
-    print(report.render())
-    for note in report.notes:
-        print(f"  {note}")
+    print_report(report)
     print(f"\nfinished in {time.monotonic() - started:.0f}s")
-    missed = report.missed
-    if missed:
-        print(
-            "\nmissed: " + "; ".join(f"{r.label} ({r.ratio:.2f}x > {r.target:g}x)" for r in missed)
-        )
+    missed = print_missed(report)
     return 1 if missed and args.check else 0
 
 

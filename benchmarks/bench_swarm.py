@@ -32,21 +32,30 @@ Everything (temp dirs, tmux server, worktrees) is removed at exit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchtable import Report, Row, terminate_gracefully
+from benchtable import (
+    BenchError,
+    Report,
+    Row,
+    Sandbox,
+    print_machine,
+    print_missed,
+    print_report,
+    progress,
+    run,
+    run_in_sandbox,
+    versions,
+)
 
 from kodelyth_ecc import __version__
 from kodelyth_ecc.agents import pick_agents
@@ -99,118 +108,6 @@ atexit.register(_dump)
 sys.argv[0] = "kodelyth_ecc"
 runpy.run_module("kodelyth_ecc", run_name="__main__", alter_sys=True)
 """
-
-
-class BenchError(Exception):
-    """Something in the benchmark itself failed; reported without a traceback."""
-
-
-# --------------------------------------------------------------------------- sandbox
-
-
-class Sandbox:
-    """Private HOME, tmux server and temp tree; everything goes away in ``close``."""
-
-    def __init__(self, keep: bool = False, tmpdir: str | None = None) -> None:
-        self.keep = keep
-        self.root = Path(tempfile.mkdtemp(prefix="kodelyth-bench-", dir=tmpdir))
-        # Unix socket paths are limited to 108 bytes: keep the tmux dir short.
-        self.tmux_dir = Path(tempfile.mkdtemp(prefix="kb-", dir="/tmp"))
-        self.socket = str(self.tmux_dir / f"tmux-{os.getuid()}" / "default")
-        # `tmux -S` does not create the socket's directory (a plain `tmux` under
-        # TMUX_TMPDIR does); make it as tmux would, private to us.
-        os.makedirs(os.path.dirname(self.socket), mode=0o700, exist_ok=True)
-        self.home = self.root / "home"
-        self.home.mkdir()
-        self.inherited_no_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("GIT_")
-            and k not in ("TMUX", "TMUX_PANE", "BASH_ENV", "ENV", "PYTHONDONTWRITEBYTECODE")
-        }
-        env.update(
-            HOME=str(self.home),
-            TMUX_TMPDIR=str(self.tmux_dir),
-            SHELL="/bin/sh",
-            LC_ALL="C.UTF-8",
-            GIT_CONFIG_NOSYSTEM="1",
-            GIT_AUTHOR_NAME="Bench Author",
-            GIT_AUTHOR_EMAIL="author@example.invalid",
-            GIT_COMMITTER_NAME="Bench Committer",
-            GIT_COMMITTER_EMAIL="committer@example.invalid",
-            PYTHONPYCACHEPREFIX=str(self.root / "pycache"),
-        )
-        self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def activate(self) -> None:
-        """Make this process use the sandbox too (``collect_status`` calls tmux)."""
-        os.environ.clear()
-        os.environ.update(self.env)
-
-    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["tmux", "-S", self.socket, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise BenchError(f"tmux {' '.join(args[:3])} failed: {result.stderr.strip()}")
-        return result
-
-    def kill_tmux(self) -> None:
-        self.tmux("kill-server", check=False)
-        # The dying server unlinks its socket on the way out; a server started before
-        # that would lose its socket to it. Wait (bounded) until it is gone.
-        deadline = time.monotonic() + 5
-        while os.path.exists(self.socket) and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-
-    def close(self) -> None:
-        # Cleaning up must not itself be interrupted half-way.
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)
-        # Each leads its own process group (start_new_session): kill the group of any still
-        # running (not yet reaped, so its id is still ours), so no git it started can write
-        # into the tree after it is removed.
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=5)
-        self.kill_tmux()
-        if self.keep:
-            print(f"kept {self.root} (tmux dir {self.tmux_dir})", file=sys.stderr)
-            return
-        shutil.rmtree(self.root, ignore_errors=True)
-        shutil.rmtree(self.tmux_dir, ignore_errors=True)
-
-
-def run(
-    argv: Sequence[str], *, cwd: Path, env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        list(argv), cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-    if check and result.returncode != 0:
-        raise BenchError(
-            f"`{' '.join(argv[:4])}` failed (exit {result.returncode}): "
-            f"{(result.stderr or result.stdout).strip()[-800:]}"
-        )
-    return result
-
-
-def tool_version(program: str) -> str:
-    try:
-        flag = "-V" if program == "tmux" else "--version"
-        out = subprocess.run([program, flag], capture_output=True, text=True, check=False).stdout
-        return out.split()[-1] if out.split() else "?"
-    except OSError:
-        return "missing"
 
 
 # --------------------------------------------------------------------------- repos
@@ -316,17 +213,6 @@ def interleaved_medians(
 def median_dicts(runs: Sequence[dict[str, float]]) -> dict[str, float]:
     keys = list(dict.fromkeys(k for r in runs for k in r))
     return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
-
-
-# --------------------------------------------------------------------------- report
-
-
-_STARTED = time.monotonic()
-
-
-def progress(text: str = "") -> None:
-    """Progress goes to stderr, stamped with the time so far; the figures go to stdout."""
-    print(f"[{time.monotonic() - _STARTED:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- (a) dry-run
@@ -881,61 +767,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = Report()
     diagnosis: list[str] = []
+
+    def body(sandbox: Sandbox) -> None:
+        sandbox.activate()
+        progress(
+            f"kodelyth-ecc {__version__} benchmark ({'quick' if args.quick else 'full'}): "
+            f"{versions('git', 'tmux')}, {os.cpu_count()} CPUs, {platform.machine()}"
+        )
+        progress(f"sandbox {sandbox.root}, tmux socket {sandbox.socket}")
+        small = make_repo(sandbox.root / "dry", 200, sandbox.env)
+        progress(f"(a) dry-run: {dry_runs} interleaved runs ...")
+        ratio = bench_dry_run(small, sandbox, dry_runs, report)
+        if ratio > DRY_TARGET or args.diagnose:
+            progress("(a) diagnosing the dry-run ...")
+            diagnosis.extend(diagnose_dry_run(small, sandbox, max(5, dry_runs // 2)))
+        shutil.rmtree(small.parent)
+        for files, reps, variant_reps in sizes:
+            bench_execute(files, sandbox, reps, variant_reps, report, warmup=files <= 1000)
+        bench_panes(sandbox, 5 if args.quick else 11, report)
+
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    with terminate_gracefully():
-        sandbox = Sandbox(keep=args.keep, tmpdir=args.tmpdir)
-        try:
-            sandbox.activate()
-            progress(
-                f"kodelyth-ecc {__version__} benchmark ({'quick' if args.quick else 'full'}): "
-                f"Python {platform.python_version()}, git {tool_version('git')}, "
-                f"tmux {tool_version('tmux')}, {os.cpu_count()} CPUs, {platform.machine()}"
-            )
-            progress(f"sandbox {sandbox.root}, tmux socket {sandbox.socket}")
-            small = make_repo(sandbox.root / "dry", 200, sandbox.env)
-            progress(f"(a) dry-run: {dry_runs} interleaved runs ...")
-            ratio = bench_dry_run(small, sandbox, dry_runs, report)
-            if ratio > DRY_TARGET or args.diagnose:
-                progress("(a) diagnosing the dry-run ...")
-                diagnosis = diagnose_dry_run(small, sandbox, max(5, dry_runs // 2))
-            shutil.rmtree(small.parent)
-            for files, reps, variant_reps in sizes:
-                bench_execute(files, sandbox, reps, variant_reps, report, warmup=files <= 1000)
-            bench_panes(sandbox, 5 if args.quick else 11, report)
-        except BenchError as exc:
-            print(f"bench_swarm: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("bench_swarm: interrupted; cleaning up", file=sys.stderr)
-            return 130
-        finally:
-            sandbox.close()
+    code = run_in_sandbox("bench_swarm", lambda: Sandbox(keep=args.keep, tmpdir=args.tmpdir), body)
+    if code:
+        return code
 
-    load_after = os.getloadavg()[0]
-    print()
-    print(
-        f"kodelyth-ecc {__version__}, Python {platform.python_version()}, "
-        f"git {tool_version('git')}, tmux {tool_version('tmux')}, {os.cpu_count()} CPUs; "
-        f"load average {load_before:.2f} at start, {load_after:.2f} at end"
+    print_machine(
+        f"kodelyth-ecc {__version__}, {versions('git', 'tmux')}, {os.cpu_count()} CPUs",
+        load_before,
     )
-    if load_before > 0.5:
-        print(
-            "warning: the machine was busy before the benchmark started; "
-            "figures are noisier and slower than on an idle machine"
-        )
-    print(report.render())
-    for note in report.notes:
-        print(f"  {note}")
+    print_report(report)
     print(f"\nfinished in {time.monotonic() - started:.0f}s; poll interval {POLL_S * 1000:g}ms")
     if diagnosis:
         print()
         print("\n".join(diagnosis))
-    missed = report.missed
-    if missed:
-        print(
-            "\nmissed: " + "; ".join(f"{r.label} ({r.ratio:.2f}x > {r.target:g}x)" for r in missed)
-        )
+    missed = print_missed(report)
     return 1 if missed and args.check else 0
 
 

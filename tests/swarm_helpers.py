@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kodelyth_ecc.plan import WINDOW_NAME
 from kodelyth_ecc.status import collect_status
 from tests.conftest import Sandbox
 from tests.support import DEFAULT_TIMEOUT, Result, git, retry_until, tmux
@@ -129,11 +130,12 @@ class Pane:
 
 
 def panes(session: str) -> list[Pane]:
+    """The panes of the session's orchestrator window: its banner, then the workers
+    (the recording proxy has a window of its own)."""
     out = tmux(
         "list-panes",
-        "-s",
         "-t",
-        f"={session}",
+        f"={session}:{WINDOW_NAME}",
         "-F",
         "#{pane_id}\t#{pane_title}\t#{pane_dead}\t#{pane_pid}\t#{window_name}\t"
         "#{pane_current_path}",

@@ -87,8 +87,11 @@ def test_a_stream_passes_through_as_it_arrives(tmp_path: Path) -> None:
 
 
 class Echo(ScriptedProvider):
+    """Answers with the headers it got (never a credential: the stub drops those) and
+    the path without its query."""
+
     def respond(self, request: Request) -> Response:
-        return Response.json({"headers": request.headers, "path": request.path})
+        return Response.json({"headers": request.headers, "path": request.path.split("?")[0]})
 
 
 def test_credentials_reach_the_provider_and_never_the_recording(tmp_path: Path) -> None:
@@ -102,17 +105,24 @@ def test_credentials_reach_the_provider_and_never_the_recording(tmp_path: Path) 
                        "Accept-Encoding": "gzip"}  # fmt: skip
             conn.request("POST", "/v1/messages?beta=true", body=b"{}", headers=headers)
             answer = json.loads(conn.getresponse().read())
+            # Google's APIs also take the key in the query.
+            conn.request("POST", f"/v1beta/models/g:generateContent?key={secret}&alt=sse",
+                         body=b"{}")  # fmt: skip
+            conn.getresponse().read()
         finally:
             stop.set()
         raw_headers = {k.lower() for k in upstream.requests[0].headers}
+        sent_path = upstream.requests[1].path
     # The gateway's path prefix is kept, and the answer comes uncompressed.
-    assert answer["path"] == "/gateway/v1/messages?beta=true"
+    assert answer["path"] == "/gateway/v1/messages"
     assert answer["headers"]["accept-encoding"] == "identity"
+    assert sent_path == f"/gateway/v1beta/models/g:generateContent?key={secret}&alt=sse"
     assert "anthropic-version" in raw_headers
     data = (tmp_path / "alpha" / "exchanges.jsonl").read_bytes()
     assert secret.encode() not in data
-    (exchange,) = _recorded(tmp_path)
+    exchange, queried = _recorded(tmp_path, 2)
     assert exchange.request_headers == {"anthropic-version": "2023-06-01"}
+    assert queried.path == "/v1beta/models/g:generateContent?key=***&alt=sse"
 
 
 def test_an_unreachable_upstream_is_an_error_in_the_providers_format(tmp_path: Path) -> None:

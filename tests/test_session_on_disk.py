@@ -54,7 +54,8 @@ def test_every_worker_view_derives_from_the_one_table() -> None:
     }
     # Each text field with a file is restored as that file.
     assert dict(sessiondir.FILE_FIELDS)["handoff"] == "handoff.md"
-    assert set(sessiondir.TEXT_FIELDS) | set(sessiondir.OBJECT_FIELDS) >= {
+    fields = {*sessiondir.TEXT_FIELDS, *sessiondir.OBJECT_FIELDS, *sessiondir.EXCHANGE_FIELDS}
+    assert fields >= {
         name for name, _ in sessiondir.FILE_FIELDS
     }
 

@@ -115,6 +115,24 @@ def wire_format(path: str) -> str:
     return "other"
 
 
+# Query parameters that carry a credential (Google's APIs take ``?key=``).
+_SECRET_PARAMS = frozenset(
+    {"key", "api_key", "apikey", "api-key", "access_token", "token", "auth", "sig", "signature"}
+)
+
+
+def recorded_path(path: str) -> str:
+    """The request path as recorded: a credential in its query is replaced by ``***``."""
+    head, sep, query = path.partition("?")
+    if not sep:
+        return path
+    parts = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        parts.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else pair)
+    return head + "?" + "&".join(parts)
+
+
 def keep_headers(headers: Iterable[tuple[str, str]], allowed: frozenset[str]) -> dict[str, str]:
     kept: dict[str, str] = {}
     for name, value in headers:
@@ -430,21 +448,11 @@ def _usage_from(fmt: str, item: dict[str, Any], found: dict[str, int | str | Non
         response = _d(item.get("response")) if "response" in item else item
         if isinstance(response.get("model"), str):
             found["model"] = response["model"][:200]
-        usage = _d(response.get("usage"))
-        if usage:
-            cached = _n(_d(usage.get("input_tokens_details")).get("cached_tokens")) or 0
-            found["input_tokens"] = max(0, (_n(usage.get("input_tokens")) or 0) - cached)
-            found["output_tokens"] = _n(usage.get("output_tokens")) or 0
-            found["cache_read_tokens"] = cached
+        _openai_usage(_d(response.get("usage")), "input", "output", found)
     elif fmt == "openai-chat":
         if isinstance(item.get("model"), str):
             found["model"] = item["model"][:200]
-        usage = _d(item.get("usage"))
-        if usage:
-            cached = _n(_d(usage.get("prompt_tokens_details")).get("cached_tokens")) or 0
-            found["input_tokens"] = max(0, (_n(usage.get("prompt_tokens")) or 0) - cached)
-            found["output_tokens"] = _n(usage.get("completion_tokens")) or 0
-            found["cache_read_tokens"] = cached
+        _openai_usage(_d(item.get("usage")), "prompt", "completion", found)
     elif fmt == "gemini":
         if isinstance(item.get("modelVersion"), str):
             found["model"] = item["modelVersion"][:200]
@@ -456,6 +464,19 @@ def _usage_from(fmt: str, item: dict[str, Any], found: dict[str, int | str | Non
                 _n(usage.get("thoughtsTokenCount")) or 0
             )
             found["cache_read_tokens"] = cached
+
+
+def _openai_usage(
+    usage: dict[str, Any], prompt: str, completion: str, found: dict[str, int | str | None]
+) -> None:
+    """OpenAI's usage (Responses: ``input``/``output``; Chat: ``prompt``/``completion``),
+    cached input tokens taken out of the input, as the adapters count them."""
+    if not usage:
+        return
+    cached = _n(_d(usage.get(f"{prompt}_tokens_details")).get("cached_tokens")) or 0
+    found["input_tokens"] = max(0, (_n(usage.get(f"{prompt}_tokens")) or 0) - cached)
+    found["output_tokens"] = _n(usage.get(f"{completion}_tokens")) or 0
+    found["cache_read_tokens"] = cached
 
 
 def total_usage(exchanges: Iterable[Exchange]) -> dict[str, Any] | None:

@@ -253,7 +253,7 @@ class WorkerProxy:
         record = ex.Exchange(
             turn=self.log.next_turn(),
             method=handler.command,
-            path=path,
+            path=ex.recorded_path(path),
             format=fmt,
             request_headers=ex.keep_headers(handler.headers.items(), ex.REQUEST_HEADERS),
             request=text,
@@ -278,7 +278,7 @@ class WorkerProxy:
                 self._finish(record, started, started)
                 _send(handler, 400, {"content-type": "application/json"}, payload)
                 return
-        self._forward(handler, record, body, started)
+        self._forward(handler, record, path, body, started)
 
     def _note_divergence(self) -> None:
         assert self.replayer is not None
@@ -359,10 +359,13 @@ class WorkerProxy:
         self,
         handler: BaseHTTPRequestHandler,
         record: ex.Exchange,
+        path: str,
         body: bytes,
         started: float,
     ) -> None:
-        routed = self._route(record.path)
+        """Forward the request as it came (``path`` with its query; the record keeps
+        ``recorded_path``'s), and pass the answer back as it arrives."""
+        routed = self._route(path)
         if routed is None:
             message = "kodelyth-ecc proxy: no upstream for this request path"
             record.status, record.error = 502, "no upstream for this path"

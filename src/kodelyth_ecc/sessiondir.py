@@ -453,6 +453,7 @@ WORKER_FIELDS: tuple[WorkerField, ...] = (
 WORKER_FIELD_NAMES = tuple(f.name for f in WORKER_FIELDS)
 TEXT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "text")
 OBJECT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "object")
+EXCHANGE_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "exchanges")
 REQUIRED_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.required)
 # Text and object fields and the file each is restored as on import.
 FILE_FIELDS = tuple((f.name, f.file) for f in WORKER_FIELDS if f.file is not None)
