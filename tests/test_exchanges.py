@@ -258,15 +258,20 @@ def test_the_seal_is_this_machines_and_breaks_on_any_change(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "one"))
     recorded = [_valid(body="answer")]
     context = ex.Context(worktree="/w", session="s")
-    recording = {**msgspec.structs.asdict(context), "seal": ex.seal(recorded, context)}
-    assert ex.sealed_here(recorded, recording)
+    seal = ex.seal(recorded, context, "alpha", "the task")
+    recording = {**msgspec.structs.asdict(context), "seal": seal}
+    assert ex.sealed_here(recorded, recording, "alpha", "the task")
+    # Moved to another worker, or given another task: not this machine's recording.
+    assert not ex.sealed_here(recorded, recording, "gamma", "the task")
+    assert not ex.sealed_here(recorded, recording, "alpha", "another task")
     key = tmp_path / "one" / "kodelyth-ecc" / "recording.key"
     assert (key.stat().st_mode & 0o777) == 0o600
-    assert not ex.sealed_here([_valid(body="answer!")], recording)
-    assert not ex.sealed_here(recorded, {**recording, "worktree": "/other"})
-    assert not ex.sealed_here(recorded, {k: v for k, v in recording.items() if k != "seal"})
+    assert not ex.sealed_here([_valid(body="answer!")], recording, "alpha", "the task")
+    assert not ex.sealed_here(recorded, {**recording, "worktree": "/o"}, "alpha", "the task")
+    unsealed = {k: v for k, v in recording.items() if k != "seal"}
+    assert not ex.sealed_here(recorded, unsealed, "alpha", "the task")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "two"))  # another machine
-    assert not ex.sealed_here(recorded, recording)
+    assert not ex.sealed_here(recorded, recording, "alpha", "the task")
 
 
 def test_wire_formats_by_path() -> None:
@@ -284,3 +289,21 @@ def test_a_cli_s_per_run_process_ids_are_not_conversation() -> None:
     one = normalise("Output: version 1\nProcess Group PGID: 30574\n")
     assert one == normalise("Output: version 1\nProcess Group PGID: 30888\n")
     assert one != normalise("Output: version 2\nProcess Group PGID: 30888\n")
+
+
+def test_times_and_durations_are_noise_but_a_changed_date_in_a_tool_result_is_not() -> None:
+    normalise = ex.normaliser(ex.Context())
+    pairs = [
+        ("-rw-r--r-- 1 u u 5 Dec  7 14:40 hello.txt", "-rw-r--r-- 1 u u 5 Dec  8 09:02 hello.txt"),
+        ("3 passed in 0.12s", "3 passed in 1.47s"),
+        ("built at 2026-12-07T14:40:01Z", "built at 2026-12-08T09:02:13.5+01:00"),
+        ("took 250ms", "took 1200 ms"),
+    ]
+    for a, b in pairs:
+        assert normalise(f"{ex.TOOL_RESULT} {a}") == normalise(f"{ex.TOOL_RESULT} {b}"), (a, b)
+    changed = ("version: 2026-01-01", "version: 2026-02-01")
+    assert normalise(f"{ex.TOOL_RESULT} {changed[0]}") != normalise(
+        f"{ex.TOOL_RESULT} {changed[1]}"
+    )
+    # In what the CLI itself writes (today's date in its context), a date is noise.
+    assert normalise(f"user: today is {changed[0]}") == normalise(f"user: today is {changed[1]}")

@@ -206,3 +206,116 @@ def test_a_hostile_replay_source_stops_the_proxy_before_it_listens(tmp_path: Pat
     (tmp_path / "alpha" / "replay-source.json").write_bytes(msgspec.json.encode(bad))
     with pytest.raises(ex.RecordingError, match="turns must increase"):
         _proxy(tmp_path, "http://127.0.0.1:9", mode="offline")
+
+
+def test_a_negative_chunk_size_is_refused_not_read_to_the_end(tmp_path: Path) -> None:
+    import socket
+
+    with Echo(lifetime_s=30) as upstream:
+        port, stop = _proxy(tmp_path, upstream.base_url)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                head = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                sock.sendall(head + b"\r\n-1\r\n" + b"x" * 100_000)
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(10)
+                assert sock.recv(65536) == b""  # closed, nothing answered
+        finally:
+            stop.set()
+        assert upstream.requests == []  # nothing forwarded
+
+
+def _offline_proxy(
+    tmp_path: Path, upstream: str, routes: tuple[Route, ...] = ()
+) -> tuple[int, threading.Event]:
+    """An offline worker with an empty recording under the live policy: every request
+    diverges and is handed to ``upstream``."""
+    import msgspec
+
+    (tmp_path / "alpha").mkdir(exist_ok=True)
+    (tmp_path / "alpha" / "replay-source.json").write_bytes(msgspec.json.encode({"exchanges": []}))
+    config = ProxyConfig(
+        coordination_dir=str(tmp_path),
+        session="s",
+        workers=(WorkerConfig("alpha", "offline", "/w"),),
+        routes=routes or (Route(upstream),),
+        on_divergence="live",
+    )
+    stop = threading.Event()
+    return serve(config, stop)["alpha"], stop
+
+
+def test_live_without_a_key_sends_nothing_off_the_machine(tmp_path: Path) -> None:
+    from kodelyth_ecc.runner import OFFLINE_KEY
+
+    with Echo(lifetime_s=30) as upstream:
+        port, stop = _offline_proxy(tmp_path, upstream.base_url)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for headers in ({}, {"x-api-key": OFFLINE_KEY}, {"Authorization": "Bearer "}):
+                conn.request("POST", "/v1/messages", body=b'{"messages": []}', headers=headers)
+                response = conn.getresponse()
+                assert response.status == 401 and b"needs your API key" in response.read()
+            assert upstream.requests == []
+            conn.request("POST", "/v1/messages", body=b"{}", headers={"x-api-key": "real"})
+            assert conn.getresponse().status == 200
+            assert len(upstream.requests) == 1
+        finally:
+            stop.set()
+    assert json.loads((tmp_path / "alpha" / "divergence.json").read_text())["policy"] == "live"
+
+
+def test_a_custom_launchers_keys_reach_only_their_own_provider(tmp_path: Path) -> None:
+    from kodelyth_ecc.harnesses import CUSTOM_ADAPTER
+
+    with Echo(lifetime_s=30) as anthropic, Echo(lifetime_s=30) as openai, \
+            Echo(lifetime_s=30) as gemini:  # fmt: skip
+        bases = {"ANTHROPIC_BASE_URL": anthropic.base_url, "OPENAI_BASE_URL":
+                 openai.base_url + "/v1", "GOOGLE_GEMINI_BASE_URL": gemini.base_url}  # fmt: skip
+        routes = tuple(
+            Route(u.base(bases), u.prefixes, u.strip, u.formats, u.needs_header, u.credentials)
+            for u in CUSTOM_ADAPTER.upstreams
+        )
+        (tmp_path / "alpha").mkdir()
+        config = ProxyConfig(
+            coordination_dir=str(tmp_path),
+            session="s",
+            workers=(WorkerConfig("alpha", "record", "/w"),),
+            routes=routes,
+        )
+        stop = threading.Event()
+        port = serve(config, stop)["alpha"]
+        both = {"x-api-key": "sk-ant-k", "Authorization": "Bearer sk-openai-k",
+                "x-goog-api-key": "goog-k"}  # fmt: skip
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            for path, extra in (
+                ("/v1/models", {"anthropic-version": "2023-06-01"}),
+                ("/v1/chat/completions", {}),
+                ("/v1/models/g:generateContent", {}),
+                ("/v1beta/models/g:streamGenerateContent?alt=sse", {}),
+            ):
+                conn.request("POST", path, body=b"{}", headers={**both, **extra})
+                conn.getresponse().read()
+        finally:
+            stop.set()
+    assert anthropic.credential_names == [{"x-api-key", "authorization"}]
+    assert openai.credential_names == [{"authorization"}]
+    assert gemini.credential_names == [{"x-goog-api-key", "authorization"}] * 2
+    assert [r.path for r in anthropic.requests] == ["/v1/models"]
+    assert [r.path for r in openai.requests] == ["/v1/chat/completions"]
+    assert [r.path for r in gemini.requests] == [
+        "/v1/models/g:generateContent",
+        "/v1beta/models/g:streamGenerateContent?alt=sse",
+    ]
+
+
+def test_what_is_recorded_fits_the_formats_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ex, "MAX_BODY_CHARS", 10)
+    monkeypatch.setattr(ex, "MAX_EVENT_CHARS", 4)
+    big = ex.Exchange(turn=1, method="POST", path="/v1/messages", format="other",
+                      source="upstream", request="x" * 40, events=["abcdefgh", "ab"])  # fmt: skip
+    ex.fit(big)
+    ex.validate_exchanges([big], "w")
+    assert big.request == "x" * 10 and big.events == ["abcd", "ab"]
+    assert big.error == "request and answer over the recording's limits: kept its start"

@@ -270,6 +270,30 @@ def test_a_recording_made_elsewhere_needs_trust_and_the_dry_run_shows_its_comman
     assert dry.stdout.count("made on another machine") == 1, dry.stdout
 
 
+def test_a_sealed_recording_moved_to_another_worker_or_task_is_not_made_here(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """Copying one of your own sealed workers into a stranger's bundle (another slug, or
+    another task) does not get it past --trust-recording."""
+    origin, path = _record(sandbox, monkeypatch)
+    alpha = next(w for w in origin["workers"] if w["slug"] == "alpha")
+    moved = {**origin, "workers": [{**alpha, "slug": "gamma"}], "meta": {**origin["meta"],
+             "agents": ["gamma"]}}  # fmt: skip
+    retasked = {**origin, "meta": {**origin["meta"], "task": "rm -rf the repo"}}
+    for name, data in (("moved", moved), ("retasked", retasked)):
+        target = path.with_name(f"{name}.json")
+        target.write_text(json.dumps(data))
+        dry = sandbox.cli("replay", str(target), "--launcher-cmd", LAUNCHER, "--offline")
+        assert dry.code == 0, dry
+        assert "made on this machine" not in dry.stdout, (name, dry.stdout)
+        refused = sandbox.cli(
+            "replay", str(target), "--launcher-cmd", LAUNCHER, "--offline", "--execute"
+        )
+        assert refused.code == 1 and "--trust-recording" in refused.stderr, (name, refused)
+    untouched = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline")
+    assert untouched.stdout.count("made on this machine") == 2
+
+
 def test_no_record_runs_without_a_proxy_and_no_exchanges_leaves_them_out(
     sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, key: str
 ) -> None:

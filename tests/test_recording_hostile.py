@@ -56,6 +56,11 @@ def _entries(sandbox: Sandbox) -> list[str]:
         ([{k: v for k, v in _exchange(1).items() if k != "source"}], "missing required field"),
         ([_exchange(n) for n in range(1, 10_002)], "over 10,000"),
         ({"turn": 1}, "Expected `array"),
+        (
+            [_exchange(1, response_headers={"content-type": "text/event-stream\r\nX-A: b"})],
+            "not one line",
+        ),
+        ([_exchange(1, status=100)], "HTTP status"),
     ],
 )
 def test_hostile_recordings_are_refused_before_anything_runs(
@@ -91,6 +96,51 @@ def test_a_strangers_recorded_commands_are_listed_escaped_and_need_trust(
                           "--execute")  # fmt: skip
     assert refused.code == 1 and "--trust-recording" in refused.stderr
     assert not (sandbox.coord_root / "origin-replay-1").exists()
+
+
+def _dry_run(sandbox: Sandbox, path: Path) -> str:
+    launcher = f"python3 {STANDIN} < {{task_file_sh}} >> {{handoff_file_sh}}"
+    dry = sandbox.cli("replay", str(path), "--offline", "--launcher-cmd", launcher)
+    assert dry.code == 0, dry
+    return dry.stdout
+
+
+def test_every_recorded_tool_call_is_listed_however_the_answer_is_shaped(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # A stream stored as a plain body is still read as the client would read it.
+    as_body = _exchange(1, body="\n\n".join(_tool_answer("touch /tmp/PWNED-body")) + "\n\n",
+                        response_headers={"content-type": "text/event-stream"})  # fmt: skip
+    # Input given whole at the block's start, with no deltas.
+    start = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {
+            "type": "tool_use",
+            "id": "t2",
+            "name": "Bash",
+            "input": {"command": "id > /tmp/w"},
+        },
+    }
+    whole = _exchange(2, events=[f"data: {json.dumps(start)}"])
+    # A tool that names no command or path.
+    fetch = {
+        "type": "message",
+        "content": [
+            {
+                "type": "tool_use",
+                "id": "t3",
+                "name": "WebFetch",
+                "input": {"url": "https://evil.example/"},
+            }
+        ],
+    }
+    other = _exchange(3, body=json.dumps(fetch))
+    shown = _dry_run(sandbox, _bundle(tmp_path, [as_body, whole, other]))
+    assert "runs      touch /tmp/PWNED-body" in shown
+    assert "runs      id > /tmp/w" in shown
+    assert 'calls     WebFetch {"url": "https://evil.example/"}' in shown
+    assert "make no tool calls" not in shown
 
 
 def test_sanitize_scans_and_redacts_recorded_exchanges(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -55,9 +55,7 @@ def test_every_worker_view_derives_from_the_one_table() -> None:
     # Each text field with a file is restored as that file.
     assert dict(sessiondir.FILE_FIELDS)["handoff"] == "handoff.md"
     fields = {*sessiondir.TEXT_FIELDS, *sessiondir.OBJECT_FIELDS, *sessiondir.EXCHANGE_FIELDS}
-    assert fields >= {
-        name for name, _ in sessiondir.FILE_FIELDS
-    }
+    assert fields >= {name for name, _ in sessiondir.FILE_FIELDS}
 
 
 def test_a_field_added_to_the_table_reaches_the_struct(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,6 +71,8 @@ MAX_HEADER_CHARS = 8 * 1024
 MAX_NOTE_CHARS = 1024
 # What is read of an exchanges.jsonl: a runaway recording must not exhaust memory.
 MAX_RECORDING_BYTES = 1024 * 1024 * 1024
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -127,9 +129,12 @@ def recorded_path(path: str) -> str:
     if not sep:
         return path
     parts = []
+    from urllib.parse import unquote
+
     for pair in query.split("&"):
         name, eq, _value = pair.partition("=")
-        parts.append(f"{name}=***" if eq and name.lower() in _SECRET_PARAMS else pair)
+        secret = eq and unquote(name).strip().lower() in _SECRET_PARAMS
+        parts.append(f"{name}=***" if secret else pair)
     return head + "?" + "&".join(parts)
 
 
@@ -163,17 +168,20 @@ def validate_exchanges(exchanges: Sequence[Exchange], where: str) -> None:
             raise RecordingError(f"{at}.format must be one of {', '.join(FORMATS)}")
         if ex.source not in SOURCES:
             raise RecordingError(f"{at}.source must be one of {', '.join(SOURCES)}")
-        if not (ex.status == 0 or 100 <= ex.status <= 599):
+        if not (ex.status == 0 or 200 <= ex.status <= 599):
             raise RecordingError(f"{at}.status is not an HTTP status")
         for name, headers in (
             ("request_headers", ex.request_headers),
             ("response_headers", ex.response_headers),
         ):
             if len(headers) > MAX_HEADERS or any(
-                len(k) > 100 or len(v) > MAX_HEADER_CHARS or k.lower() in SECRET_HEADERS
-                for k, v in headers.items()
+                len(v) > MAX_HEADER_CHARS or k.lower() in SECRET_HEADERS for k, v in headers.items()
             ):
                 raise RecordingError(f"{at}.{name} holds a credential header or too many")
+            if not all(_HEADER_NAME.fullmatch(k) and _HEADER_VALUE.fullmatch(v)
+                       for k, v in headers.items()):  # fmt: skip
+                # A line break in a value would write headers (or a body) of its own.
+                raise RecordingError(f"{at}.{name} holds a header that is not one line of text")
         if len(ex.request) > MAX_BODY_CHARS or len(ex.body or "") > MAX_BODY_CHARS:
             raise RecordingError(f"{at} holds a body over {MAX_BODY_CHARS:,} characters")
         if ex.events is not None and (
@@ -188,6 +196,34 @@ def validate_exchanges(exchanges: Sequence[Exchange], where: str) -> None:
             raise RecordingError(f"{at}.usage holds too many keys")
         if len(ex.error or "") > MAX_NOTE_CHARS or len(ex.started_at or "") > 64:
             raise RecordingError(f"{at} holds an over-long note")
+
+
+def fit(exchange: Exchange) -> None:
+    """Bring an exchange about to be recorded within ``validate_exchanges``' limits (a
+    40 MB request is forwarded whole, recorded cut), saying so in ``error``: what we
+    write, we read back."""
+    cut = []
+    if len(exchange.request) > MAX_BODY_CHARS:
+        exchange.request = exchange.request[:MAX_BODY_CHARS]
+        cut.append("request")
+    if exchange.body is not None and len(exchange.body) > MAX_BODY_CHARS:
+        exchange.body = exchange.body[:MAX_BODY_CHARS]
+        cut.append("answer")
+    if exchange.events is not None:
+        events = [e[:MAX_EVENT_CHARS] for e in exchange.events[:MAX_EVENTS]]
+        if len(events) < len(exchange.events) or any(
+            len(a) < len(b) for a, b in zip(events, exchange.events, strict=False)
+        ):
+            cut.append("answer")
+        exchange.events = events
+    if len(exchange.path) > MAX_PATH_CHARS:
+        exchange.path = exchange.path[:MAX_PATH_CHARS]
+        cut.append("path")
+    if cut:
+        note = f"{' and '.join(dict.fromkeys(cut))} over the recording's limits: kept its start"
+        exchange.error = note if exchange.error is None else f"{exchange.error}; {note}"
+    if exchange.error is not None:
+        exchange.error = exchange.error[:MAX_NOTE_CHARS]
 
 
 # --- the file on disk: writer and reader -----------------------------------------------
@@ -346,19 +382,25 @@ def file_sealed_here(data: bytes, seal_text: str | None) -> bool:
     return hmac.compare_digest(expected, seal_text.strip())
 
 
-def seal(exchanges: Sequence[Exchange], context: Context) -> str:
-    """The bundle's seal of a worker's recording: over its canonical encoding and the
-    context it was recorded in."""
-    message = b"bundle\0" + _ENCODER.encode(context) + b"\0" + encode_list(exchanges)
+def seal(exchanges: Sequence[Exchange], context: Context, slug: str, task: str) -> str:
+    """The bundle's seal of a worker's recording: over its canonical encoding, the
+    context it was recorded in, the worker's slug and its task, so that a recording
+    moved to another worker or given another task is no longer "made here"."""
+    task_digest = hashlib.sha256(task.encode("utf-8", "surrogatepass")).hexdigest()
+    message = b"\0".join(
+        (b"bundle", _ENCODER.encode(context), slug.encode(), task_digest.encode(),
+         encode_list(exchanges))
+    )  # fmt: skip
     return SEAL_PREFIX + hmac.new(machine_key(), message, hashlib.sha256).hexdigest()
 
 
-def sealed_here(exchanges: Sequence[Exchange], recording: object) -> bool:
-    """Whether a bundle worker's recording was made on this machine (and not altered)."""
+def sealed_here(exchanges: Sequence[Exchange], recording: object, slug: str, task: str) -> bool:
+    """Whether a bundle worker's recording was made on this machine, for this worker and
+    task, and not altered since."""
     claimed = recording.get("seal") if isinstance(recording, dict) else None
     if not isinstance(claimed, str):
         return False
-    return hmac.compare_digest(seal(exchanges, Context.of(recording)), claimed)
+    return hmac.compare_digest(seal(exchanges, Context.of(recording), slug, task), claimed)
 
 
 # --- server-sent events ----------------------------------------------------------------
@@ -392,9 +434,15 @@ def _json(text: str | None) -> Any:
 def _payloads(exchange: Exchange) -> list[Any]:
     """The JSON values of an answer: each event's data, or the body (a Gemini stream
     without ``alt=sse`` is one JSON array)."""
-    if exchange.events is not None:
-        return [v for v in (_json(event_data(e)) for e in exchange.events) if v is not None]
+    events = exchange.events
     value = _json(exchange.body)
+    if events is None and value is None and exchange.body:
+        # Not JSON: read it the way a client would read a stream (a recording may serve
+        # a stream as a plain body).
+        events, rest = split_events(exchange.body)
+        events.append(rest)
+    if events is not None:
+        return [v for v in (_json(event_data(e)) for e in events) if v is not None]
     if isinstance(value, list):
         return value
     return [] if value is None else [value]
@@ -528,8 +576,9 @@ def tool_calls(exchange: Exchange) -> list[ToolCall]:
                         call = _d(_d(part).get("functionCall"))
                         if call:
                             calls.append((str(call.get("name")), call.get("args")))
-    for name, pieces in partial.values():
-        calls.append((name, _json("".join(pieces)) or "".join(pieces)))
+    for name, given, pieces in partial.values():
+        text = "".join(pieces)
+        calls.append((name, (_json(text) or text) if pieces else given))
     return [ToolCall(exchange.turn, name[:200], args) for name, args in calls]
 
 
@@ -546,12 +595,13 @@ def _anthropic_calls(
         if block.get("type") in ("tool_use", "server_tool_use") and isinstance(
             item.get("index"), int
         ):
-            partial[item["index"]] = [str(block.get("name")), []]
+            # [name, the input given whole at the start, the deltas that replace it]
+            partial[item["index"]] = [str(block.get("name")), block.get("input"), []]
     elif kind == "content_block_delta":
         delta = _d(item.get("delta"))
         entry = partial.get(item.get("index"))  # type: ignore[arg-type]
         if entry is not None and isinstance(delta.get("partial_json"), str):
-            entry[1].append(delta["partial_json"])
+            entry[2].append(delta["partial_json"])
 
 
 def _responses_calls(item: dict[str, Any], calls: list[tuple[str, Any]]) -> None:
@@ -578,11 +628,11 @@ def _chat_calls(item: dict[str, Any], partial: dict[int, list[Any]]) -> None:
             function = _d(call.get("function"))
             index = call.get("index", len(partial))
             index = index if isinstance(index, int) else len(partial)
-            entry = partial.setdefault(index, ["", []])
+            entry = partial.setdefault(index, ["", None, []])
             if isinstance(function.get("name"), str):
                 entry[0] = function["name"]
             if isinstance(function.get("arguments"), str):
-                entry[1].append(function["arguments"])
+                entry[2].append(function["arguments"])
 
 
 _COMMAND_KEYS = ("command", "cmd", "script")
@@ -602,30 +652,53 @@ _PATCH_PATH = re.compile(r"^\*\*\* (?:Add|Update|Delete) File: (.+)$", re.MULTIL
 
 def touches(calls: Iterable[ToolCall]) -> tuple[list[str], list[str]]:
     """Every shell command and every file path the calls name, in order, once each."""
+    commands, paths, _others = what_calls_do(calls)
+    return commands, paths
+
+
+def what_calls_do(calls: Iterable[ToolCall]) -> tuple[list[str], list[str], list[str]]:
+    """The shell commands and file paths the calls name, and every other call as
+    ``described`` (a web fetch, a tool we do not know): nothing a recording asks an
+    agent to do goes unlisted."""
     commands: dict[str, None] = {}
     paths: dict[str, None] = {}
+    others: dict[str, None] = {}
     for call in calls:
-        args = call.arguments
-        if isinstance(args, str):  # a freeform tool (codex's apply_patch)
-            for match in _PATCH_PATH.finditer(args):
+        before = len(commands) + len(paths)
+        _touches(call, commands, paths)
+        if len(commands) + len(paths) == before:
+            others[described(call)] = None
+    return list(commands), list(paths), list(others)
+
+
+def described(call: ToolCall) -> str:
+    """One tool call as ``name {arguments}``: what dry-run lists for every call."""
+    args = call.arguments
+    shown = args if isinstance(args, str) else json.dumps(args, sort_keys=True, ensure_ascii=False)
+    return f"{call.name} {shown}"
+
+
+def _touches(call: ToolCall, commands: dict[str, None], paths: dict[str, None]) -> None:
+    args = call.arguments
+    if isinstance(args, str):  # a freeform tool (codex's apply_patch)
+        for match in _PATCH_PATH.finditer(args):
+            paths[match.group(1).strip()] = None
+        return
+    args = _d(args)
+    for key in _COMMAND_KEYS:
+        value = args.get(key)
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        if isinstance(value, str) and value:
+            commands[value] = None
+    for key in _PATH_KEYS:
+        value = args.get(key)
+        if isinstance(value, str) and value:
+            paths[value] = None
+    for value in args.values():
+        if isinstance(value, str) and _PATCH_PATH.search(value):
+            for match in _PATCH_PATH.finditer(value):
                 paths[match.group(1).strip()] = None
-            continue
-        args = _d(args)
-        for key in _COMMAND_KEYS:
-            value = args.get(key)
-            if isinstance(value, list):
-                value = " ".join(str(v) for v in value)
-            if isinstance(value, str) and value:
-                commands[value] = None
-        for key in _PATH_KEYS:
-            value = args.get(key)
-            if isinstance(value, str) and value:
-                paths[value] = None
-        for value in args.values():
-            if isinstance(value, str) and _PATCH_PATH.search(value):
-                for match in _PATCH_PATH.finditer(value):
-                    paths[match.group(1).strip()] = None
-    return list(commands), list(paths)
 
 
 # --- the conversation a request carries ------------------------------------------------
@@ -635,8 +708,19 @@ def touches(calls: Iterable[ToolCall]) -> tuple[list[str], list[str]]:
 _CONTEXT_BLOCKS = re.compile(
     r"<(system-reminder|environment_context|user_instructions)>.*?</\1>", re.DOTALL
 )
+# What differs between two runs of the same commands: timestamps, times of day,
+# durations ("passed in 0.12s") and ls-style modification times (a fresh checkout's
+# files are all "now"). Masked everywhere.
+_TIMES = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+    r"|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} +(?:\d{1,2}:\d{2}|\d{4})\b"
+    r"|\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b"
+    r"|\b\d+(?:\.\d+)?\s?(?:ms|s|sec|secs|seconds|min|minutes)\b"
+)
+# Dates: masked only in what the CLI writes (its context says today's date), never in
+# a tool's result, where a changed date is a change ("version: 2026-02-01").
 _DATES = re.compile(
-    r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"
+    r"\b\d{4}-\d{2}-\d{2}\b"
     r"|\b(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct"
     r"|Nov|Dec)[a-z]* \d{1,2},? \d{4}\b"
 )
@@ -645,6 +729,9 @@ _DATES = re.compile(
 # What a CLI's own tools report that differs on every run of the same command: gemini's
 # run_shell_command ends its result with the process group it ran in.
 _VOLATILE = re.compile(r"(Process Group PGID|Background PIDs): [0-9, ()a-z]+")
+
+
+TOOL_RESULT = "tool result:"
 
 
 class Context(msgspec.Struct, frozen=True):
@@ -698,7 +785,9 @@ def normaliser(*contexts: Context) -> Callable[[str], str]:
         if word is not None:
             text = word.sub("<session>", text)
         text = _VOLATILE.sub(r"\1: <pid>", text)
-        return _DATES.sub("<date>", text).strip()
+        if not text.startswith(TOOL_RESULT):
+            text = _DATES.sub("<date>", text)
+        return _TIMES.sub("<time>", text).strip()
 
     return normalise
 
@@ -745,7 +834,7 @@ def conversation(exchange_format: str, body: str, normalise: Callable[[str], str
                 elif kind == "tool_use":
                     parts.append(f"tool call {block.get('name')}: {_args(block.get('input'))}")
                 elif kind == "tool_result":
-                    parts.append(f"tool result: {_text_of(block.get('content'))}")
+                    parts.append(f"{TOOL_RESULT} {_text_of(block.get('content'))}")
     elif exchange_format == "openai-responses":
         items = data.get("input")
         for entry in items if isinstance(items, list) else [items]:
@@ -760,15 +849,15 @@ def conversation(exchange_format: str, body: str, normalise: Callable[[str], str
                 args = item.get("arguments", item.get("input"))
                 parts.append(f"tool call {item.get('name')}: {_args(args)}")
             elif kind in ("function_call_output", "custom_tool_call_output"):
-                parts.append(f"tool result: {_text_of(item.get('output'))}")
+                parts.append(f"{TOOL_RESULT} {_text_of(item.get('output'))}")
     elif exchange_format == "openai-chat":
         for message in _objs(data.get("messages") or []):
             role = str(message.get("role"))
             if role in ("system", "developer"):
                 continue
             if message.get("content"):
-                label = "tool result" if role == "tool" else role
-                parts.append(f"{label}: {_text_of(message.get('content'))}")
+                label = TOOL_RESULT if role == "tool" else f"{role}:"
+                parts.append(f"{label} {_text_of(message.get('content'))}")
             for call in message.get("tool_calls") or []:
                 function = _d(_d(call).get("function"))
                 parts.append(
@@ -785,7 +874,7 @@ def conversation(exchange_format: str, body: str, normalise: Callable[[str], str
                     parts.append(f"tool call {call.get('name')}: {_args(call.get('args'))}")
                 elif "functionResponse" in part:
                     response = _d(part["functionResponse"])
-                    parts.append(f"tool result: {_args(response.get('response'))}")
+                    parts.append(f"{TOOL_RESULT} {_args(response.get('response'))}")
     else:
         parts.append(body)
     # A part left empty by normalising (a context block alone) is no conversation.

@@ -260,13 +260,17 @@ def _worker_fields(
         "transcript": None if transcript is None else transcript.encode("utf-8"),
         "divergence": _read_object(worker, DIVERGENCE_FILE),
         **_recording_fields(
-            worker, _read_object(worker, USAGE_FILE) or status.usage, include_exchanges
+            worker,
+            _read_object(worker, USAGE_FILE) or status.usage,
+            include_exchanges,
+            slug,
+            (texts["task"] or b"").decode("utf-8"),
         ),
     }
 
 
 def _recording_fields(
-    worker: WorkerDir, usage: dict[str, Any] | None, include: bool
+    worker: WorkerDir, usage: dict[str, Any] | None, include: bool, slug: str, task: str
 ) -> dict[str, Any]:
     """The worker's recorded exchanges, the recording's context and seal, and its usage
     cross-checked against what the provider reported to the proxy: filled from it when
@@ -281,7 +285,7 @@ def _recording_fields(
     if recording and "seal" not in recording:
         seal_text = worker.read(SEAL_FILE, 1024)
         if ex.file_sealed_here(data, seal_text.decode("ascii", "replace") if seal_text else None):
-            recording["seal"] = ex.seal(recorded, ex.Context.of(recording))
+            recording["seal"] = ex.seal(recorded, ex.Context.of(recording), slug, task)
     totals = ex.total_usage(recorded)
     if totals is not None:
         from kodelyth_ecc.statusfile import USAGE_KEYS

@@ -43,6 +43,12 @@ class Upstream(Record):
     strip: str = ""
     # A settings file (under HOME) whose ``env`` block the CLI lets beat the environment.
     settings: str | None = None
+    # Where one proxy serves several providers (a custom launcher): requests of these
+    # wire formats also go here, a request must carry ``needs_header`` to, and only the
+    # ``credentials`` headers are forwarded (never one provider's key to another).
+    formats: tuple[str, ...] = ()
+    needs_header: str | None = None
+    credentials: tuple[str, ...] = ()
 
     def base(self, environ: Mapping[str, str]) -> str:
         configured = self._from_settings(environ) or environ.get(self.variable)
@@ -237,9 +243,27 @@ CUSTOM_ADAPTER = Harness(
         ("GOOGLE_GEMINI_BASE_URL", ""),
     ),
     upstreams=(
-        Upstream(ANTHROPIC.variable, ANTHROPIC.default, ("/v1/messages", "/v1/complete")),
-        Upstream(GEMINI.variable, GEMINI.default, ("/v1beta/", "/v1alpha/", "/upload/")),
-        Upstream(OPENAI.variable, OPENAI.default, ("/v1/",), OPENAI.strip),
+        Upstream(
+            ANTHROPIC.variable,
+            ANTHROPIC.default,
+            ("/v1/",),
+            needs_header="anthropic-version",
+            credentials=("x-api-key", "authorization"),
+        ),
+        Upstream(
+            GEMINI.variable,
+            GEMINI.default,
+            ("/v1beta/", "/v1alpha/", "/upload/"),
+            formats=("gemini",),
+            credentials=("x-goog-api-key", "authorization"),
+        ),
+        Upstream(
+            OPENAI.variable,
+            OPENAI.default,
+            ("/v1/",),
+            OPENAI.strip,
+            credentials=("authorization", "openai-organization", "openai-project"),
+        ),
     ),
 )
 

@@ -74,6 +74,15 @@ READ_TIMEOUT_S = 600.0
 _READ = 64 * 1024
 
 
+IDLE_TIMEOUT_S = 600.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # A CLI's requests may arrive many at once (the default backlog is 5).
+    request_queue_size = 128
+
+
 class Route(msgspec.Struct, frozen=True):
     """Requests whose path starts with one of ``prefixes`` (all, when empty) go to
     ``base`` (scheme://host[:port][/path]), with ``strip`` taken off their path first."""
@@ -81,6 +90,19 @@ class Route(msgspec.Struct, frozen=True):
     base: str
     prefixes: tuple[str, ...] = ()
     strip: str = ""
+    formats: tuple[str, ...] = ()
+    needs_header: str | None = None
+    # The credential headers this upstream gets (empty: all the request has).
+    credentials: tuple[str, ...] = ()
+
+    def matches(self, path: str, headers: Mapping[str, str]) -> bool:
+        if self.needs_header is not None and self.needs_header not in headers:
+            return False
+        if not self.prefixes and not self.formats:
+            return True
+        return any(path.startswith(p) for p in self.prefixes) or (
+            ex.wire_format(path) in self.formats
+        )
 
 
 class WorkerConfig(msgspec.Struct, frozen=True):
@@ -217,6 +239,8 @@ class WorkerProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # A client that stops sending (mid-body, or idle on keep-alive) is dropped.
+            timeout = IDLE_TIMEOUT_S
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -232,8 +256,7 @@ class WorkerProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
 
     @property
     def port(self) -> int:
@@ -278,6 +301,17 @@ class WorkerProxy:
                 self._finish(record, started, started)
                 _send(handler, 400, {"content-type": "application/json"}, payload)
                 return
+        if self.replayer is not None and not _has_credential(handler.headers.items(), path):
+            # Handed to the live provider without a key of the user's (none, or the
+            # offline placeholder): nothing of the conversation leaves the machine.
+            message = (
+                "kodelyth-ecc: this worker diverged from its recording and --on-divergence "
+                "live needs your API key for the provider: set it and replay again"
+            )
+            record.status, record.error = 401, "live without an API key: not forwarded"
+            self._finish(record, started, started)
+            _send(handler, 401, {"content-type": "application/json"}, error_body(fmt, 401, message))
+            return
         self._forward(handler, record, path, body, started)
 
     def _note_divergence(self) -> None:
@@ -295,6 +329,7 @@ class WorkerProxy:
         record.ttfb_ms = round((first_byte - started) * 1000, 3)
         record.duration_ms = round((end - started) * 1000, 3)
         record.usage = ex.usage_of(record)
+        ex.fit(record)
         try:
             self.log.append(record)
         except OSError as exc:  # the disk is full: the agent goes on, the note says why
@@ -326,9 +361,12 @@ class WorkerProxy:
         except OSError:
             handler.close_connection = True
 
-    def _route(self, path: str) -> tuple[Route, str] | None:
-        for route in self.config.routes:
-            if not route.prefixes or any(path.startswith(p) for p in route.prefixes):
+    def _route(self, path: str, headers: Mapping[str, str]) -> tuple[Route, str] | None:
+        # Gemini's paths are told apart first: /v1/models/x:generateContent is no
+        # OpenAI request.
+        ordered = sorted(self.config.routes, key=lambda r: ex.wire_format(path) not in r.formats)
+        for route in ordered:
+            if route.matches(path, headers):
                 rest = path[len(route.strip) :] if path.startswith(route.strip) else path
                 return route, rest
         return None
@@ -346,7 +384,7 @@ class WorkerProxy:
                 conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                     tunnel[0], tunnel[1], timeout=CONNECT_TIMEOUT_S, context=context
                 )
-                conn.set_tunnel(host, port or 443)
+                conn.set_tunnel(host, port or 443, headers=tunnel[2])
             else:
                 conn = http.client.HTTPSConnection(
                     host, port, timeout=CONNECT_TIMEOUT_S, context=context
@@ -365,7 +403,8 @@ class WorkerProxy:
     ) -> None:
         """Forward the request as it came (``path`` with its query; the record keeps
         ``recorded_path``'s), and pass the answer back as it arrives."""
-        routed = self._route(path)
+        lowered = {k.lower(): v for k, v in handler.headers.items()}
+        routed = self._route(path, lowered)
         if routed is None:
             message = "kodelyth-ecc proxy: no upstream for this request path"
             record.status, record.error = 502, "no upstream for this path"
@@ -374,7 +413,16 @@ class WorkerProxy:
                   error_body(record.format, 502, message))  # fmt: skip
             return
         route, rest = routed
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        headers = {
+            k: v
+            for k, v in handler.headers.items()
+            if k.lower() not in _HOP
+            and not (
+                route.credentials
+                and k.lower() in ex.SECRET_HEADERS
+                and k.lower() not in route.credentials
+            )
+        }
         try:
             conn, prefix = self._connection(route.base)
             netloc = urlsplit(route.base).netloc.rsplit("@", 1)[-1]
@@ -456,20 +504,44 @@ class WorkerProxy:
             conn.close()
 
 
+def _has_credential(headers: Any, path: str) -> bool:
+    """Whether a request carries a key of the user's: a credential header or query
+    parameter with a value that is not the offline placeholder."""
+    from kodelyth_ecc.runner import OFFLINE_KEY
+
+    values = [v for k, v in headers if k.lower() in ex.SECRET_HEADERS and k.lower() != "cookie"]
+    if "?" in path and ex.recorded_path(path) != path:
+        values.append(path)
+    return any(v.strip() and OFFLINE_KEY not in v and v.strip() != "Bearer" for v in values)
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return type(exc).__name__
 
 
-def _proxy_for(host: str, https_proxy: str | None, no_proxy: str) -> tuple[str, int] | None:
+def _proxy_for(
+    host: str, https_proxy: str | None, no_proxy: str
+) -> tuple[str, int, dict[str, str]] | None:
+    """The HTTPS proxy to tunnel through (host, port, and its Proxy-Authorization from
+    the URL's user and password), or None."""
     if not https_proxy:
         return None
     for entry in (e.strip().lstrip(".") for e in no_proxy.split(",")):
         if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
             return None
     parts = urlsplit(https_proxy if "://" in https_proxy else "http://" + https_proxy)
-    return (parts.hostname or "", parts.port or 8080) if parts.hostname else None
+    if not parts.hostname:
+        return None
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        import base64
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    return parts.hostname, parts.port or 8080, headers
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
@@ -483,6 +555,8 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
             try:
                 count = int(line.split(b";", 1)[0].strip() or b"0", 16)
             except ValueError:
+                return None
+            if count < 0:  # read(-1) would read to the end, uncapped
                 return None
             if count == 0:
                 handler.rfile.readline(1024)
@@ -553,7 +627,10 @@ def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
 
     adapter = proxy_adapter(plan.harness)
     upstreams = adapter.upstreams if adapter is not None else ()
-    routes = tuple(Route(u.base(environ), u.prefixes, u.strip) for u in upstreams)
+    routes = tuple(
+        Route(u.base(environ), u.prefixes, u.strip, u.formats, u.needs_header, u.credentials)
+        for u in upstreams
+    )
     https_proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
     mode = "offline" if plan.offline else "record"

@@ -406,27 +406,37 @@ class RecordingInfo(Record):
     made_here: bool
     commands: tuple[str, ...]
     paths: tuple[str, ...]
+    # Every other tool call, as ``name {arguments}``.
+    calls: tuple[str, ...] = ()
 
 
 def recordings(bundle: Bundle, slugs: Sequence[str]) -> dict[str, RecordingInfo | None]:
     """Per replay worker (by slug), the origin worker's recording (None: it has none)."""
-    from kodelyth_ecc.exchanges import sealed_here, tool_calls, touches
+    from kodelyth_ecc.exchanges import sealed_here, tool_calls, what_calls_do
 
     found: dict[str, RecordingInfo | None] = {}
+    tasks = recover_tasks(bundle)
+    first = bundle.workers[0].slug
     for slug in slugs:
         worker = bundle.worker(slug)
         recorded = getattr(worker, "exchanges", None) if worker is not None else None
-        if not recorded:
+        if worker is None or not recorded:
             found[slug] = None
             continue
+        # Made here, for this worker and this task, and replayed with the same task (a
+        # bundle's meta.task could give a sealed recording another one).
+        made_here = sealed_here(recorded, worker.recording, slug, worker.task) and (
+            (tasks.shared or tasks.task_for(slug, first)) == extract_task(worker.task)[0]
+        )
         calls = [call for exchange in recorded for call in tool_calls(exchange)]
-        commands, paths = touches(calls)
+        commands, paths, others = what_calls_do(calls)
         found[slug] = RecordingInfo(
             slug,
             len(recorded),
-            sealed_here(recorded, getattr(worker, "recording", None)),
+            made_here,
             tuple(commands),
             tuple(paths),
+            tuple(others),
         )
     return found
 

@@ -76,6 +76,7 @@ class ScriptedProvider:
         self.fail_status = status
         self.hang = hang
         self.requests: list[Request] = []
+        self.credential_names: list[set[str]] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -147,8 +148,11 @@ class ScriptedProvider:
             k.lower(): v for k, v in handler.headers.items() if k.lower() not in SECRET_HEADERS
         }
         request = Request(handler.command, handler.path, headers, body)
+        # Which credential headers came (names only: a value is never kept).
+        names = {k.lower() for k in handler.headers if k.lower() in SECRET_HEADERS}
         with self._lock:
             self.requests.append(request)
+            self.credential_names.append(names)
             over = len(self.requests) > self.max_requests
         if over:
             response = Response.json({"error": "stub request budget exhausted"}, status=503)

@@ -117,10 +117,12 @@ def _print_recordings(infos: dict[str, RecordingInfo | None], offline: bool) -> 
         if info.made_here and not offline:
             continue
         for command in info.commands:
-            out.write(f"    runs      {shown_text(command, 300)}\n")
+            out.write(f"    runs      {shown_text(command)}\n")
         for path in info.paths:
-            out.write(f"    touches   {shown_text(path, 300)}\n")
-        if not info.commands and not info.paths:
+            out.write(f"    touches   {shown_text(path)}\n")
+        for call in info.calls:
+            out.write(f"    calls     {shown_text(call)}\n")
+        if not info.commands and not info.paths and not info.calls:
             out.write("    its recorded answers make no tool calls\n")
 
 
