@@ -343,3 +343,32 @@ def test_status_shows_each_worker_through_the_proxy(
     _record(sandbox, monkeypatch, "st")
     status = json.loads(sandbox.cli("status", "st", "--json").stdout)["session"]
     assert sorted(workers_by_slug(status)) == ["alpha", "beta"]
+
+
+def test_the_streamed_export_of_a_recording_is_the_encoded_bundle(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """session-export streams worker by worker; with recordings its bytes are still
+    exactly encode_bundle(export_bundle(...))."""
+    from kodelyth_ecc.bundle import encode_bundle
+    from kodelyth_ecc.export import export_bundle
+
+    _record(sandbox, monkeypatch, "stream")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1800000000")
+    streamed = sandbox.cli("session-export", "stream", "--out", "-")
+    assert streamed.code == 0, streamed
+    built = encode_bundle(export_bundle("stream", str(sandbox.coord_root)))
+    assert streamed.stdout.encode("utf-8") == built
+
+
+def test_the_dry_run_warns_about_workers_without_a_recording(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    _, path = _record(sandbox, monkeypatch)
+    dry = sandbox.cli(
+        "replay", str(path), "--launcher-cmd", LAUNCHER, "--offline", "--agents", "alpha,gamma"
+    )
+    assert dry.code == 0, dry
+    assert "alpha: 2 turns, made on this machine" in dry.stdout
+    assert "gamma: no recording" in dry.stdout
+    assert "worker gamma has no recording" in dry.stderr
