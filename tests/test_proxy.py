@@ -319,3 +319,66 @@ def test_what_is_recorded_fits_the_formats_limits(monkeypatch: pytest.MonkeyPatc
     ex.validate_exchanges([big], "w")
     assert big.request == "x" * 10 and big.events == ["abcd", "ab"]
     assert big.error == "request and answer over the recording's limits: kept its start"
+
+
+def test_the_upstream_is_reached_over_https_with_the_systems_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's default URL is https: the proxy verifies its certificate against the
+    trust store (here one holding only a certificate made for this test)."""
+    import os
+    import shutil
+    import ssl
+    import subprocess
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is not installed: .ci/run must install it")
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"usage": {"input_tokens": 1, "output_tokens": 2}}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    port, stop = _proxy(tmp_path, f"https://127.0.0.1:{server.server_address[1]}")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/messages", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 200 and b"input_tokens" in response.read()
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))  # untrusted now
+        conn.request("POST", "/v1/messages", body=b"{}")
+        refused = conn.getresponse()
+        assert refused.status == 502 and b"cannot reach the upstream" in refused.read()
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    first, second = _recorded(tmp_path, 2)
+    assert first.usage == {"input_tokens": 1, "output_tokens": 2}
+    assert second.status == 502 and "upstream unreachable" in (second.error or "")
