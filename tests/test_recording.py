@@ -372,3 +372,16 @@ def test_the_dry_run_warns_about_workers_without_a_recording(
     assert "alpha: 2 turns, made on this machine" in dry.stdout
     assert "gamma: no recording" in dry.stdout
     assert "worker gamma has no recording" in dry.stderr
+
+
+def test_compare_shows_where_the_cli_and_the_provider_disagree_on_tokens(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """usage is cross-checked against the recording: a CLI that miscounts shows."""
+    origin, path = _record(sandbox, monkeypatch)
+    origin["workers"][0]["usage"]["input_tokens"] = 1999  # what a CLI said
+    changed = path.with_name("miscounted.json")
+    changed.write_text(json.dumps(origin))
+    shown = sandbox.cli("compare", str(path), str(changed)).stdout
+    assert "the provider reported 2,000 in / 100 out" in shown
+    assert shown.count("the provider reported") == 1  # the other worker agrees with it

@@ -124,6 +124,10 @@ class RunFacts(msgspec.Struct):
     # (offline) replay "identical to the recording" or "diverged at turn k".
     turns: int | None = None
     replay: str | None = None
+    # The tokens the provider reported to the proxy (usage.recorded): the cross-check of
+    # what the CLI reported.
+    recorded_input_tokens: int | None = None
+    recorded_output_tokens: int | None = None
 
 
 class Changes(msgspec.Struct):
@@ -656,6 +660,7 @@ def _facts(
         **{**_usage_facts(worker.usage), **({"model": None} if blind else {})},
         turns=len(worker.exchanges) if worker.exchanges is not None else None,
         replay=replay_outcome(worker.exchanges, worker.divergence),
+        **_recorded_tokens(worker.usage),
     )
 
 
@@ -665,6 +670,15 @@ def _traffic(a: BundleWorker | None, b: BundleWorker | None) -> dict[str, Any]:
         return {}
     turn = first_differing_turn(a.exchanges, a.recording, b.exchanges, b.recording)
     return {"first_differing_turn": turn, "traffic_compared": True}
+
+
+def _recorded_tokens(usage: object) -> dict[str, Any]:
+    recorded = usage.get("recorded") if isinstance(usage, dict) else None
+    facts = _usage_facts(recorded)
+    return {
+        "recorded_input_tokens": facts.get("input_tokens"),
+        "recorded_output_tokens": facts.get("output_tokens"),
+    }
 
 
 def _usage_facts(usage: object) -> dict[str, Any]:

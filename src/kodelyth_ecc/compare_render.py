@@ -165,7 +165,12 @@ def traffic_text(facts: RunFacts | None) -> str:
     if facts is None or facts.turns is None:
         return "not recorded"
     turns = f"{facts.turns} turn{'s' if facts.turns != 1 else ''}"
-    return f"{turns} ({facts.replay})" if facts.replay else turns
+    notes = [facts.replay] if facts.replay else []
+    recorded = (facts.recorded_input_tokens, facts.recorded_output_tokens)
+    if recorded not in ((None, None), (facts.input_tokens, facts.output_tokens)):
+        shown = ["-" if n is None else f"{n:,}" for n in recorded]
+        notes.append(f"the provider reported {shown[0]} in / {shown[1]} out")
+    return f"{turns} ({'; '.join(notes)})" if notes else turns
 
 
 def traffic_line(w: WorkerComparison, a_label: str, b_label: str) -> str | None:
