@@ -289,6 +289,8 @@ def test_a_cli_s_per_run_process_ids_are_not_conversation() -> None:
     one = normalise("Output: version 1\nProcess Group PGID: 30574\n")
     assert one == normalise("Output: version 1\nProcess Group PGID: 30888\n")
     assert one != normalise("Output: version 2\nProcess Group PGID: 30888\n")
+    codex = "Chunk ID: {}\nWall time: 0.0012 seconds\nProcess exited with code 0\nOutput:\nv1\n"
+    assert normalise(codex.format("6ff93c")) == normalise(codex.format("8ab2a4"))
 
 
 def test_times_and_durations_are_noise_but_a_changed_date_in_a_tool_result_is_not() -> None:

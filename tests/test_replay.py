@@ -40,7 +40,7 @@ from tests.swarm_helpers import TASK, started, wait_done
 JS_TASK = "audit oauth flow for security regressions"
 ECHO = HARNESSES["echo"].template
 # What a replay runs: claude's template, pointed at the session's recording proxy.
-CLAUDE = HARNESSES["claude"].launch_template(None, proxied=True)
+CLAUDE = HARNESSES["claude"].launch_template(None, HARNESSES["claude"].proxy_flags)
 HOSTILE_LAUNCHER = "touch {repo_root_sh}/PWNED; cat {task_file_sh}"
 
 

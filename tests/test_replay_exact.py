@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Sandbox
-from tests.providers.server import ScriptedConversation, Sentinel
+from tests.providers.server import ScriptedConversation, ScriptedProvider, Sentinel
 from tests.support import git
 from tests.swarm_helpers import wait_done
 from tests.test_harness_e2e import ANSWER, _point_at, _use_cli
@@ -27,16 +27,58 @@ from tests.test_harness_e2e import ANSWER, _point_at, _use_cli
 COMMAND = "cp version.txt hello.txt && cat hello.txt"
 FORKED = "## Summary\nThe live model's answer, after the fork."
 # How each harness's conversation carries a tool result back to its model.
-RESULT_MARK = {"claude": '"tool_result"', "gemini": '"functionResponse"'}
-HARNESSES = ["claude", "gemini"]
+RESULT_MARK = {
+    "claude": '"tool_result"',
+    "opencode": '"tool_result"',
+    "gemini": '"functionResponse"',
+    "codex": '"function_call_output"',
+}
+HARNESSES = ["claude", "gemini", "opencode", "codex"]
 
 
-def _stub(harness: str, answer: str = ANSWER) -> ScriptedConversation:
+def _key_var(harness: str) -> str:
+    if harness == "opencode":
+        from tests.test_cli_opencode import KEY_ENV
+
+        return KEY_ENV
+    if harness == "codex":
+        from tests.test_cli_codex import KEY_ENV as CODEX_KEY
+
+        return CODEX_KEY
+    return "ANTHROPIC_API_KEY" if harness == "claude" else "GEMINI_API_KEY"
+
+
+def _repoint(harness: str, url: str, sandbox: Sandbox, env: pytest.MonkeyPatch, tmp: Path) -> None:
+    """Point the user's configuration (not the tool's) somewhere else: the stub is gone,
+    a sentinel or a restarted stub stands there."""
     if harness == "claude":
+        env.setenv("ANTHROPIC_BASE_URL", url)
+    elif harness == "gemini":
+        env.setenv("GOOGLE_GEMINI_BASE_URL", url)
+    elif harness == "opencode":
+        from tests.test_cli_opencode import write_config
+
+        write_config(tmp / "opencode.json", url + "/v1")
+    else:
+        from tests.test_cli_codex import codex_config
+
+        (sandbox.home / ".codex" / "config.toml").write_text(
+            codex_config(f"{url}/v1", fail_fast=False)
+        )
+
+
+def _stub(harness: str, answer: str = ANSWER) -> ScriptedProvider:
+    if harness in ("claude", "opencode"):
         from tests.providers.anthropic import AnthropicStub
 
-        tool: tuple[str, dict[str, Any]] = ("Bash", {"command": COMMAND, "description": "copy"})
+        name = "Bash" if harness == "claude" else "bash"
+        tool: tuple[str, dict[str, Any]] = (name, {"command": COMMAND, "description": "copy"})
         return AnthropicStub(answer=answer, tool_call=tool, lifetime_s=240)
+    if harness == "codex":
+        from tests.providers.openai_responses import OpenAIResponsesProvider
+        from tests.test_cli_codex import MODEL
+
+        return OpenAIResponsesProvider(answer=answer, shell=COMMAND, model=MODEL, lifetime_s=240)
     from tests.providers.gemini import GeminiStub
 
     return GeminiStub(answer=answer, tool_call=("run_shell_command", {"command": COMMAND}),
@@ -58,7 +100,7 @@ def _record(
     _version(sandbox, "version 1\n")
     with _stub(harness) as stub:
         model = _point_at(harness, stub.base_url, sandbox, env, tmp_path)
-        key = os.environ["ANTHROPIC_API_KEY" if harness == "claude" else "GEMINI_API_KEY"]
+        key = os.environ[_key_var(harness)]
         result = sandbox.cli(
             "swarm", "--task", "Copy version.txt to hello.txt.", "--agents", "alpha,beta",
             "--harness", harness, "--model", model, "--session", "origin",
@@ -104,9 +146,9 @@ def test_an_offline_replay_reproduces_a_real_agent_run(
     bundle, _model, key = _record(sandbox, stub_env, tmp_path, harness)
     origin = json.loads(bundle.read_text())
     sentinel = Sentinel()  # where the CLI would go if anything left the machine
-    base_var = "ANTHROPIC_BASE_URL" if harness == "claude" else "GOOGLE_GEMINI_BASE_URL"
-    stub_env.setenv(base_var, sentinel.url)
-    stub_env.delenv("ANTHROPIC_API_KEY" if harness == "claude" else "GEMINI_API_KEY")
+    _repoint(harness, sentinel.url, sandbox, stub_env, tmp_path)
+    if harness != "opencode":  # opencode's config names its key variable: it stays set
+        stub_env.delenv(_key_var(harness))
     try:
         code, replayed, out = _offline(sandbox, bundle, "exact")
     finally:
@@ -141,9 +183,8 @@ def test_a_changed_base_diverges_where_the_tool_result_changes(
         slug: [e["turn"] for e in w["exchanges"] if RESULT_MARK[harness] in e.get("request", "")]
         for slug, w in origin.items()
     }
-    base_var = "ANTHROPIC_BASE_URL" if harness == "claude" else "GOOGLE_GEMINI_BASE_URL"
     sentinel = Sentinel()
-    stub_env.setenv(base_var, sentinel.url)
+    _repoint(harness, sentinel.url, sandbox, stub_env, tmp_path)
     try:
         code, stopped, _ = _offline(sandbox, bundle, "stop", "--base-ref", new_base)
         assert code == 1
@@ -170,12 +211,18 @@ def test_a_changed_base_diverges_where_the_tool_result_changes(
     # live: the worker is handed to the (restarted) provider from the divergent turn on.
     restarted = _stub(harness, FORKED)
     with restarted:
-        stub_env.setenv(base_var, restarted.base_url)
+        _repoint(harness, restarted.base_url, sandbox, stub_env, tmp_path)
         code, forked, out = _offline(
             sandbox, bundle, "live", "--base-ref", new_base, "--on-divergence", "live"
         )
-        assert "tool" not in restarted.turns  # the tool call came from the recording
-        assert restarted.turns.count("answer") == 2
+        # Only the divergent turns (the answers) went to the provider: the tool calls
+        # came from the recording.
+        if isinstance(restarted, ScriptedConversation):
+            assert "tool" not in restarted.turns
+            assert restarted.turns.count("answer") == 2
+        else:
+            bodies = [r.body for r in restarted.requests]
+            assert len(bodies) == 2 and all(RESULT_MARK[harness].encode() in b for b in bodies)
     assert code == 0
     for worker in forked["workers"]:
         assert worker["state"] == "completed"

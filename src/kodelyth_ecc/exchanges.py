@@ -727,8 +727,9 @@ _DATES = re.compile(
 
 
 # What a CLI's own tools report that differs on every run of the same command: gemini's
-# run_shell_command ends its result with the process group it ran in.
-_VOLATILE = re.compile(r"(Process Group PGID|Background PIDs): [0-9, ()a-z]+")
+# run_shell_command ends its result with the process group it ran in, codex's
+# exec_command starts it with a random chunk id.
+_VOLATILE = re.compile(r"(Process Group PGID|Background PIDs|Chunk ID): [0-9a-f, ()]+")
 
 
 TOOL_RESULT = "tool result:"

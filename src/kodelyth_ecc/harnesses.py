@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
-from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.records import Record
 
 TYPE_CHECKING = False
@@ -49,10 +49,38 @@ class Upstream(Record):
     formats: tuple[str, ...] = ()
     needs_header: str | None = None
     credentials: tuple[str, ...] = ()
+    # Where the CLI itself says its endpoint is ("opencode:<provider>": the merged config
+    # ``opencode debug config`` prints), asked when the proxy starts.
+    discover: str | None = None
 
-    def base(self, environ: Mapping[str, str]) -> str:
-        configured = self._from_settings(environ) or environ.get(self.variable)
+    def base(self, environ: Mapping[str, str], cwd: str | None = None) -> str:
+        configured = (
+            self._discovered(environ, cwd)
+            or self._from_settings(environ)
+            or (environ.get(self.variable) if self.variable else None)
+        )
         return (configured or self.default).rstrip("/")
+
+    def _discovered(self, environ: Mapping[str, str], cwd: str | None) -> str | None:
+        if not self.discover or not self.discover.startswith("opencode:"):
+            return None
+        import json
+
+        from kodelyth_ecc.process import cmd_output
+
+        provider = self.discover.split(":", 1)[1]
+        try:
+            out = cmd_output(
+                "opencode", "debug", "config", cwd=cwd, env=environ, check=False, timeout=30
+            )
+            config = json.loads(out.stdout) if out.returncode == 0 else {}
+        except (OSError, ValueError, KodelythError):  # no endpoint known: the default
+            return None
+        providers = config.get("provider") if isinstance(config, dict) else None
+        entry = providers.get(provider) if isinstance(providers, dict) else None
+        options = entry.get("options") if isinstance(entry, dict) else None
+        url = options.get("baseURL") if isinstance(options, dict) else None
+        return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
 
     def _from_settings(self, environ: Mapping[str, str]) -> str | None:
         if self.settings is None:
@@ -116,7 +144,8 @@ class Harness(Record):
 
     @property
     def records(self) -> bool:
-        """Whether its model traffic can go through the session's proxy."""
+        """Whether its model traffic goes through the session's proxy by its fixed
+        variables (codex and opencode are pointed by ``proxy_point`` from their config)."""
         return bool(self.proxy_env)
 
     @property
@@ -124,8 +153,10 @@ class Harness(Record):
         """The launch template without a model choice."""
         return self.launch_template()
 
-    def launch_template(self, model: str | None = None, proxied: bool = False) -> str:
-        command = self.command.replace("{proxy_args}", self.proxy_flags if proxied else "")
+    def launch_template(self, model: str | None = None, proxy_flags: str = "") -> str:
+        """The template with ``--model`` and the flags that point the CLI at the session's
+        proxy (``ProxyPoint.flags``)."""
+        command = self.command.replace("{proxy_args}", proxy_flags)
         args = ""
         if model and self.model_flag:
             from kodelyth_ecc.launchers import shell_quote
@@ -178,7 +209,7 @@ HARNESSES: Mapping[str, Harness] = {
             # Without the -c, a dead endpoint keeps it "waiting for network" forever; with
             # it, it gives up after 5 reconnects (~25 s, measured with 0.171.0).
             "exec codex exec --json --color never --sandbox workspace-write"
-            " -c features.unbounded_connection_retries=false{model_args} - " + _STDIN,
+            " -c features.unbounded_connection_retries=false{model_args}{proxy_args} - " + _STDIN,
             output="codex",
             model_flag="--model",
             min_version=(0, 147, 0),
@@ -268,12 +299,124 @@ CUSTOM_ADAPTER = Harness(
 )
 
 
-def proxy_adapter(harness: str | None) -> Harness | None:
-    """The adapter that points ``harness``'s workers at the proxy (None: it cannot)."""
+class ProxyPoint(Record):
+    """How one session's workers are pointed at their port of the recording proxy:
+    ``env`` entries (variable, a path into the JSON value it holds, or () for the whole
+    value, and the suffix after the proxy's URL), launch ``flags`` (a template fragment
+    for ``{proxy_args}``), where the proxy forwards, and the key variables an offline
+    replay fills with a placeholder."""
+
+    env: tuple[tuple[str, tuple[str, ...], str], ...]
+    upstreams: tuple[Upstream, ...]
+    flags: str = ""
+    key_env: tuple[str, ...] = ()
+
+
+def _static_point(adapter: Harness) -> ProxyPoint:
+    return ProxyPoint(
+        tuple((name, (), suffix) for name, suffix in adapter.proxy_env),
+        adapter.upstreams,
+        adapter.proxy_flags,
+        adapter.key_env,
+    )
+
+
+# A provider or model id that can go into a flag or a JSON path as it is.
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+OPENCODE_DEFAULTS = {
+    "anthropic": "https://api.anthropic.com/v1",
+    "openai": "https://api.openai.com/v1",
+}
+
+
+def proxy_point(
+    harness: str | None, model: str | None, environ: Mapping[str, str]
+) -> ProxyPoint | str:
+    """How ``harness``'s workers are pointed at the proxy, or why they cannot be."""
     if harness in (None, CUSTOM):
-        return CUSTOM_ADAPTER
+        return _static_point(CUSTOM_ADAPTER)
     adapter = HARNESSES.get(harness)
-    return adapter if adapter is not None and adapter.records else None
+    if adapter is None or harness == "echo":
+        return "echo workers make no model requests"
+    if adapter.records:
+        return _static_point(adapter)
+    if harness == "opencode":
+        return _opencode_point(model)
+    if harness == "codex":
+        return _codex_point(environ)
+    return f"{harness} cannot be pointed at it"
+
+
+def _opencode_point(model: str | None) -> ProxyPoint | str:
+    """opencode: ``OPENCODE_CONFIG_CONTENT`` overlays the provider's ``baseURL`` (deep
+    merged over the user's config; docs/research/proxy-endpoints.md). The provider is
+    the one ``--model provider/model`` names."""
+    provider = (model or "").split("/", 1)[0] if model and "/" in model else None
+    if provider is None or not _SAFE_ID.fullmatch(provider):
+        return "opencode needs --model provider/model to know which provider to record"
+    upstream = Upstream(
+        "ANTHROPIC_BASE_URL" if provider == "anthropic" else "",
+        OPENCODE_DEFAULTS.get(provider, ""),
+        strip="/v1",
+        discover=f"opencode:{provider}",
+    )
+    path = ("provider", provider, "options", "baseURL")
+    return ProxyPoint((("OPENCODE_CONFIG_CONTENT", path, "/v1"),), (upstream,))
+
+
+def codex_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The user's ``$CODEX_HOME/config.toml`` (None: unreadable, or no TOML reader: the
+    standard library has one from Python 3.11)."""
+    import importlib
+    import os
+
+    try:
+        tomllib = importlib.import_module("tomllib")
+    except ImportError:  # Python 3.10
+        return None
+    home = environ.get("CODEX_HOME") or os.path.join(
+        environ.get("HOME") or os.path.expanduser("~"), ".codex"
+    )
+    try:
+        with open(os.path.join(home, "config.toml"), "rb") as fh:
+            data = tomllib.loads(fh.read(1 << 20).decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _codex_point(environ: Mapping[str, str]) -> ProxyPoint | str:
+    """codex: ``-c`` overrides only the selected provider's ``base_url`` (an inline table,
+    deep-merged, keeps its key and wire settings), or ``openai_base_url`` for the
+    built-in provider (docs/research/proxy-endpoints.md)."""
+    config = codex_config(environ)
+    if config is None:
+        return "codex's config.toml could not be read (reading it needs Python 3.11 or later)"
+    provider = config.get("model_provider")
+    if provider is None or provider == "openai":
+        base = config.get("openai_base_url")
+        upstream = Upstream(
+            "", base if isinstance(base, str) else "https://api.openai.com/v1", strip="/v1"
+        )
+        flags = ' -c "openai_base_url=\\"$KODELYTH_PROXY_URL/v1\\""'
+        return ProxyPoint((), (upstream,), flags, ("CODEX_API_KEY",))
+    providers = config.get("model_providers")
+    entry = providers.get(provider) if isinstance(providers, dict) else None
+    base = entry.get("base_url") if isinstance(entry, dict) else None
+    if (
+        not isinstance(provider, str)
+        or not _SAFE_ID.fullmatch(provider)
+        or not isinstance(base, str)
+    ):
+        return "codex's model_provider has no base_url kodelyth-ecc can read in config.toml"
+    key = entry.get("env_key") if isinstance(entry, dict) else None
+    flags = (
+        ' -c "model_providers={{\\"' + provider + '\\"={{base_url=\\"$KODELYTH_PROXY_URL/v1\\"}}}}"'
+    )
+    keys = (key,) if isinstance(key, str) and _SAFE_ID.fullmatch(key) else ()
+    return ProxyPoint((), (Upstream("", base, strip="/v1"),), flags, keys)
 
 
 # Harnesses that used to exist: bundles naming them still import; replaying them asks

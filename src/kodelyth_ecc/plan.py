@@ -18,7 +18,7 @@ from types import MappingProxyType
 from kodelyth_ecc import naming
 from kodelyth_ecc.agents import DEFAULT_AGENTS, MAX_AGENTS, MIN_AGENTS, pick_agents
 from kodelyth_ecc.errors import UsageError
-from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, get_harness
+from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, ProxyPoint, get_harness, proxy_point
 from kodelyth_ecc.launchers import (
     render_template,
     shell_quote,
@@ -150,13 +150,15 @@ class OrchestrationPlan(Record):
     offline: bool = False
     on_divergence: str = "stop"
     replay_sources: Mapping[str, bytes] = _NO_META
+    # How the workers are pointed at the session's proxy (None: not proxied, and
+    # ``proxy_note`` says why when it was asked for).
+    proxy_point: ProxyPoint | None = None
+    proxy_note: str | None = None
 
     @property
     def proxied(self) -> bool:
         """Whether the workers talk to their model through the session's proxy."""
-        from kodelyth_ecc.harnesses import proxy_adapter
-
-        return (self.record or self.offline) and proxy_adapter(self.harness) is not None
+        return self.proxy_point is not None
 
     @property
     def proxy_file(self) -> str:
@@ -166,15 +168,10 @@ class OrchestrationPlan(Record):
 
     def recording_summary(self) -> str:
         """One line on what happens to the workers' model traffic."""
-        from kodelyth_ecc.harnesses import proxy_adapter
-
         if self.harness == "echo":
             return "none (echo workers make no model requests)"
-        if proxy_adapter(self.harness) is None:
-            return (
-                f"not available for {self.harness}: its endpoint is set in its own config "
-                "file, which kodelyth-ecc does not edit"
-            )
+        if self.proxy_point is None and self.proxy_note is not None:
+            return f"not available: {self.proxy_note}"
         if self.offline:
             return "offline: each worker is answered from its recorded exchanges"
         if not self.record:
@@ -182,15 +179,16 @@ class OrchestrationPlan(Record):
         return "on: each worker's model traffic is recorded by the session's proxy"
 
     def _proxy_args(self) -> list[str]:
-        from kodelyth_ecc.harnesses import proxy_adapter
-
-        adapter = proxy_adapter(self.harness)
-        if not self.proxied or adapter is None:
+        point = self.proxy_point
+        if point is None:
             return []
-        variables = ",".join(f"{name}={suffix}" for name, suffix in adapter.proxy_env)
+        import json
+
+        # Variable names, JSON paths and suffixes: no value of the environment.
+        variables = json.dumps([[name, list(path), suffix] for name, path, suffix in point.env])
         args = ["--proxy", self.proxy_file, "--proxy-env", variables]
-        if self.offline and adapter.key_env:
-            args += ["--offline-key", ",".join(adapter.key_env)]
+        if self.offline and point.key_env:
+            args += ["--offline-key", ",".join(point.key_env)]
         return args
 
     def runner_argv(
@@ -543,8 +541,13 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
     harness = None if config.harness == CUSTOM else get_harness(config.harness or DEFAULT_HARNESS)
     if harness is None and not config.launcher_command:
         raise UsageError("the custom harness needs a --launcher-cmd TEMPLATE")
-    proxied = (config.record or config.offline) and harness is not None and harness.records
-    builtin = harness.launch_template(config.model, proxied) if harness is not None else None
+    point: ProxyPoint | str | None = None
+    if config.record or config.offline:
+        point = proxy_point(
+            harness.name if harness is not None else CUSTOM, config.model, os.environ
+        )
+    flags = point.flags if isinstance(point, ProxyPoint) else ""
+    builtin = harness.launch_template(config.model, flags) if harness is not None else None
     default_template = config.launcher_command or builtin or ""
     if config.model and (harness is None or not harness.model_flag or config.launcher_command):
         raise UsageError(
@@ -636,6 +639,8 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         offline=config.offline,
         on_divergence=config.on_divergence,
         replay_sources=config.replay_sources,
+        proxy_point=point if isinstance(point, ProxyPoint) else None,
+        proxy_note=point if isinstance(point, str) else None,
         extra_meta={
             **config.extra_meta,
             **({"model": config.model} if config.model else {}),

@@ -22,7 +22,10 @@ def _adapter(plan: OrchestrationPlan) -> Harness | None:
         harness
         if any(
             w.result_harness
-            or w.launcher_template == harness.launch_template(plan.model, plan.proxied)
+            or w.launcher_template
+            == harness.launch_template(
+                plan.model, plan.proxy_point.flags if plan.proxy_point else ""
+            )
             for w in plan.workers
         )
         else None

@@ -271,6 +271,11 @@ class WorkerProxy:
             handler.close_connection = True
             return
         path = handler.path if handler.path.startswith("/") else urlsplit(handler.path).path
+        if handler.headers.get("upgrade", "").lower() == "websocket":
+            # codex's built-in provider tries a WebSocket first; 426 sends it straight to
+            # plain HTTP (docs/research/proxy-endpoints.md). Nothing to record.
+            _send(handler, 426, {"content-type": "text/plain"}, b"use HTTP\n")
+            return
         fmt = ex.wire_format(path)
         text = body.decode("utf-8", errors="replace")
         record = ex.Exchange(
@@ -623,14 +628,14 @@ def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
     """The proxy's config for an ``OrchestrationPlan``: its workers, and the upstreams
     resolved from the caller's environment (the endpoint the user configured, else the
     provider's default)."""
-    from kodelyth_ecc.harnesses import proxy_adapter
-
-    adapter = proxy_adapter(plan.harness)
-    upstreams = adapter.upstreams if adapter is not None else ()
+    upstreams = plan.proxy_point.upstreams if plan.proxy_point is not None else ()
     routes = tuple(
-        Route(u.base(environ), u.prefixes, u.strip, u.formats, u.needs_header, u.credentials)
+        Route(
+            u.base(environ, plan.repo_root), u.prefixes, u.strip, u.formats, u.needs_header,
+            u.credentials,
+        )
         for u in upstreams
-    )
+    )  # fmt: skip
     https_proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
     mode = "offline" if plan.offline else "record"

@@ -379,9 +379,25 @@ def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
     if not isinstance(port, int):
         raise OSError(errno.ENOENT, f"the session's proxy has no port for {slug}")
     url = f"http://127.0.0.1:{port}"
-    for spec in filter(None, options.get("proxy-env", "").split(",")):
-        name, _, suffix = spec.partition("=")
-        env[name] = url + suffix
+    # [[NAME, [json, path], suffix], ...]: NAME becomes the URL (plus suffix), or, with a
+    # path, the JSON document NAME holds gets the URL at that path (merged into the
+    # user's own: opencode's OPENCODE_CONFIG_CONTENT).
+    for name, path, suffix in json.loads(options.get("proxy-env") or "[]"):
+        if not path:
+            env[name] = url + suffix
+            continue
+        try:
+            document = json.loads(env.get(name) or "{}")
+        except ValueError:
+            document = {}
+        node = document if isinstance(document, dict) else {}
+        top = node
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = child = child if isinstance(child, dict) else {}
+            node = child
+        node[path[-1]] = url + suffix
+        env[name] = json.dumps(top)
     env["KODELYTH_PROXY_URL"] = url
     for name in ("NO_PROXY", "no_proxy"):
         kept = [h for h in env.get(name, "").split(",") if h.strip()]

@@ -103,9 +103,11 @@ class OpenAIResponsesProvider(ScriptedProvider):
         answer: str = ANSWER,
         model: str = "gpt-5.5",
         tool: str = "command",
+        shell: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.shell = shell  # a command of the test's own instead of the printf
         if tool not in ("command", "apply_patch"):
             raise ValueError(f"tool must be 'command' or 'apply_patch', not {tool!r}")
         self.tool = tool
@@ -135,6 +137,8 @@ class OpenAIResponsesProvider(ScriptedProvider):
     @property
     def command(self) -> str:
         """The shell command of the scripted tool call."""
+        if self.shell is not None:
+            return self.shell
         return f"printf '%s\\n' {shlex.quote(self.file_line)} > {shlex.quote(self.file_name)}"
 
     # --- HTTP ----------------------------------------------------------------------------

@@ -131,8 +131,8 @@ def _check_offline(
 ) -> None:
     if not plan.proxied:
         raise UsageError(
-            f"--offline needs a harness whose traffic goes through the session's proxy "
-            f"(claude, gemini or --launcher-cmd); {plan.harness} cannot be pointed at it"
+            "--offline needs the workers' traffic to go through the session's proxy: "
+            f"{plan.proxy_note or 'it cannot be pointed at it'}"
         )
     missing = [slug for slug, info in infos.items() if info is None]
     for slug in missing:
