@@ -382,3 +382,64 @@ def test_the_upstream_is_reached_over_https_with_the_systems_trust(
     first, second = _recorded(tmp_path, 2)
     assert first.usage == {"input_tokens": 1, "output_tokens": 2}
     assert second.status == 502 and "upstream unreachable" in (second.error or "")
+
+
+def test_the_runner_points_each_cli_without_losing_the_users_settings(tmp_path: Path) -> None:
+    """The runner sets the adapter's variables to the worker's port, merges opencode's
+    overlay into the user's own OPENCODE_CONFIG_CONTENT, exempts loopback from any HTTP
+    proxy, and fills a placeholder key only where none is set."""
+    from kodelyth_ecc.harnesses import proxy_point
+    from kodelyth_ecc.runner import OFFLINE_KEY, _point_at_proxy
+
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "proxy.json").write_text(json.dumps({"ports": {"alpha": 4242}}))
+    point = proxy_point("opencode", "anthropic/claude-x", {})
+    assert not isinstance(point, str)
+    spec = json.dumps([[n, list(p), s] for n, p, s in point.env])
+    options = {"status-file": str(tmp_path / "alpha" / "status.md"),
+               "proxy": str(tmp_path / "proxy.json"), "proxy-env": spec}  # fmt: skip
+    user = {"provider": {"anthropic": {"options": {"apiKey": "{env:K}"}}}, "theme": "dark"}
+    env = {"OPENCODE_CONFIG_CONTENT": json.dumps(user), "NO_PROXY": "corp.example"}
+    _point_at_proxy(options, env)
+    merged = json.loads(env["OPENCODE_CONFIG_CONTENT"])
+    assert merged["theme"] == "dark"
+    assert merged["provider"]["anthropic"]["options"] == {
+        "apiKey": "{env:K}", "baseURL": "http://127.0.0.1:4242/v1"
+    }  # fmt: skip
+    assert env["KODELYTH_PROXY_URL"] == "http://127.0.0.1:4242"
+    assert env["NO_PROXY"] == "corp.example,127.0.0.1,localhost"
+    claude = proxy_point("claude", None, {})
+    assert not isinstance(claude, str)
+    offline = {**options, "proxy-env": json.dumps([["ANTHROPIC_BASE_URL", [], ""]]),
+               "offline-key": ",".join(claude.key_env)}  # fmt: skip
+    bare: dict[str, str] = {}
+    _point_at_proxy(offline, bare)
+    assert bare["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:4242"
+    assert bare["ANTHROPIC_API_KEY"] == OFFLINE_KEY
+    keyed = {"ANTHROPIC_AUTH_TOKEN": "the user's"}
+    _point_at_proxy(offline, keyed)
+    assert "ANTHROPIC_API_KEY" not in keyed  # the user's own credential is used as it is
+
+
+def test_codex_is_pointed_at_its_own_selected_provider(tmp_path: Path) -> None:
+    from kodelyth_ecc.harnesses import proxy_point
+
+    home = tmp_path / "codex"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'model_provider = "corp.gw"\n[model_providers."corp.gw"]\n'
+        'base_url = "https://gw.corp.example/openai/v1"\nenv_key = "CORP_KEY"\n'
+    )
+    point = proxy_point("codex", None, {"CODEX_HOME": str(home)})
+    assert not isinstance(point, str)
+    assert 'model_providers={{\\"corp.gw\\"={{base_url=' in point.flags
+    assert point.upstreams[0].base({}) == "https://gw.corp.example/openai/v1"
+    assert point.key_env == ("CORP_KEY",)
+    (home / "config.toml").write_text('openai_base_url = "https://eu.api.openai.example/v1"\n')
+    builtin = proxy_point("codex", None, {"CODEX_HOME": str(home)})
+    assert not isinstance(builtin, str)
+    assert "openai_base_url=" in builtin.flags
+    assert builtin.upstreams[0].base({}) == "https://eu.api.openai.example/v1"
+    (home / "config.toml").write_text('model_provider = "x"\n')  # no base_url to forward to
+    assert isinstance(proxy_point("codex", None, {"CODEX_HOME": str(home)}), str)
+    assert isinstance(proxy_point("opencode", None, {}), str)  # no provider without --model
