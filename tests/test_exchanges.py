@@ -245,10 +245,14 @@ def test_the_log_survives_a_torn_last_line(tmp_path: Path) -> None:
     log.close()
     data = path.read_bytes()
     assert data.count(b"\n") == 2
-    assert ex.file_sealed_here(data, (tmp_path / "exchanges.seal").read_text())
+    seal = (tmp_path / "exchanges.seal").read_text()
+    assert ex.file_sealed_here(data, seal) == len(data)
     assert [e.turn for e in ex.parse_lines(data + b'{"turn": 3, "meth')] == [1, 2]
     assert [e.turn for e in ex.parse_lines(b"garbage\n" + data)] == [1, 2]
-    assert not ex.file_sealed_here(data + b"\n", (tmp_path / "exchanges.seal").read_text())
+    # Caught mid-append: the seal covers the prefix it names; a changed byte breaks it.
+    assert ex.file_sealed_here(data + b'{"turn": 3', seal) == len(data)
+    assert ex.file_sealed_here(data.replace(b'"turn":1', b'"turn":7'), seal) is None
+    assert ex.file_sealed_here(data[:-1], seal) is None
     assert (path.stat().st_mode & 0o777) == 0o600
 
 
@@ -303,9 +307,36 @@ def test_times_and_durations_are_noise_but_a_changed_date_in_a_tool_result_is_no
     ]
     for a, b in pairs:
         assert normalise(f"{ex.TOOL_RESULT} {a}") == normalise(f"{ex.TOOL_RESULT} {b}"), (a, b)
+    # A file:line:column is no time of day: a changed position is a change.
+    assert normalise(f"{ex.TOOL_RESULT} app.py:12:34") != normalise(
+        f"{ex.TOOL_RESULT} app.py:13:40"
+    )
     changed = ("version: 2026-01-01", "version: 2026-02-01")
     assert normalise(f"{ex.TOOL_RESULT} {changed[0]}") != normalise(
         f"{ex.TOOL_RESULT} {changed[1]}"
     )
     # In what the CLI itself writes (today's date in its context), a date is noise.
     assert normalise(f"user: today is {changed[0]}") == normalise(f"user: today is {changed[1]}")
+
+
+def test_runs_are_compared_lane_by_lane_and_a_short_replay_is_no_copy() -> None:
+    def turn(n: int, text: str, tools: bool = True, answer: str = "a") -> ex.Exchange:
+        body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+        if tools:
+            body["tools"] = [{}]
+        return _exchange("anthropic-messages", n, request=json.dumps(body), body=answer)
+
+    a = [turn(1, "task"), turn(2, "title", tools=False), turn(3, "task and result")]
+    # The side request came first this time: nothing differs.
+    b = [turn(1, "title", tools=False), turn(2, "task"), turn(3, "task and result")]
+    assert ex.first_differing_turn(a, None, b, None) is None
+    c = [turn(1, "task"), turn(2, "title", tools=False), turn(3, "task and other result")]
+    assert ex.first_differing_turn(a, None, c, None) == 3
+    assert ex.first_differing_turn(a, None, a[:2], None) == 3
+    served = [msgspec.structs.replace(x, source="recording") for x in a]
+    assert ex.replay_outcome(served, None, {"replays_turns": 3}) == "identical to the recording"
+    assert ex.replay_outcome(served[:2], None, {"replays_turns": 3}) == (
+        "stopped after 2 of 3 recorded turns"
+    )
+    assert ex.replay_outcome(served, {"turn": 2}, None) == "diverged at turn 2"
+    assert ex.replay_outcome(a, None, None) is None  # answered by the provider

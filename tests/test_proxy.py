@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +53,8 @@ def _proxy(tmp_path: Path, upstream: str, mode: str = "record") -> tuple[int, th
 
 
 def _recorded(tmp_path: Path, count: int = 1) -> list[ex.Exchange]:
-    """The worker's recording once it holds ``count`` exchanges (the proxy appends an
-    exchange after its answer has gone out)."""
+    """The worker's recording once it holds ``count`` exchanges (read at once after an
+    answer ended; polled only for the error paths that answer first)."""
     path = tmp_path / "alpha" / "exchanges.jsonl"
 
     def read() -> list[ex.Exchange] | None:
@@ -76,6 +77,10 @@ def test_a_stream_passes_through_as_it_arrives(tmp_path: Path) -> None:
             upstream.first_read.set()
             rest = response.read()
             assert b"message_delta" in rest
+            # The answer has ended: the recording already holds it (a proxy killed now
+            # loses nothing the agent was given).
+            on_disk = (tmp_path / "alpha" / "exchanges.jsonl").read_bytes()
+            assert len(ex.parse_lines(on_disk)) == 1
         finally:
             stop.set()
     (exchange,) = _recorded(tmp_path)
@@ -421,6 +426,7 @@ def test_the_runner_points_each_cli_without_losing_the_users_settings(tmp_path: 
     assert "ANTHROPIC_API_KEY" not in keyed  # the user's own credential is used as it is
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="reading config.toml needs tomllib")
 def test_codex_is_pointed_at_its_own_selected_provider(tmp_path: Path) -> None:
     from kodelyth_ecc.harnesses import proxy_point
 
@@ -443,3 +449,44 @@ def test_codex_is_pointed_at_its_own_selected_provider(tmp_path: Path) -> None:
     (home / "config.toml").write_text('model_provider = "x"\n')  # no base_url to forward to
     assert isinstance(proxy_point("codex", None, {"CODEX_HOME": str(home)}), str)
     assert isinstance(proxy_point("opencode", None, {}), str)  # no provider without --model
+
+
+class Bare(ScriptedProvider):
+    """Answers HEAD and 204 as servers do: headers only."""
+
+    def respond(self, request: Request) -> Response:
+        if request.path == "/empty":
+            return Response(204, {})
+        return Response.json({"ok": True})
+
+
+def test_head_204_and_websocket_upgrades_keep_the_connection_in_step(tmp_path: Path) -> None:
+    from kodelyth_ecc.harnesses import OFFLINE_KEY
+    from kodelyth_ecc.runner import OFFLINE_KEY as RUNNERS
+
+    assert RUNNERS == OFFLINE_KEY  # the runner spells it without importing harnesses
+    with Bare(lifetime_s=30) as upstream:
+        port, stop = _proxy(tmp_path, upstream.base_url)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("HEAD", "/")
+            head = conn.getresponse()
+            assert head.read() == b"" and head.getheader("transfer-encoding") is None
+            conn.request("POST", "/empty", body=b"{}")
+            empty = conn.getresponse()
+            assert empty.status == 204 and empty.read() == b""
+            conn.request("GET", "/v1/responses", headers={"Upgrade": "websocket",
+                                                        "Connection": "Upgrade"})  # fmt: skip
+            upgrade = conn.getresponse()
+            assert upgrade.status == 426
+            upgrade.read()
+            # Still in step: the next answer on the same connection is the next answer.
+            conn.request("POST", "/v1/messages", body=b"{}")
+            after = conn.getresponse()
+            assert after.status == 200 and json.loads(after.read()) == {"ok": True}
+            dates = [k for k, _ in after.getheaders() if k.lower() == "date"]
+            assert len(dates) == 1
+        finally:
+            stop.set()
+    # (The stub answers HEAD 501 itself, unrecorded.) The upgrade never reached it.
+    assert [r.method for r in upstream.requests] == ["POST", "POST"]

@@ -230,9 +230,8 @@ def test_a_changed_base_diverges_where_the_tool_result_changes(
         sources = [e["source"] for e in worker["exchanges"]]
         assert "recording" in sources and "upstream" in sources
         first_live = next(e["turn"] for e in worker["exchanges"] if e["source"] == "upstream")
-        assert first_live == worker["divergence"]["turn"] or first_live >= min(
-            carrying[worker["slug"]]
-        )
+        # The fork starts at the request that diverged: the one carrying the new result.
+        assert first_live == worker["divergence"]["turn"] == carrying[worker["slug"]][0]
     compared = sandbox.cli("compare", str(bundle), str(out))
     assert "first differing turn" in compared.stdout and "diverged at turn" in compared.stdout
     _no_key_anywhere(sandbox, key, bundle, out)

@@ -659,7 +659,7 @@ def _facts(
         # --blind: the model would tell the runs apart (tokens and cost are facts).
         **{**_usage_facts(worker.usage), **({"model": None} if blind else {})},
         turns=len(worker.exchanges) if worker.exchanges is not None else None,
-        replay=replay_outcome(worker.exchanges, worker.divergence),
+        replay=replay_outcome(worker.exchanges, worker.divergence, worker.recording),
         **_recorded_tokens(worker.usage),
     )
 

@@ -256,6 +256,7 @@ class ExchangeLog:
         self._key = machine_key()
         self._lock = threading.Lock()
         self._digest = hashlib.sha256()
+        self._length = 0
         self._turns = 0
         self._dirty = threading.Event()
         self._closed = False
@@ -274,9 +275,13 @@ class ExchangeLog:
             while view:
                 view = view[os.write(self._fd, view) :]
             self._digest.update(line)
+            self._length += len(line)
             if self._seal_fd is not None:
-                seal_line = _file_seal(self._digest.hexdigest(), self._key) + "\n"
-                os.pwrite(self._seal_fd, seal_line.encode("ascii"), 0)
+                # "<seal> <bytes it covers>": a reader that catches the file mid-append
+                # checks the prefix the seal was made for. Only ever grows, so an
+                # in-place rewrite never leaves an old tail.
+                seal = _file_seal(self._digest.hexdigest(), self._key)
+                os.pwrite(self._seal_fd, f"{seal} {self._length}\n".encode("ascii"), 0)
         self._dirty.set()
 
     def _sync_loop(self) -> None:
@@ -357,12 +362,21 @@ def machine_key() -> bytes:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         key = os.urandom(32)
+        # Written whole under a temporary name, then linked into place: a process that
+        # opens the key never sees it half-written, and the first one made wins.
+        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            return machine_key()
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process made it first: use theirs
+                return machine_key()
+        finally:
+            os.unlink(tmp)
         return key
     with os.fdopen(fd, "rb") as fh:
         return fh.read(64)
@@ -374,12 +388,18 @@ def _file_seal(hexdigest: str, key: bytes | None = None) -> str:
     return SEAL_PREFIX + tag.hexdigest()
 
 
-def file_sealed_here(data: bytes, seal_text: str | None) -> bool:
-    """Whether ``exchanges.jsonl``'s bytes are exactly what this machine's proxy wrote."""
+def file_sealed_here(data: bytes, seal_text: str | None) -> int | None:
+    """How many bytes of ``exchanges.jsonl`` this machine's proxy sealed (None: its seal
+    does not match them). The file may have grown since the seal was read: the seal
+    covers the prefix it names."""
     if not seal_text:
-        return False
-    expected = _file_seal(hashlib.sha256(data).hexdigest())
-    return hmac.compare_digest(expected, seal_text.strip())
+        return None
+    seal, _, length = seal_text.strip().partition(" ")
+    size = int(length) if length.isdigit() else len(data)
+    if size > len(data):
+        return None
+    expected = _file_seal(hashlib.sha256(data[:size]).hexdigest())
+    return size if hmac.compare_digest(expected, seal) else None
 
 
 def seal(exchanges: Sequence[Exchange], context: Context, slug: str, task: str) -> str:
@@ -714,7 +734,7 @@ _CONTEXT_BLOCKS = re.compile(
 _TIMES = re.compile(
     r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
     r"|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} +(?:\d{1,2}:\d{2}|\d{4})\b"
-    r"|\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b"
+    r"|(?<![\w:.])\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b"
     r"|\b\d+(?:\.\d+)?\s?(?:ms|s|sec|secs|seconds|min|minutes)\b"
 )
 # Dates: masked only in what the CLI writes (its context says today's date), never in
@@ -923,32 +943,54 @@ def _kind(part: str) -> str:
 # --- comparing recordings --------------------------------------------------------------
 
 
-def replay_outcome(exchanges: Sequence[Exchange] | None, divergence: object) -> str | None:
-    """For an exact (offline) replay: "identical to the recording" or "diverged at turn
-    k"; None for a run that was not answered from a recording."""
+def replay_outcome(
+    exchanges: Sequence[Exchange] | None, divergence: object, recording: object = None
+) -> str | None:
+    """For an exact (offline) replay: "identical to the recording", "diverged at turn
+    k", or, when the agent stopped before using every recorded turn, how far it got;
+    None for a run that was not answered from a recording."""
     if isinstance(divergence, dict) and isinstance(divergence.get("turn"), int):
         return f"diverged at turn {divergence['turn']}"
-    if exchanges and all(e.source == "recording" for e in exchanges):
-        return "identical to the recording"
-    return None
+    if not exchanges or not all(e.source == "recording" for e in exchanges):
+        return None
+    held = recording.get("replays_turns") if isinstance(recording, dict) else None
+    if isinstance(held, int) and not isinstance(held, bool) and len(exchanges) < held:
+        return f"stopped after {len(exchanges)} of {held} recorded turns"
+    return "identical to the recording"
 
 
 def first_differing_turn(
     a: Sequence[Exchange], a_recording: object, b: Sequence[Exchange], b_recording: object
 ) -> int | None:
     """The first turn at which two runs' model traffic differs (the conversation sent,
-    normalised, or the answer given); None when it does not."""
+    normalised, or the answer given); None when it does not. Compared lane by lane
+    (``lane``): a CLI's side requests may come in another order beside its main
+    conversation without anything having changed."""
     normalise = normaliser(Context.of(a_recording), Context.of(b_recording))
-    for index, (x, y) in enumerate(zip(a, b, strict=False)):
-        same = (
-            x.method == y.method
-            and x.path.split("?", 1)[0] == y.path.split("?", 1)[0]
-            and x.status == y.status
+
+    def lanes(run: Sequence[Exchange]) -> dict[str, list[Exchange]]:
+        found: dict[str, list[Exchange]] = {}
+        for x in run:
+            found.setdefault(lane(x.format, x.method, x.path, x.request), []).append(x)
+        return found
+
+    def same(x: Exchange, y: Exchange) -> bool:
+        return (
+            x.status == y.status
             and x.events == y.events
             and x.body == y.body
             and conversation(x.format, x.request, normalise)
             == conversation(y.format, y.request, normalise)
         )
-        if not same:
-            return index + 1
-    return None if len(a) == len(b) else min(len(a), len(b)) + 1
+
+    lanes_a, lanes_b = lanes(a), lanes(b)
+    turns: list[int] = []
+    for key in lanes_a.keys() | lanes_b.keys():
+        xs, ys = lanes_a.get(key, []), lanes_b.get(key, [])
+        pairs = zip(xs, ys, strict=False)
+        parted = next((min(x.turn, y.turn) for x, y in pairs if not same(x, y)), None)
+        if parted is None and len(xs) != len(ys):
+            parted = (xs if len(xs) > len(ys) else ys)[min(len(xs), len(ys))].turn
+        if parted is not None:
+            turns.append(parted)
+    return min(turns) if turns else None

@@ -220,15 +220,21 @@ def _start_proxy(plan: OrchestrationPlan, env_dir: str) -> None:
         if state is None or state.dead:
             code = state.dead_status if state is not None else None
             raise KodelythError(
-                f"the session's model proxy exited (status {code}) before it listened: "
-                "pass --no-record to run without it"
+                f"the session's model proxy exited (status {code}) before it listened "
+                f"(its window {PROXY_WINDOW} said why): {_without_proxy(plan)}"
             )
         if time.monotonic() >= deadline:
             raise KodelythError(
                 f"the session's model proxy did not start within {PROXY_START_TIMEOUT_S:g} s: "
-                "the machine may be overloaded; try again, or pass --no-record"
+                f"the machine may be overloaded; try again, or {_without_proxy(plan)}"
             )
         time.sleep(0.01)
+
+
+def _without_proxy(plan: OrchestrationPlan) -> str:
+    if plan.offline:
+        return "an offline replay cannot run without it; check the bundle's recordings"
+    return "pass --no-record to run without it"
 
 
 def _harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:

@@ -280,12 +280,17 @@ def _recording_fields(
     data = worker.read(EXCHANGES_FILE, ex.MAX_RECORDING_BYTES) if include else None
     if not data:
         return {"usage": usage, "exchanges": None, "recording": None}
-    recorded = ex.parse_lines(data)
     recording = _read_object(worker, RECORDING_FILE) or {}
+    sealed = None
     if recording and "seal" not in recording:
         seal_text = worker.read(SEAL_FILE, 1024)
-        if ex.file_sealed_here(data, seal_text.decode("ascii", "replace") if seal_text else None):
-            recording["seal"] = ex.seal(recorded, ex.Context.of(recording), slug, task)
+        sealed = ex.file_sealed_here(
+            data, seal_text.decode("ascii", "replace") if seal_text else None
+        )
+    # What the seal covers (a worker's proxy may be appending as we read).
+    recorded = ex.parse_lines(data if sealed is None else data[:sealed])
+    if sealed is not None:
+        recording["seal"] = ex.seal(recorded, ex.Context.of(recording), slug, task)
     totals = ex.total_usage(recorded)
     if totals is not None:
         from kodelyth_ecc.statusfile import USAGE_KEYS

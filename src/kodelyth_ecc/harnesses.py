@@ -299,6 +299,11 @@ CUSTOM_ADAPTER = Harness(
 )
 
 
+# What an offline replay gives a CLI that wants a key and finds none: the proxy answers
+# from the recording, so no key is needed, and it never forwards this one.
+OFFLINE_KEY = "kodelyth-offline-replay"
+
+
 class ProxyPoint(Record):
     """How one session's workers are pointed at their port of the recording proxy:
     ``env`` entries (variable, a path into the JSON value it holds, or () for the whole
@@ -364,6 +369,9 @@ def _opencode_point(model: str | None) -> ProxyPoint | str:
     return ProxyPoint((("OPENCODE_CONFIG_CONTENT", path, "/v1"),), (upstream,))
 
 
+_UNREADABLE = object()
+
+
 def codex_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
     """The user's ``$CODEX_HOME/config.toml`` (None: unreadable, or no TOML reader: the
     standard library has one from Python 3.11)."""
@@ -383,7 +391,7 @@ def codex_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
-        return None
+        return {"model_provider": _UNREADABLE}
     return data if isinstance(data, dict) else None
 
 
@@ -393,7 +401,9 @@ def _codex_point(environ: Mapping[str, str]) -> ProxyPoint | str:
     built-in provider (docs/research/proxy-endpoints.md)."""
     config = codex_config(environ)
     if config is None:
-        return "codex's config.toml could not be read (reading it needs Python 3.11 or later)"
+        return "reading codex's config.toml needs Python 3.11 or later (tomllib)"
+    if config.get("model_provider") is _UNREADABLE:
+        return "codex's config.toml is not readable TOML: fix it, or pass --no-record"
     provider = config.get("model_provider")
     if provider is None or provider == "openai":
         base = config.get("openai_base_url")

@@ -94,7 +94,7 @@ def _add_agent_run_options(parser: argparse.ArgumentParser) -> None:
         "--no-record",
         action="store_true",
         help="do not put the session's recording proxy between the agents and their model "
-        "(recording is on for claude, gemini and custom launchers)",
+        "(recording is on for every harness but echo; opencode needs --model provider/model)",
     )
 
 

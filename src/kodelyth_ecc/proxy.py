@@ -16,7 +16,7 @@ points the worker's CLI at it (``harnesses.Harness.proxy_env``).
   policy (``stop``: refuse it, so the agent ends; ``continue``: answer from the
   recording anyway; ``live``: hand the worker to the upstream from that turn on).
 
-Started as ``python -m kodelyth_ecc.proxy CONFIG`` by ``execute``; the config file
+Started by ``execute`` (``main(["CONFIG"])`` under ``python -I``); the config file
 (0600, in the environment dir) is read and deleted at once; the ports go to
 ``<coordination>/proxy.json``. Credentials pass through in the CLI's own headers and
 are never written anywhere.
@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kodelyth_ecc import exchanges as ex
+from kodelyth_ecc.coordination import utc_now as _now
+from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import atomic_write_bytes
 from kodelyth_ecc.sessiondir import (
     DIVERGENCE_FILE,
@@ -67,6 +69,10 @@ _HOP = frozenset(
         "accept-encoding",
     }
 )
+# Response headers ``send_response`` writes itself: forwarding them would send two.
+_OWN = frozenset({"date", "server"})
+# Statuses that never carry a body (RFC 9110 6.4.1).
+_NO_BODY = frozenset({204, 304})
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 CONNECT_TIMEOUT_S = 30.0
 # A stream may pause while the model thinks; a dead upstream is caught by this.
@@ -132,10 +138,6 @@ class ProxyConfig(msgspec.Struct, frozen=True):
         )
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def error_body(fmt: str, status: int, message: str) -> bytes:
     """An error in the provider's own format, so the CLI reports it as one."""
     if fmt == "anthropic-messages":
@@ -167,6 +169,7 @@ class Replayer:
         # Both runs' paths and names, in both conversations.
         self.normalise = ex.normaliser(recorded_context, context)
         self.last_turn = recorded[-1].turn if recorded else 0
+        self.held = len(recorded)
         self._lanes: dict[str, list[ex.Exchange]] = {}
         for item in recorded:
             if item.error is not None and item.status == 0:
@@ -230,10 +233,13 @@ class WorkerProxy:
         self.replayer: Replayer | None = None
         if worker.mode == "offline":
             self.replayer = _load_replayer(self.dir, config, worker)
-        recording = {
+        recording: dict[str, Any] = {
             **msgspec.structs.asdict(config.context(worker)),
             "started_at": _now(),
         }
+        if self.replayer is not None:
+            # How many turns the recording held: a replay that used fewer is no copy.
+            recording["replays_turns"] = self.replayer.held
         atomic_write_bytes(os.path.join(self.dir, RECORDING_FILE), json.dumps(recording).encode())
         proxy = self
 
@@ -298,7 +304,7 @@ class WorkerProxy:
                 turn = self.replayer.divergence[0] if self.replayer.divergence else 0
                 message = (
                     f"kodelyth-ecc: this worker diverged from its recording at turn {turn}; "
-                    "the replay stops it (--on-divergence stop)"
+                    f"the replay stops it (--on-divergence {self.replayer.policy})"
                 )
                 payload = error_body(fmt, 400, message)
                 record.status, record.error = 400, "diverged: stopped"
@@ -356,7 +362,11 @@ class WorkerProxy:
         # Recorded before the answer goes out (see _forward).
         self._finish(record, started, first)
         try:
-            if recorded.events is not None:
+            if (
+                recorded.events is not None
+                and handler.command != "HEAD"
+                and (recorded.status not in _NO_BODY)
+            ):
                 _start_chunked(handler, recorded.status, headers)
                 for event in recorded.events:
                     _chunk(handler, (event + "\n\n").encode("utf-8"))
@@ -428,6 +438,7 @@ class WorkerProxy:
                 and k.lower() not in route.credentials
             )
         }
+        conn: http.client.HTTPConnection | None = None
         try:
             conn, prefix = self._connection(route.base)
             netloc = urlsplit(route.base).netloc.rsplit("@", 1)[-1]
@@ -445,7 +456,9 @@ class WorkerProxy:
             conn.endheaders(body or None)
             conn.sock.settimeout(READ_TIMEOUT_S)
             response = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if conn is not None:
+                conn.close()
             why = _why(exc)
             host = urlsplit(route.base).hostname
             message = f"kodelyth-ecc proxy: cannot reach the upstream {host}: {why}"
@@ -457,7 +470,26 @@ class WorkerProxy:
         first = time.perf_counter()
         record.status = response.status
         record.response_headers = ex.keep_headers(response.getheaders(), ex.RESPONSE_HEADERS)
-        out_headers = {k: v for k, v in response.getheaders() if k.lower() not in _HOP}
+        out_headers = {k: v for k, v in response.getheaders() if k.lower() not in _HOP | _OWN}
+        if handler.command == "HEAD" or response.status in _NO_BODY:
+            # Headers only: a length or a chunked terminator here would be read as the
+            # start of the next answer on a kept-alive connection.
+            length = response.getheader("content-length")
+            record.body = ""
+            self._finish(record, started, first)
+            try:
+                handler.send_response(response.status)
+                for key, value in out_headers.items():
+                    handler.send_header(key, value)
+                if length is not None and handler.command == "HEAD":
+                    handler.send_header("Content-Length", length)
+                handler.end_headers()
+                handler.wfile.flush()
+            except OSError:
+                handler.close_connection = True
+            finally:
+                conn.close()
+            return
         stream = "text/event-stream" in (response.getheader("content-type") or "")
         # A stream (or an answer of unknown length) goes out as it arrives; a plain answer
         # of known length is read whole first. Either way the exchange is recorded before
@@ -512,7 +544,7 @@ class WorkerProxy:
 def _has_credential(headers: Any, path: str) -> bool:
     """Whether a request carries a key of the user's: a credential header or query
     parameter with a value that is not the offline placeholder."""
-    from kodelyth_ecc.runner import OFFLINE_KEY
+    from kodelyth_ecc.harnesses import OFFLINE_KEY
 
     values = [v for k, v in headers if k.lower() in ex.SECRET_HEADERS and k.lower() != "cookie"]
     if "?" in path and ex.recorded_path(path) != path:
@@ -546,7 +578,7 @@ def _proxy_for(
 
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-    return parts.hostname, parts.port or 8080, headers
+    return parts.hostname, parts.port or 80, headers
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
@@ -588,9 +620,10 @@ def _send(
     handler.send_response(status)
     for key, value in headers.items():
         handler.send_header(key, value)
-    handler.send_header("Content-Length", str(len(body)))
+    if status not in _NO_BODY:
+        handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
-    if handler.command != "HEAD":
+    if handler.command != "HEAD" and status not in _NO_BODY:
         handler.wfile.write(body)
     handler.wfile.flush()
 
@@ -636,6 +669,12 @@ def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
         )
         for u in upstreams
     )  # fmt: skip
+    empty = next((u for u, r in zip(upstreams, routes, strict=True) if not r.base), None)
+    if empty is not None:
+        raise KodelythError(
+            f"no endpoint is configured for {empty.discover or empty.variable or 'the CLI'}: "
+            "set the provider's baseURL in its config, or pass --no-record"
+        )
     https_proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
     mode = "offline" if plan.offline else "record"
@@ -663,6 +702,9 @@ def read_config(path: str) -> ProxyConfig:
     return msgspec.json.decode(read_environment_bytes(path), type=ProxyConfig)
 
 
+closed = threading.Event()
+
+
 def serve(config: ProxyConfig, stop: threading.Event) -> dict[str, int]:
     """Start every worker's listener; returns their ports (serving goes on in threads
     until ``stop`` is set)."""
@@ -676,6 +718,7 @@ def serve(config: ProxyConfig, stop: threading.Event) -> dict[str, int]:
             proxy.server.shutdown()
             proxy.server.server_close()
             proxy.log.close()
+        closed.set()
 
     threading.Thread(target=shut, daemon=True).start()
     return {p.worker.slug: p.port for p in proxies}
@@ -700,7 +743,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(sig, finish)
     try:
         ports = serve(config, stop)
-    except (OSError, ex.RecordingError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (
+        OSError,
+        ex.RecordingError,
+        KodelythError,
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+    ) as exc:
         sys.stderr.write(f"kodelyth-ecc proxy: cannot start: {exc}\n")
         return 1
     state = {"pid": os.getpid(), "ports": ports, "started_at": _now()}
@@ -711,9 +760,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     while not stop.wait(3600):
         pass
+    closed.wait(10)  # the recordings flushed and closed
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - started by execute in a tmux window
-    socket.setdefaulttimeout(None)
+if __name__ == "__main__":  # pragma: no cover - also runnable as python -m
     sys.exit(main())

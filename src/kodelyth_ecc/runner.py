@@ -361,8 +361,8 @@ def _last_words(text: str) -> str | None:
     return None
 
 
-# What an offline replay gives a CLI that wants a key and finds none: the proxy answers
-# from the recording, so no key is needed and none is sent anywhere.
+# harnesses.OFFLINE_KEY, spelled here: the runner does not import harnesses before its
+# agent starts (tests/test_proxy.py checks they are the same).
 OFFLINE_KEY = "kodelyth-offline-replay"
 
 
@@ -372,9 +372,11 @@ def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
     loopback exempt from any HTTP proxy the user has."""
     import json
 
+    from kodelyth_ecc.sessiondir import read_file
+
     slug = os.path.basename(os.path.dirname(os.path.abspath(options["status-file"])))
-    with open(options["proxy"], "rb") as fh:
-        ports = json.loads(fh.read(1 << 20)).get("ports") or {}
+    data = read_file(options["proxy"], 1 << 20)  # never through a symlink; capped
+    ports = json.loads(data or b"{}").get("ports") or {}
     port = ports.get(slug)
     if not isinstance(port, int):
         raise OSError(errno.ENOENT, f"the session's proxy has no port for {slug}")
@@ -412,18 +414,15 @@ def _take_divergence(options: dict[str, str], record: StatusRecord) -> None:
     policy the worker failed for that reason, whatever its CLI's exit code says."""
     import json
 
-    from kodelyth_ecc.sessiondir import DIVERGENCE_FILE
+    from kodelyth_ecc.errors import KodelythError
+    from kodelyth_ecc.sessiondir import DIVERGENCE_FILE, read_file
 
     path = os.path.join(os.path.dirname(os.path.abspath(options["status-file"])), DIVERGENCE_FILE)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        data = read_file(path, 65536)
+        found = json.loads(data) if data else None
+    except (OSError, ValueError, KodelythError):  # an unsafe or damaged file says nothing
         return
-    with os.fdopen(fd, "rb") as fh:
-        try:
-            found = json.loads(fh.read(65536))
-        except ValueError:
-            return
     if not isinstance(found, dict) or not isinstance(found.get("turn"), int):
         return
     reason = str(found.get("reason") or "")[:200]
@@ -464,9 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if "proxy" in options:
         env = env if env is not None else dict(os.environ)
+        from kodelyth_ecc.errors import KodelythError
+
         try:
             _point_at_proxy(options, env)
-        except (OSError, ValueError, AttributeError) as exc:
+        except (OSError, ValueError, AttributeError, KodelythError) as exc:
             print(f"kodelyth-ecc runner: cannot reach the session's proxy: {exc}", file=sys.stderr)
             return 1
     if "cwd" in options:

@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--wait, --timeout and --export only apply with --execute")
     if (args.on_divergence is not None or args.trust_recording) and not args.offline:
         raise UsageError("--on-divergence and --trust-recording only apply with --offline")
+    if args.offline and args.no_record:
+        raise UsageError("--offline answers through the session's proxy: drop --no-record")
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout only applies with --wait")
     if args.export is not None:
@@ -214,7 +216,9 @@ def run(args: argparse.Namespace) -> int:
         return config, build_orchestration_plan(config)
 
     config, plan = configure()
-    infos = recordings(bundle, [w.worker_slug for w in plan.workers])
+    # An HMAC over every exchange: only where the answer is shown or needed.
+    needed = args.offline or not (args.execute or args.json or args.write_only)
+    infos = recordings(bundle, [w.worker_slug for w in plan.workers]) if needed else {}
     if args.offline:
         _check_offline(args, plan, infos)
     for warning in base.warnings:
