@@ -172,6 +172,20 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def arg0_links(tmp_path: Path) -> Path:
+    """What the runner gives a codex worker: ``codex-linux-sandbox`` linked to the native
+    binary, so codex's shell tool works where /usr/bin/bwrap exists."""
+    from kodelyth_ecc.harnesses import HARNESSES, native_binary
+
+    target = native_binary(agent_cli("codex"))
+    assert target is not None, "the codex package's native binary was not found"
+    directory = tmp_path / "links"
+    directory.mkdir()
+    for name in HARNESSES["codex"].arg0_links:
+        (directory / name).symlink_to(target)
+    return directory
+
+
 @pytest.fixture
 def cx(tmp_path: Path) -> Iterator[Env]:
     agent_cli("codex")  # skips (or fails under CI) when the pinned CLI is missing
@@ -184,8 +198,9 @@ def cx(tmp_path: Path) -> Iterator[Env]:
     key = "sk-stub-" + secrets.token_hex(16)
     sentinel = Sentinel()
     env = {
-        # Not inherited: no real OPENAI_API_KEY, CODEX_* or proxy settings leak in.
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # Not inherited: no real OPENAI_API_KEY, CODEX_* or proxy settings leak in. The
+        # adapter's links (Harness.arg0_links) first on PATH, as the runner puts them.
+        "PATH": f"{arg0_links(tmp_path)}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(home),
         "CODEX_HOME": str(codex_home),
         "LANG": "C.UTF-8",
@@ -239,6 +254,26 @@ def assert_offline(cx: Env) -> None:
 
 
 # --- the tests -----------------------------------------------------------------------
+
+
+def test_with_debians_bwrap_the_shell_tool_needs_the_arg0_link(cx: Env, tmp_path: Path) -> None:
+    """codex 0.171.0 prefers /usr/bin/bwrap; Debian's (0.8.0, no --argv0) makes its shell
+    tool exec "codex-linux-sandbox" by name. Without the adapter's link the write fails
+    and codex still exits 0; with it, the file is written (the happy path below)."""
+    if not os.path.exists("/usr/bin/bwrap"):
+        if os.environ.get("CI"):
+            pytest.fail("/usr/bin/bwrap is missing: .ci/run must install Debian's bubblewrap")
+        pytest.skip("Debian's bubblewrap is not installed")
+    without = dict(cx.env, PATH=cx.env["PATH"].split(":", 1)[1])
+    with OpenAIResponsesProvider(model=MODEL, lifetime_s=60) as stub:
+        cx.configure(f"{stub.base_url}/v1")
+        run = run_codex(Env(cx.home, cx.codex_home, cx.repo, cx.key, cx.sentinel, without),
+                        "Write hello.txt, then report.")  # fmt: skip
+    assert run.returncode == 0
+    assert not (cx.repo / "hello.txt").exists()
+    failed = [e["item"] for e in run.events if e["type"] == "item.completed"
+              and e["item"].get("type") == "command_execution"]  # fmt: skip
+    assert not failed or "codex-linux-sandbox" in failed[0].get("aggregated_output", "")
 
 
 @pytest.mark.parametrize("tool", ["command", "apply_patch"])

@@ -490,3 +490,31 @@ def test_head_204_and_websocket_upgrades_keep_the_connection_in_step(tmp_path: P
             stop.set()
     # (The stub answers HEAD 501 itself, unrecorded.) The upgrade never reached it.
     assert [r.method for r in upstream.requests] == ["POST", "POST"]
+
+
+def test_the_native_binary_behind_an_npm_launcher(tmp_path: Path) -> None:
+    import platform
+
+    from kodelyth_ecc.harnesses import native_binary
+
+    elf = tmp_path / "tool"
+    elf.write_bytes(b"\x7fELF" + b"\0" * 60)
+    elf.chmod(0o755)
+    assert native_binary(str(elf)) == str(elf)
+    machine = {"x86_64": ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+               "aarch64": ("codex-linux-arm64", "aarch64-unknown-linux-musl")}  # fmt: skip
+    if platform.machine() not in machine:
+        pytest.skip("no codex platform package for this machine")
+    package, triple = machine[platform.machine()]
+    launcher = tmp_path / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
+    launcher.parent.mkdir(parents=True)
+    launcher.write_text("#!/usr/bin/env node\n")
+    binary = tmp_path / "node_modules" / "@openai" / package / "vendor" / triple / "bin" / "codex"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(b"\x7fELF")
+    binary.chmod(0o755)
+    link = tmp_path / "codex"
+    link.symlink_to(launcher)  # as node_modules/.bin/codex is
+    assert native_binary(str(link)) == str(binary)
+    binary.chmod(0o644)  # not executable: not it
+    assert native_binary(str(link)) is None

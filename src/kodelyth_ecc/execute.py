@@ -237,6 +237,31 @@ def _without_proxy(plan: OrchestrationPlan) -> str:
     return "pass --no-record to run without it"
 
 
+LINKS_DIR = ".kodelyth-bin"
+
+
+def _arg0_links(plan: OrchestrationPlan) -> str | None:
+    """A directory in the session's coordination dir holding the links the harness's
+    CLI looks up on PATH (``Harness.arg0_links``), or None. Its name cannot be a
+    worker's (a slug starts with a letter or digit)."""
+    if plan.harness in (None, "custom"):
+        return None
+    from kodelyth_ecc.harnesses import get_harness, native_binary
+
+    adapter = get_harness(plan.harness)
+    program = shutil.which(adapter.program) if adapter.program else None
+    target = native_binary(program) if adapter.arg0_links and program else None
+    if target is None:
+        return None
+    directory = os.path.join(plan.coordination_dir, LINKS_DIR)
+    os.makedirs(directory, exist_ok=True)
+    for name in adapter.arg0_links:
+        link = os.path.join(directory, name)
+        if not os.path.lexists(link):
+            os.symlink(target, link)
+    return directory
+
+
 def _harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
     if plan.harness in (None, "custom"):
         return ()
@@ -292,7 +317,9 @@ def _pane_commands(
                 "-P",
                 "-F",
                 "#{pane_id}",
-                *plan.runner_argv(worker, run_id, env_files[worker.worker_slug], cli),
+                *plan.runner_argv(
+                    worker, run_id, env_files[worker.worker_slug], cli, _arg0_links(plan)
+                ),
             ],
             # split-window without -d made the new pane active: title it.
             ["select-pane", "-t", target, "-T", worker.worker_slug],

@@ -141,6 +141,9 @@ class Harness(Record):
     # Flags added to the launch template when proxied (``{proxy_args}``): what makes
     # the CLI use the proxy even where the user's own settings name another endpoint.
     proxy_flags: str = ""
+    # Names the CLI runs its own binary by (it dispatches on argv[0]) and looks up on
+    # PATH: the runner finds a link of each name to ``native_binary`` first on PATH.
+    arg0_links: tuple[str, ...] = ()
 
     @property
     def records(self) -> bool:
@@ -212,6 +215,10 @@ HARNESSES: Mapping[str, Harness] = {
             " -c features.unbounded_connection_retries=false{model_args}{proxy_args} - " + _STDIN,
             output="codex",
             model_flag="--model",
+            # With Debian's bwrap at /usr/bin/bwrap (0.8.0: no --argv0) its shell tool
+            # execs "codex-linux-sandbox" by name and fails, silently (docs/research/
+            # sandbox.md): a link of that name to its native binary fixes it.
+            arg0_links=("codex-linux-sandbox",),
             min_version=(0, 147, 0),
             tested_versions=("0.171.0",),
             endpoint="a [model_providers.X] entry (base_url .../v1, env_key, wire_api = "
@@ -370,6 +377,42 @@ def _opencode_point(model: str | None) -> ProxyPoint | str:
 
 
 _UNREADABLE = object()
+
+# The codex npm package's native binary, per machine: its platform package and target.
+_CODEX_PLATFORMS = {
+    "x86_64": ("codex-linux-x64", "x86_64-unknown-linux-musl"),
+    "aarch64": ("codex-linux-arm64", "aarch64-unknown-linux-musl"),
+}
+
+
+def native_binary(program: str) -> str | None:
+    """The native executable behind ``program`` on PATH: itself when it is one (an ELF
+    file), else, for the codex npm package's node launcher, the binary its platform
+    package ships (beside it in node_modules, or nested in it)."""
+    import os
+    import platform
+
+    real = os.path.realpath(program)
+    try:
+        with open(real, "rb") as fh:
+            if fh.read(4) == b"\x7fELF":
+                return real
+    except OSError:
+        return None
+    found = _CODEX_PLATFORMS.get(platform.machine())
+    if found is None:
+        return None
+    package, triple = found
+    root = os.path.dirname(os.path.dirname(real))  # .../@openai/codex
+    for vendor in (
+        os.path.join(os.path.dirname(root), package, "vendor"),
+        os.path.join(root, "node_modules", "@openai", package, "vendor"),
+        os.path.join(root, "vendor"),
+    ):
+        candidate = os.path.join(vendor, triple, "bin", "codex")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def codex_config(environ: Mapping[str, str]) -> dict[str, Any] | None:

@@ -197,6 +197,7 @@ class OrchestrationPlan(Record):
         run_id: str = RUN_ID_PLACEHOLDER,
         env_file: str = ENV_FILE_PLACEHOLDER,
         cli: str | None = None,
+        path_prepend: str | None = None,
     ) -> list[str]:
         """The pane's command: our runner, started without any interactive shell.
 
@@ -228,6 +229,7 @@ class OrchestrationPlan(Record):
             worker.worktree_path,
             "--env-file",
             env_file,
+            *(["--path-prepend", path_prepend] if path_prepend else []),
             *(
                 ["--harness", worker.result_harness, "--handoff", worker.handoff_file_path]
                 if worker.result_harness

@@ -283,6 +283,7 @@ def run_in_pty(
 
 
 _OPTIONS = (
+    "--path-prepend",
     "--proxy",
     "--proxy-env",
     "--offline-key",
@@ -461,6 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if gate and not _wait_for_launch(gate, env if env is not None else dict(os.environ)):
         print(f"kodelyth-ecc runner: launch signal {gate!r} failed", file=sys.stderr)
         return 1
+    if "path-prepend" in options:
+        env = env if env is not None else dict(os.environ)
+        env["PATH"] = options["path-prepend"] + os.pathsep + env.get("PATH", os.defpath)
     if "proxy" in options:
         env = env if env is not None else dict(os.environ)
         from kodelyth_ecc.errors import KodelythError
