@@ -224,6 +224,9 @@ def test_codex_swarm_end_to_end(
     with stub:
         model = _point_at("codex", stub.base_url, sandbox, stub_env, tmp_path)
         status = _run_swarm(sandbox, "codex", "cx1", "--model", model)
+    # The adapter's arg0 link, which its shell tool needs where /usr/bin/bwrap exists.
+    link = sandbox.coord_root / "cx1" / ".kodelyth-bin" / "codex-linux-sandbox"
+    assert link.is_symlink() and os.access(link, os.X_OK)
     # Both workers' two responses reached the stub; each worker reports its own two.
     assert len(stub.usages) == 4
     total = stub.total_usage
