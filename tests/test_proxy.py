@@ -518,3 +518,29 @@ def test_the_native_binary_behind_an_npm_launcher(tmp_path: Path) -> None:
     assert native_binary(str(link)) == str(binary)
     binary.chmod(0o644)  # not executable: not it
     assert native_binary(str(link)) is None
+
+
+def test_a_bad_upstream_port_is_an_answer_not_a_hang(tmp_path: Path) -> None:
+    port, stop = _proxy(tmp_path, "http://127.0.0.1:99999")  # no such port
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/messages", body=b"{}")
+        response = conn.getresponse()
+        assert response.status == 502 and b"cannot reach the upstream" in response.read()
+    finally:
+        stop.set()
+
+
+def test_an_upstream_nobody_configured_is_refused_before_the_proxy_starts() -> None:
+    from types import SimpleNamespace
+
+    from kodelyth_ecc.errors import KodelythError
+    from kodelyth_ecc.harnesses import ProxyPoint, Upstream
+    from kodelyth_ecc.proxy import build_config
+
+    nowhere = Upstream("", "", discover="opencode:corp")  # no baseURL, no default
+    plan = SimpleNamespace(proxy_point=ProxyPoint((), (nowhere,)), repo_root="/nonexistent",
+                           offline=False, coordination_dir="/x", session_name="s",
+                           workers=(), on_divergence="stop", coordination_root="/x")  # fmt: skip
+    with pytest.raises(KodelythError, match="no endpoint is configured for opencode:corp"):
+        build_config(plan, {"PATH": ""})  # no opencode to ask either

@@ -387,3 +387,11 @@ def test_compare_shows_where_the_cli_and_the_provider_disagree_on_tokens(
     shown = sandbox.cli("compare", str(path), str(changed)).stdout
     assert "the provider reported 2,000 in / 100 out" in shown
     assert shown.count("the provider reported") == 1  # the other worker agrees with it
+
+
+def test_offline_without_the_proxy_is_a_usage_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    from tests.replay_helpers import bundle_dict, swarm_task_md, write_json
+
+    path = write_json(tmp_path / "b.json", bundle_dict({"alpha": swarm_task_md("alpha", "x")}))
+    result = sandbox.cli("replay", str(path), "--offline", "--no-record", "--execute")
+    assert result.code == 2 and "drop --no-record" in result.stderr
