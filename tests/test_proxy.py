@@ -277,10 +277,7 @@ def test_a_custom_launchers_keys_reach_only_their_own_provider(tmp_path: Path) -
             Echo(lifetime_s=30) as gemini:  # fmt: skip
         bases = {"ANTHROPIC_BASE_URL": anthropic.base_url, "OPENAI_BASE_URL":
                  openai.base_url + "/v1", "GOOGLE_GEMINI_BASE_URL": gemini.base_url}  # fmt: skip
-        routes = tuple(
-            Route(u.base(bases), u.prefixes, u.strip, u.formats, u.needs_header, u.credentials)
-            for u in CUSTOM_ADAPTER.upstreams
-        )
+        routes = tuple(Route.of(u, bases) for u in CUSTOM_ADAPTER.upstreams)
         (tmp_path / "alpha").mkdir()
         config = ProxyConfig(
             coordination_dir=str(tmp_path),

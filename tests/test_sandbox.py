@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kodelyth_ecc.sandbox import SandboxSpec, bwrap_argv, sandbox_problem
+from tests.providers.server import Sentinel
 
 CANARY = "canary-" + os.urandom(8).hex()
 
@@ -34,38 +33,6 @@ def bwrap() -> str:
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-class Listener:
-    """A loopback port outside the sandbox that counts who reaches it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -141,7 +108,7 @@ def _leftovers(mark: str) -> list[int]:
 
 
 def _check(bwrap: str, world: dict[str, Path], tmp_path: Path, as_user: list[str]) -> None:
-    listener = Listener()
+    listener = Sentinel()  # a loopback port outside that counts who reaches it
     mark = str(os.getpid()) + str(time.monotonic_ns() % 10_000)
     before = {name: _tree(world[name]) for name in ("home", "other", "outside")}
     try:

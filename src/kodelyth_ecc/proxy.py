@@ -101,6 +101,14 @@ class Route(msgspec.Struct, frozen=True):
     # The credential headers this upstream gets (empty: all the request has).
     credentials: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, upstream: Any, environ: Mapping[str, str], cwd: str | None = None) -> Route:
+        """A ``harnesses.Upstream`` with its base resolved from ``environ``."""
+        return cls(
+            upstream.base(environ, cwd), upstream.prefixes, upstream.strip, upstream.formats,
+            upstream.needs_header, upstream.credentials,
+        )  # fmt: skip
+
     def matches(self, path: str, headers: Mapping[str, str]) -> bool:
         if self.needs_header is not None and self.needs_header not in headers:
             return False
@@ -662,13 +670,7 @@ def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
     resolved from the caller's environment (the endpoint the user configured, else the
     provider's default)."""
     upstreams = plan.proxy_point.upstreams if plan.proxy_point is not None else ()
-    routes = tuple(
-        Route(
-            u.base(environ, plan.repo_root), u.prefixes, u.strip, u.formats, u.needs_header,
-            u.credentials,
-        )
-        for u in upstreams
-    )  # fmt: skip
+    routes = tuple(Route.of(u, environ, plan.repo_root) for u in upstreams)
     empty = next((u for u, r in zip(upstreams, routes, strict=True) if not r.base), None)
     if empty is not None:
         raise KodelythError(

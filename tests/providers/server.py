@@ -248,8 +248,12 @@ class Sentinel:
         self._thread.start()
 
     @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while not self._stop.is_set():
