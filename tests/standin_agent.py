@@ -101,6 +101,8 @@ def main() -> int:
                 timeout=60,
             )
             output = done.stdout + done.stderr + f"\n[exit {done.returncode}]"
+            # What a real CLI shows of its tool calls: on stderr, the worker's transcript.
+            print(f"standin: $ {call['input'].get('command', '')}\n{output}", file=sys.stderr)
             results.append({"type": "tool_result", "tool_use_id": call["id"], "content": output})
         messages.append({"role": "user", "content": results})
     print("standin: too many turns", file=sys.stderr)

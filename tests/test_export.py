@@ -18,6 +18,7 @@ import pytest
 from kodelyth_ecc import __version__
 from kodelyth_ecc.bundle import decode_bundle, encode_bundle, read_bundle
 from kodelyth_ecc.export import cap_text, strip_terminal_controls
+from kodelyth_ecc.provenance import machine_id
 from tests.conftest import Sandbox
 from tests.support import Result, git, run_cli_with_file_size_limit
 from tests.swarm_helpers import started, wait_done
@@ -99,6 +100,8 @@ def test_default_out_and_meta_from_session_json(sandbox: Sandbox) -> None:
         "launcher": record["launcher"],
         "created_at": record["created_at"],
         "tool": record["tool"],
+        # Where it ran (a hash, never a host name): a replay elsewhere is sandboxed.
+        "machine": machine_id(),
     }
     # The JS tool's keys first, in its order.
     assert list(doc["meta"])[:4] == ["task", "agents", "harness", "base_ref"]

@@ -5,6 +5,7 @@ offline replayer's lanes and policies."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import sys
@@ -221,10 +222,17 @@ def test_a_negative_chunk_size_is_refused_not_read_to_the_end(tmp_path: Path) ->
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 head = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                sock.sendall(head + b"\r\n-1\r\n" + b"x" * 100_000)
-                sock.shutdown(socket.SHUT_WR)
+                # The proxy may close as soon as it reads the bad size: the rest of the
+                # write, or the shutdown, then fails, as it should.
+                with contextlib.suppress(OSError):
+                    sock.sendall(head + b"\r\n-1\r\n" + b"x" * 100_000)
+                    sock.shutdown(socket.SHUT_WR)
                 sock.settimeout(10)
-                assert sock.recv(65536) == b""  # closed, nothing answered
+                try:
+                    answered = sock.recv(65536)
+                except ConnectionResetError:
+                    answered = b""
+                assert answered == b""  # closed, nothing answered
         finally:
             stop.set()
         assert upstream.requests == []  # nothing forwarded

@@ -254,14 +254,18 @@ def test_a_recording_made_elsewhere_needs_trust_and_the_dry_run_shows_its_comman
     monkeypatch.setenv("XDG_STATE_HOME", str(sandbox.home / "elsewhere"))
     dry = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline")
     assert dry.code == 0, dry
-    assert dry.stdout.count("made on another machine") == 2
+    assert dry.stdout.count("turns, made on another machine") == 2
     assert f"runs      {COMMAND}" in dry.stdout
+    # Sandboxed by default (tests/test_sandbox_e2e.py); unsandboxed, it needs trust.
+    assert "Sandbox       on (its recording was made on another machine)" in dry.stdout
     before = sorted(p.name for p in sandbox.coord_root.iterdir())
-    refused = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline", "--execute")
+    refused = sandbox.cli(
+        "replay", str(path), "--launcher-cmd", LAUNCHER, "--offline", "--no-sandbox", "--execute"
+    )
     assert refused.code == 1
     assert "--trust-recording" in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.name for p in sandbox.coord_root.iterdir()) == before  # nothing made
-    _replayed, info = _replay(sandbox, path, "--trust-recording")
+    _replayed, info = _replay(sandbox, path, "--no-sandbox", "--trust-recording")
     assert info["code"] == 0
     # A recording tampered with after export is not "made here" either.
     monkeypatch.delenv("XDG_STATE_HOME")
@@ -269,7 +273,7 @@ def test_a_recording_made_elsewhere_needs_trust_and_the_dry_run_shows_its_comman
     data["workers"][0]["exchanges"][0]["events"][0] += " "
     path.write_text(json.dumps(data))
     dry = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline")
-    assert dry.stdout.count("made on another machine") == 1, dry.stdout
+    assert dry.stdout.count("turns, made on another machine") == 1, dry.stdout
 
 
 def test_a_sealed_recording_moved_to_another_worker_or_task_is_not_made_here(
@@ -289,8 +293,9 @@ def test_a_sealed_recording_moved_to_another_worker_or_task_is_not_made_here(
         assert dry.code == 0, dry
         assert "made on this machine" not in dry.stdout, (name, dry.stdout)
         refused = sandbox.cli(
-            "replay", str(target), "--launcher-cmd", LAUNCHER, "--offline", "--execute"
-        )
+            "replay", str(target), "--launcher-cmd", LAUNCHER, "--offline", "--no-sandbox",
+            "--execute",
+        )  # fmt: skip
         assert refused.code == 1 and "--trust-recording" in refused.stderr, (name, refused)
     untouched = sandbox.cli("replay", str(path), "--launcher-cmd", LAUNCHER, "--offline")
     assert untouched.stdout.count("made on this machine") == 2

@@ -662,13 +662,16 @@ def test_a_bundles_launcher_never_runs_without_trust(sandbox: Sandbox, tmp_path:
 def test_a_bundles_launcher_runs_with_trust(sandbox: Sandbox, tmp_path: Path) -> None:
     bundle = _pwned_bundle(tmp_path)
     marker = sandbox.repo / "PWNED"
-    result = sandbox.cli("replay", str(bundle), "--trust-launcher", "--execute", *WAIT)
-    assert result.code == 0, result
-    name = _started_name(result)
-    assert marker.exists()
-    handoff = (sandbox.coord_root / name / "alpha" / "handoff.md").read_text()
-    assert "their launcher ran alpha" in handoff
-    assert session_record(sandbox, name)["variation"] == {"trusted_launcher": True}
+    # A stranger's bundle: the trusted launcher runs, in the sandbox, which keeps it in its
+    # worktree (issue 12); with --no-sandbox it runs with the user's permissions.
+    for extra, reaches in (((), False), (("--no-sandbox",), True)):
+        result = sandbox.cli("replay", str(bundle), "--trust-launcher", *extra, "--execute", *WAIT)
+        assert result.code == 0, result
+        name = _started_name(result)
+        assert marker.exists() is reaches
+        handoff = (sandbox.coord_root / name / "alpha" / "handoff.md").read_text()
+        assert "their launcher ran alpha" in handoff
+        assert session_record(sandbox, name)["variation"] == {"trusted_launcher": True}
 
 
 # -- --wait / --export for CI ----------------------------------------------------------

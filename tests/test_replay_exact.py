@@ -67,21 +67,22 @@ def _repoint(harness: str, url: str, sandbox: Sandbox, env: pytest.MonkeyPatch, 
         )
 
 
-def _stub(harness: str, answer: str = ANSWER) -> ScriptedProvider:
+def _stub(harness: str, answer: str = ANSWER, command: str = COMMAND) -> ScriptedProvider:
+    """``harness``'s provider stub, scripted to have the agent run ``command`` once."""
     if harness in ("claude", "opencode"):
         from tests.providers.anthropic import AnthropicStub
 
         name = "Bash" if harness == "claude" else "bash"
-        tool: tuple[str, dict[str, Any]] = (name, {"command": COMMAND, "description": "copy"})
+        tool: tuple[str, dict[str, Any]] = (name, {"command": command, "description": "copy"})
         return AnthropicStub(answer=answer, tool_call=tool, lifetime_s=240)
     if harness == "codex":
         from tests.providers.openai_responses import OpenAIResponsesProvider
         from tests.test_cli_codex import MODEL
 
-        return OpenAIResponsesProvider(answer=answer, shell=COMMAND, model=MODEL, lifetime_s=240)
+        return OpenAIResponsesProvider(answer=answer, shell=command, model=MODEL, lifetime_s=240)
     from tests.providers.gemini import GeminiStub
 
-    return GeminiStub(answer=answer, tool_call=("run_shell_command", {"command": COMMAND}),
+    return GeminiStub(answer=answer, tool_call=("run_shell_command", {"command": command}),
                       lifetime_s=240)  # fmt: skip
 
 

@@ -24,6 +24,9 @@ _API = {
     "OrchestrationPlan": "kodelyth_ecc.plan",
     "WorkerPlan": "kodelyth_ecc.plan",
     "materialize_plan": "kodelyth_ecc.coordination",
+    "SandboxPolicy": "kodelyth_ecc.sandbox",
+    "sandbox_problem": "kodelyth_ecc.sandbox",
+    "machine_id": "kodelyth_ecc.provenance",
     "execute_plan": "kodelyth_ecc.execute",
     "ExecutionResult": "kodelyth_ecc.execute",
     "collect_status": "kodelyth_ecc.status",
@@ -92,6 +95,7 @@ __all__ = [
     "OrchestrationPlan",
     "PathRoots",
     "PlanConfig",
+    "SandboxPolicy",
     "SanitizeReport",
     "SecretInNameError",
     "SecretMatch",
@@ -119,6 +123,7 @@ __all__ = [
     "import_bundle_file",
     "list_sessions",
     "load_run",
+    "machine_id",
     "materialize_plan",
     "next_replay_name",
     "parse_lines",
@@ -129,6 +134,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "render_terminal",
+    "sandbox_problem",
     "sanitize_bundle",
     "scan_bundle",
     "scan_text",
@@ -192,12 +198,14 @@ if TYPE_CHECKING:
         build_swarm_plan,
         plan_config_from_json,
     )
+    from kodelyth_ecc.provenance import machine_id
     from kodelyth_ecc.replay import (
         build_replay_plan_config,
         choose_base,
         extract_task,
         next_replay_name,
     )
+    from kodelyth_ecc.sandbox import SandboxPolicy, sandbox_problem
     from kodelyth_ecc.sanitize import (
         Finding,
         PathRoots,

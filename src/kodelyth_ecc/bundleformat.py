@@ -36,6 +36,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "created_at": (str,),
     "tool": (str,),
     "model": (str,),
+    "machine": (str,),
 }
 
 

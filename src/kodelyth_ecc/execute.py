@@ -187,17 +187,21 @@ PROXY_WINDOW = "proxy"
 PROXY_START_TIMEOUT_S = 30.0
 
 
-def _start_proxy(plan: OrchestrationPlan, env_dir: str) -> None:
+SOCKET_DIR_PREFIX = "kodelyth-sock-"
+
+
+def _start_proxy(plan: OrchestrationPlan, env_dir: str, socket_dir: str | None) -> None:
     """The session's model proxy in its own window of the session (it outlives this
     command; teardown ends it with the session). Its config, upstreams included, goes
     in a 0600 file it reads and deletes, never on its command line. Returns once it
-    listens (``proxy.json`` written), so the workers find it."""
+    listens (``proxy.json`` written), so the workers find it. Sandboxed workers reach
+    it through unix sockets in ``socket_dir`` (a short path: a socket's is capped)."""
     from kodelyth_ecc.proxy import build_config, encode_config
 
     config = os.path.join(env_dir, "proxy.json")
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(encode_config(build_config(plan, os.environ)))
+        fh.write(encode_config(build_config(plan, os.environ, socket_dir)))
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     bootstrap = (
         f"import sys; sys.path.insert(0, {package_parent!r}); "
@@ -219,9 +223,10 @@ def _start_proxy(plan: OrchestrationPlan, env_dir: str) -> None:
         state = (tmux.panes(plan.session_name) or {}).get(pane)
         if state is None or state.dead:
             code = state.dead_status if state is not None else None
+            said = _last_line(pane)
             raise KodelythError(
-                f"the session's model proxy exited (status {code}) before it listened "
-                f"(its window {PROXY_WINDOW} said why): {_without_proxy(plan)}"
+                f"the session's model proxy exited (status {code}) before it listened"
+                f"{f' ({said})' if said else ''}: {_without_proxy(plan)}"
             )
         if time.monotonic() >= deadline:
             raise KodelythError(
@@ -229,6 +234,17 @@ def _start_proxy(plan: OrchestrationPlan, env_dir: str) -> None:
                 f"the machine may be overloaded; try again, or {_without_proxy(plan)}"
             )
         time.sleep(0.01)
+
+
+def _last_line(pane: str) -> str | None:
+    """What a dead pane printed last (the window goes with the rollback)."""
+    out = tmux.run_sequence([["capture-pane", "-p", "-t", pane]]) if pane else None
+    lines = [
+        line.strip()
+        for line in (out.stdout if out else "").splitlines()
+        if line.strip() and not line.startswith("Pane is dead")  # tmux's own banner
+    ]
+    return lines[-1][:200] if lines else None
 
 
 def _without_proxy(plan: OrchestrationPlan) -> str:
@@ -426,6 +442,12 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
     problems, cli = harness_problems(plan)
     if problems:
         raise KodelythError(problems[0])
+    if plan.sandbox is not None:
+        from kodelyth_ecc.sandbox import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem is not None:
+            raise KodelythError(f"--sandbox: {problem}")
     commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
     _claim_names(plan, execute=True)
     lap("preflight")
@@ -495,7 +517,14 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
         if plan.proxied:
             step = "starting the session's model proxy"
-            _start_proxy(plan, env_dir)
+            socket_dir = None
+            if plan.sandbox is not None:
+                import tempfile
+
+                socket_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX, dir=_env_parent())
+                # The proxy removes it when it ends; this, if the run fails before.
+                undo.append(("proxy sockets", lambda: shutil.rmtree(socket_dir, True)))
+            _start_proxy(plan, env_dir, socket_dir)
             lap("proxy")
 
         undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))

@@ -128,6 +128,11 @@ def session_meta(record: SessionRecord | None) -> dict[str, Any]:
     for key, value in record.extra.items():
         if key not in ("imported_from", "bundle_meta"):
             meta[key] = value
+    # Made here (an imported session keeps its bundle's own, above): a replay elsewhere
+    # knows it runs a stranger's bundle.
+    from kodelyth_ecc.provenance import machine_id
+
+    meta["machine"] = machine_id()
     return meta
 
 
@@ -386,7 +391,8 @@ def export_to_stream(
 
 _META_KEYS = (
     "task", "agents", "harness", "base_ref", "base_commit", "launcher", "seed_paths",
-    "created_at", "tool", "model", "worker_timeout_s", "replay_of", "variation", "sanitized",
+    "created_at", "tool", "model", "worker_timeout_s", "sandbox", "replay_of", "variation",
+    "sanitized", "machine",
 )  # fmt: skip
 
 

@@ -144,6 +144,15 @@ class Harness(Record):
     # Names the CLI runs its own binary by (it dispatches on argv[0]) and looks up on
     # PATH: the runner finds a link of each name to ``native_binary`` first on PATH.
     arg0_links: tuple[str, ...] = ()
+    # Under --sandbox (its HOME is an empty tmpfs): the settings files copied in
+    # read-only, as (``~/...`` or ``$VAR/...`` outside, path under HOME), the first found
+    # for each destination; the variables naming its config dir (a path ending in "/",
+    # made inside) or file, set under HOME inside when set outside (a CLI pointed at a
+    # path outside fails, claude silently: docs/research/sandbox-clis.md); and flag swaps
+    # in its launch template.
+    sandbox_home: tuple[tuple[str, str], ...] = ()
+    sandbox_vars: tuple[tuple[str, str], ...] = ()
+    sandbox_flags: tuple[tuple[str, str], ...] = ()
 
     @property
     def records(self) -> bool:
@@ -156,10 +165,14 @@ class Harness(Record):
         """The launch template without a model choice."""
         return self.launch_template()
 
-    def launch_template(self, model: str | None = None, proxy_flags: str = "") -> str:
-        """The template with ``--model`` and the flags that point the CLI at the session's
-        proxy (``ProxyPoint.flags``)."""
+    def launch_template(
+        self, model: str | None = None, proxy_flags: str = "", *, sandboxed: bool = False
+    ) -> str:
+        """The template with ``--model``, the flags that point the CLI at the session's
+        proxy (``ProxyPoint.flags``) and, in the sandbox, its ``sandbox_flags``."""
         command = self.command.replace("{proxy_args}", proxy_flags)
+        for before, after in self.sandbox_flags if sandboxed else ():
+            command = command.replace(before, after)
         args = ""
         if model and self.model_flag:
             from kodelyth_ecc.launchers import shell_quote
@@ -202,6 +215,12 @@ HARNESSES: Mapping[str, Harness] = {
             # environment; --settings beats both (docs/research/proxy-endpoints.md).
             proxy_flags=' --settings "{{\\"env\\":{{\\"ANTHROPIC_BASE_URL\\":'
             '\\"$KODELYTH_PROXY_URL\\"}}}}"',
+            # Its settings, never .credentials.json (a key comes through the environment).
+            sandbox_home=(
+                ("$CLAUDE_CONFIG_DIR/settings.json", ".claude/settings.json"),
+                ("~/.claude/settings.json", ".claude/settings.json"),
+            ),
+            sandbox_vars=(("CLAUDE_CONFIG_DIR", ".claude/"),),
         ),
         Harness(
             "codex",
@@ -221,6 +240,14 @@ HARNESSES: Mapping[str, Harness] = {
             arg0_links=("codex-linux-sandbox",),
             min_version=(0, 147, 0),
             tested_versions=("0.171.0",),
+            # Its config, never auth.json. Inside our sandbox its own would make .git
+            # read-only (no commits) and needs nested user namespaces: ours is the fence.
+            sandbox_home=(
+                ("$CODEX_HOME/config.toml", ".codex/config.toml"),
+                ("~/.codex/config.toml", ".codex/config.toml"),
+            ),
+            sandbox_vars=(("CODEX_HOME", ".codex/"),),
+            sandbox_flags=(("--sandbox workspace-write", "--sandbox danger-full-access"),),
             endpoint="a [model_providers.X] entry (base_url .../v1, env_key, wire_api = "
             '"responses") in $CODEX_HOME/config.toml; stream_max_retries = 0 and '
             "[features] unbounded_connection_retries = false fail fast; codex ignores "
@@ -235,6 +262,15 @@ HARNESSES: Mapping[str, Harness] = {
             model_flag="--model",
             min_version=(1, 0, 0),
             tested_versions=("1.18.33",),
+            # Its config, never ~/.local/share/opencode/auth.json.
+            sandbox_home=(
+                ("$OPENCODE_CONFIG", ".config/opencode/kodelyth-sandbox.json"),
+                ("$XDG_CONFIG_HOME/opencode/opencode.json", ".config/opencode/opencode.json"),
+                ("$XDG_CONFIG_HOME/opencode/opencode.jsonc", ".config/opencode/opencode.jsonc"),
+                ("~/.config/opencode/opencode.json", ".config/opencode/opencode.json"),
+                ("~/.config/opencode/opencode.jsonc", ".config/opencode/opencode.jsonc"),
+            ),
+            sandbox_vars=(("OPENCODE_CONFIG", ".config/opencode/kodelyth-sandbox.json"),),
             env_defaults=(
                 ("NO_COLOR", "1"),
                 ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
@@ -253,6 +289,11 @@ HARNESSES: Mapping[str, Harness] = {
             model_flag="--model",
             min_version=(0, 30, 0),
             tested_versions=("0.61.0",),
+            sandbox_home=(
+                ("$GEMINI_CLI_HOME/.gemini/settings.json", ".gemini/settings.json"),
+                ("~/.gemini/settings.json", ".gemini/settings.json"),
+            ),
+            sandbox_vars=(("GEMINI_CLI_HOME", ""),),
             env_defaults=(
                 # One process: a relaunched child would outlive a killed parent.
                 ("GEMINI_CLI_NO_RELAUNCH", "true"),

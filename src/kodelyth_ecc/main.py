@@ -98,6 +98,50 @@ def _add_agent_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sandbox_options(parser: argparse.ArgumentParser, *, replay: bool) -> None:
+    """--sandbox and what it lets through; a replay also has --no-sandbox (its default
+    depends on where the bundle was made)."""
+    if replay:
+        choice = parser.add_mutually_exclusive_group()
+        choice.add_argument(
+            "--sandbox",
+            action="store_true",
+            default=None,
+            help="run each agent in its own bubblewrap sandbox (the default for a bundle made "
+            "on another machine, and for an --offline replay of a recording made elsewhere)",
+        )
+        choice.add_argument(
+            "--no-sandbox",
+            dest="sandbox",
+            action="store_false",
+            help="run the agents unsandboxed, with your permissions (warns for a "
+            "stranger's bundle)",
+        )
+    else:
+        parser.add_argument(
+            "--sandbox",
+            action="store_true",
+            help="run each agent in its own bubblewrap sandbox: the system read-only, its "
+            "worktree and branch, a private HOME and /tmp, no network but its model proxy",
+        )
+    parser.add_argument(
+        "--sandbox-allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="with the sandbox: let the agents reach HOST (host, host:port or *.domain; "
+        "ports 80 and 443 unless given) through an allowlist proxy (repeatable)",
+    )
+    parser.add_argument(
+        "--sandbox-allow-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with the sandbox: let the agents read PATH (a toolchain outside /usr, the "
+        "program of a --launcher-cmd), read-only (repeatable)",
+    )
+
+
 def _add_max_bundle_size(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-bundle-size",
@@ -210,6 +254,7 @@ def _swarm_parser(sub: _Sub) -> None:
     swarm.add_argument(
         "--plan", metavar="FILE", help="a hand-written plan (JSON) instead of --task"
     )
+    _add_sandbox_options(swarm, replay=False)
     mode = swarm.add_mutually_exclusive_group()
     mode.add_argument("--write-only", action="store_true", help="write coordination files only")
     mode.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -398,9 +443,10 @@ def _replay_parser(sub: _Sub) -> None:
     replay.add_argument(
         "--trust-recording",
         action="store_true",
-        help="with --offline: let a recording made on another machine drive the agents "
-        "(its tool calls run here; the dry-run lists them)",
+        help="with --offline --no-sandbox: let a recording made on another machine drive "
+        "the agents unsandboxed (its tool calls run here; the dry-run lists them)",
     )
+    _add_sandbox_options(replay, replay=True)
     _add_coordination_root(replay)
     _add_max_bundle_size(replay)
     replay_mode = replay.add_mutually_exclusive_group()

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import datetime
     from typing import Any
 
+    from kodelyth_ecc.sandbox import SandboxPolicy, WorkerSandbox
+
 WINDOW_NAME = "orchestrator"
 _NO_META: Mapping[str, Any] = MappingProxyType({})
 # Shown where the per-run id of the launch channels goes (chosen by execute_plan).
@@ -76,6 +78,8 @@ class PlanConfig(Record):
     offline: bool = False
     on_divergence: str = "stop"
     replay_sources: Mapping[str, bytes] = _NO_META
+    # Each worker in its own bubblewrap sandbox (None: not sandboxed).
+    sandbox: SandboxPolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +89,7 @@ class PlanConfig(Record):
             "coordinationRoot": self.coordination_root,
             "baseRef": self.base_ref,
             "replaceExisting": self.replace_existing,
+            "sandbox": self.sandbox.to_json() if self.sandbox is not None else None,
             "launcherCommand": self.launcher_command,
             "seedPaths": list(self.seed_paths),
             "workers": [
@@ -154,6 +159,7 @@ class OrchestrationPlan(Record):
     # ``proxy_note`` says why when it was asked for).
     proxy_point: ProxyPoint | None = None
     proxy_note: str | None = None
+    sandbox: SandboxPolicy | None = None
 
     @property
     def proxied(self) -> bool:
@@ -175,7 +181,11 @@ class OrchestrationPlan(Record):
         if self.offline:
             return "offline: each worker is answered from its recorded exchanges"
         if not self.record:
-            return "off"
+            return "off" + (
+                " (the sandboxed workers still reach their model through the session's proxy)"
+                if self.sandbox is not None
+                else ""
+            )
         return "on: each worker's model traffic is recorded by the session's proxy"
 
     def _proxy_args(self) -> list[str]:
@@ -239,10 +249,48 @@ class OrchestrationPlan(Record):
             *(["--model", self.model] if self.model and worker.result_harness else []),
             *(["--timeout", f"{self.worker_timeout:g}"] if self.worker_timeout else []),
             *self._proxy_args(),
+            *(["--sandbox", self.worker_sandbox(worker).to_argument()] if self.sandbox else []),
             "--",
             *self.shell,
             worker.launch_command,
         ]
+
+    def worker_sandbox(self, worker: WorkerPlan) -> WorkerSandbox:
+        """What the runner needs to put ``worker`` in its sandbox: the install roots of
+        its CLI (and node) and the Python of the relay read-only, its harness's settings
+        files, and its config variables moved under the sandbox's HOME."""
+        from kodelyth_ecc.harnesses import HARNESSES
+        from kodelyth_ecc.sandbox import (
+            HOME,
+            WorkerSandbox,
+            home_files,
+            readable_paths,
+            relay_python,
+        )
+        from kodelyth_ecc.sessiondir import SANDBOX_DIR
+
+        assert self.sandbox is not None
+        adapter = HARNESSES.get(self.harness or "")
+        programs = [adapter.program, "node"] if adapter is not None and adapter.program else []
+        python, python_paths = relay_python()
+        moved = [
+            (name, rest)
+            for name, rest in (adapter.sandbox_vars if adapter else ())
+            if os.environ.get(name)
+        ]
+        return WorkerSandbox(
+            worktree=worker.worktree_path,
+            branch=worker.branch_name,
+            state_dir=os.path.join(worker.coordination_dir, SANDBOX_DIR),
+            task_file=worker.task_file_path,
+            handoff_file=worker.handoff_file_path,
+            readable=readable_paths(programs, (*python_paths, *self.sandbox.allow_paths)),
+            home_files=home_files(adapter.sandbox_home, os.environ) if adapter else (),
+            env=tuple((name, os.path.normpath(os.path.join(HOME, rest))) for name, rest in moved),
+            home_dirs=tuple(rest.strip("/") for _, rest in moved if rest.endswith("/")),
+            egress=bool(self.sandbox.allow_hosts),
+            python=python,
+        )
 
     def tmux_commands(self) -> list[dict[str, Any]]:
         """The tmux calls ``execute_plan`` makes, for display; pane ids are only known then."""
@@ -311,6 +359,7 @@ class OrchestrationPlan(Record):
             "baseRef": self.base_ref,
             "replaceExisting": self.replace_existing,
             "seedPaths": list(self.seed_paths),
+            "sandbox": self.sandbox.to_json() if self.sandbox is not None else None,
             "tmuxCommands": self.tmux_commands(),
             "workerPlans": [
                 {
@@ -335,6 +384,14 @@ class OrchestrationPlan(Record):
                 for w in self.workers
             ],
         }
+
+
+def sandbox_summary(plan: OrchestrationPlan) -> str:
+    """One line for dry-run: whether the workers are sandboxed, why, and what they may
+    reach."""
+    if plan.sandbox is None:
+        return "off: the agents run with your permissions (--sandbox isolates them)"
+    return f"on ({plan.sandbox.reason}): each worker may reach {plan.sandbox.reach()}"
 
 
 def _tmux(description: str, *args: str) -> dict[str, Any]:
@@ -544,12 +601,23 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
     if harness is None and not config.launcher_command:
         raise UsageError("the custom harness needs a --launcher-cmd TEMPLATE")
     point: ProxyPoint | str | None = None
-    if config.record or config.offline:
+    sandboxed = config.sandbox is not None
+    # A sandboxed worker's only network is the session's proxy: it runs unrecorded too.
+    talks = harness is None or harness.program is not None  # echo makes no requests
+    if config.record or config.offline or (sandboxed and talks):
         point = proxy_point(
             harness.name if harness is not None else CUSTOM, config.model, os.environ
         )
+    if sandboxed and talks and isinstance(point, str):
+        raise UsageError(
+            f"--sandbox leaves the workers no network but the session's model proxy, and {point}"
+        )
     flags = point.flags if isinstance(point, ProxyPoint) else ""
-    builtin = harness.launch_template(config.model, flags) if harness is not None else None
+    builtin = (
+        harness.launch_template(config.model, flags, sandboxed=sandboxed)
+        if harness is not None
+        else None
+    )
     default_template = config.launcher_command or builtin or ""
     if config.model and (harness is None or not harness.model_flag or config.launcher_command):
         raise UsageError(
@@ -643,10 +711,13 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         replay_sources=config.replay_sources,
         proxy_point=point if isinstance(point, ProxyPoint) else None,
         proxy_note=point if isinstance(point, str) else None,
+        sandbox=config.sandbox,
         extra_meta={
             **config.extra_meta,
             **({"model": config.model} if config.model else {}),
             **({"worker_timeout_s": config.worker_timeout} if config.worker_timeout else {}),
+            # The run's conditions: a sandboxed run is compared knowing it was one.
+            **({"sandbox": config.sandbox.to_json()} if config.sandbox is not None else {}),
         },
         agents=config.agents or tuple(w.worker_name for w in workers),
         shell=_launch_shell(),

@@ -68,10 +68,13 @@ def harness_problems(
                     f"{cli} is older than {oldest}, the oldest the {harness.name} harness "
                     f"supports (tested: {', '.join(harness.tested_versions)}): upgrade it"
                 )
-    if harness.refuses_root and os.geteuid() == 0 and os.environ.get("IS_SANDBOX") != "1":
+    # In --sandbox it runs in one (bubblewrap), which tells it so with IS_SANDBOX=1.
+    inside = plan.sandbox is not None or os.environ.get("IS_SANDBOX") == "1"
+    if harness.refuses_root and os.geteuid() == 0 and not inside:
         problems.append(
-            f"{harness.name} refuses to skip its permission prompts as root: run kodelyth-ecc "
-            "as a normal user, or, if this machine is a disposable sandbox, set IS_SANDBOX=1"
+            f"{harness.name} refuses to skip its permission prompts as root: pass --sandbox "
+            "(each agent then runs in its own sandbox), run kodelyth-ecc as a normal user, "
+            "or, if this machine is a disposable sandbox, set IS_SANDBOX=1"
         )
     return problems, cli
 

@@ -135,10 +135,11 @@ def cmd_output_bytes(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
+    timeout: float | None = None,
 ) -> CmdBytesResult:
     """``cmd_output`` keeping stdout as bytes, exactly (patches, NUL-separated path
     lists): no newline translation, no replaced bytes. stderr is still text."""
-    proc = _run(cmd, cwd, env, stdin)
+    proc = _run(cmd, cwd, env, stdin, timeout)
     result = CmdBytesResult(proc.returncode, proc.stdout, _text(proc.stderr))
     if check and proc.returncode != 0:
         raise CalledProcessError(cmd, proc.returncode, _text(proc.stdout), result.stderr)

@@ -24,11 +24,13 @@ are never written anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -89,6 +91,38 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    """The same worker's listener on a unix socket: what its sandbox is given (it has
+    no network), relayed to a loopback port inside."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        os.chmod(str(self.server_address), 0o600)
+
+
+class _NoLog:
+    """A worker whose traffic is not recorded (``--no-record`` in a sandbox): its turns
+    are counted, nothing is written."""
+
+    def __init__(self) -> None:
+        self._turns = 0
+        self._lock = threading.Lock()
+
+    def next_turn(self) -> int:
+        with self._lock:
+            self._turns += 1
+            return self._turns
+
+    def append(self, exchange: ex.Exchange) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Route(msgspec.Struct, frozen=True):
     """Requests whose path starts with one of ``prefixes`` (all, when empty) go to
     ``base`` (scheme://host[:port][/path]), with ``strip`` taken off their path first."""
@@ -121,8 +155,10 @@ class Route(msgspec.Struct, frozen=True):
 
 class WorkerConfig(msgspec.Struct, frozen=True):
     slug: str
-    mode: str = "record"  # or "offline"
+    mode: str = "record"  # or "offline", or "forward" (not recorded)
     worktree: str = ""
+    # The unix socket it also listens on (a sandboxed worker's only way out).
+    socket: str | None = None
 
 
 class ProxyConfig(msgspec.Struct, frozen=True):
@@ -136,6 +172,9 @@ class ProxyConfig(msgspec.Struct, frozen=True):
     no_proxy: str = ""
     repo: str = ""
     coordination_root: str = ""
+    # --sandbox-allow-host: the egress proxy's socket and what it lets through.
+    egress_socket: str | None = None
+    allow_hosts: tuple[str, ...] = ()
 
     def context(self, worker: WorkerConfig) -> ex.Context:
         return ex.Context(
@@ -235,8 +274,12 @@ class WorkerProxy:
         self.config = config
         self.worker = worker
         self.dir = os.path.join(config.coordination_dir, worker.slug)
-        self.log = ex.ExchangeLog(
-            os.path.join(self.dir, EXCHANGES_FILE), os.path.join(self.dir, SEAL_FILE)
+        self.log: ex.ExchangeLog | _NoLog = (
+            _NoLog()
+            if worker.mode == "forward"
+            else ex.ExchangeLog(
+                os.path.join(self.dir, EXCHANGES_FILE), os.path.join(self.dir, SEAL_FILE)
+            )
         )
         self.replayer: Replayer | None = None
         if worker.mode == "offline":
@@ -248,7 +291,10 @@ class WorkerProxy:
         if self.replayer is not None:
             # How many turns the recording held: a replay that used fewer is no copy.
             recording["replays_turns"] = self.replayer.held
-        atomic_write_bytes(os.path.join(self.dir, RECORDING_FILE), json.dumps(recording).encode())
+        if worker.mode != "forward":
+            atomic_write_bytes(
+                os.path.join(self.dir, RECORDING_FILE), json.dumps(recording).encode()
+            )
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -263,7 +309,8 @@ class WorkerProxy:
                 super().setup()
                 # Headers and body go out as separate writes: without this, Nagle's
                 # algorithm holds the second until the client's delayed ACK (40 ms).
-                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.request.family != socket.AF_UNIX:
+                    self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _any(self) -> None:
                 proxy.handle(self)
@@ -271,6 +318,7 @@ class WorkerProxy:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
 
         self.server = _Server(("127.0.0.1", 0), Handler)
+        self.unix_server = _UnixServer(worker.socket, Handler) if worker.socket else None
 
     @property
     def port(self) -> int:
@@ -665,10 +713,12 @@ def _load_replayer(directory: str, config: ProxyConfig, worker: WorkerConfig) ->
     return Replayer(recorded, recorded_context, config.context(worker), config.on_divergence)
 
 
-def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
+def build_config(
+    plan: Any, environ: Mapping[str, str], socket_dir: str | None = None
+) -> ProxyConfig:
     """The proxy's config for an ``OrchestrationPlan``: its workers, and the upstreams
     resolved from the caller's environment (the endpoint the user configured, else the
-    provider's default)."""
+    provider's default). Sandboxed workers also get a unix socket in ``socket_dir``."""
     upstreams = plan.proxy_point.upstreams if plan.proxy_point is not None else ()
     routes = tuple(Route.of(u, environ, plan.repo_root) for u in upstreams)
     empty = next((u for u, r in zip(upstreams, routes, strict=True) if not r.base), None)
@@ -679,11 +729,26 @@ def build_config(plan: Any, environ: Mapping[str, str]) -> ProxyConfig:
         )
     https_proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or ""
-    mode = "offline" if plan.offline else "record"
+    mode = "offline" if plan.offline else "record" if plan.record else "forward"
+    sandboxed = getattr(plan, "sandbox", None) is not None and socket_dir is not None
     return ProxyConfig(
         coordination_dir=plan.coordination_dir,
         session=plan.session_name,
-        workers=tuple(WorkerConfig(w.worker_slug, mode, w.worktree_path) for w in plan.workers),
+        workers=tuple(
+            WorkerConfig(
+                w.worker_slug,
+                mode,
+                w.worktree_path,
+                os.path.join(socket_dir, f"w{i}.sock") if sandboxed and socket_dir else None,
+            )
+            for i, w in enumerate(plan.workers)
+        ),
+        egress_socket=(
+            os.path.join(socket_dir, "egress.sock")
+            if sandboxed and socket_dir and plan.sandbox.allow_hosts
+            else None
+        ),
+        allow_hosts=tuple(plan.sandbox.allow_hosts) if sandboxed else (),
         routes=routes,
         on_divergence=plan.on_divergence,
         https_proxy=https_proxy,
@@ -711,15 +776,38 @@ def serve(config: ProxyConfig, stop: threading.Event) -> dict[str, int]:
     """Start every worker's listener; returns their ports (serving goes on in threads
     until ``stop`` is set)."""
     proxies = [WorkerProxy(config, worker) for worker in config.workers]
+    servers: list[socketserver.BaseServer] = []
     for proxy in proxies:
-        threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
+        servers += [proxy.server, *([proxy.unix_server] if proxy.unix_server else [])]
+    egress = None
+    if config.egress_socket is not None:
+        from kodelyth_ecc.egress import EgressProxy
+
+        egress = EgressProxy(config.egress_socket, config.allow_hosts)
+        egress.start()
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
 
     def shut() -> None:
         stop.wait()
+        # Together: each shutdown waits out its server's poll interval (0.5 s).
+        stopping = [threading.Thread(target=server.shutdown) for server in servers]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        for server in servers:
+            server.server_close()
         for proxy in proxies:
-            proxy.server.shutdown()
-            proxy.server.server_close()
+            if proxy.worker.socket:
+                with contextlib.suppress(OSError):
+                    os.unlink(proxy.worker.socket)
             proxy.log.close()
+        if egress is not None:
+            egress.close()
+        for directory in {os.path.dirname(w.socket) for w in config.workers if w.socket}:
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)  # execute made it for the sockets alone
         closed.set()
 
     threading.Thread(target=shut, daemon=True).start()
@@ -754,7 +842,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         sys.stderr.write(f"kodelyth-ecc proxy: cannot start: {exc}\n")
         return 1
-    state = {"pid": os.getpid(), "ports": ports, "started_at": _now()}
+    sockets = {w.slug: w.socket for w in config.workers if w.socket}
+    state: dict[str, Any] = {"pid": os.getpid(), "ports": ports, "started_at": _now()}
+    if sockets:
+        state["sockets"] = sockets
+    if config.egress_socket is not None:
+        state["egress"] = config.egress_socket
     atomic_write_bytes(
         os.path.join(config.coordination_dir, PROXY_FILE), json.dumps(state).encode()
     )

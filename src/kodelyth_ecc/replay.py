@@ -22,6 +22,10 @@ from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.records import Record
 from kodelyth_ecc.termsafe import one_line
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.sandbox import SandboxPolicy
+
 _REPLAY_SUFFIX = re.compile(r"-replay-\d+$")
 _HEADING = re.compile(r"^## +(.+?)\s*$", re.MULTILINE)
 # A commit the origin started from: a full object id (SHA-1 or SHA-256), never an
@@ -289,6 +293,7 @@ def build_replay_plan_config(
     record: bool = True,
     offline: bool = False,
     on_divergence: str = "stop",
+    sandbox: SandboxPolicy | None = None,
 ) -> PlanConfig:
     """A ``PlanConfig`` that re-runs ``bundle`` with the given overrides.
 
@@ -395,6 +400,7 @@ def build_replay_plan_config(
         replay_sources=replay_sources(bundle, [naming.slugify(n) for n in names])
         if offline
         else {},
+        sandbox=sandbox,
     )
 
 

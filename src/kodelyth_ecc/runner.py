@@ -27,6 +27,10 @@ from collections.abc import Sequence
 from kodelyth_ecc.fsutil import atomic_write_text
 from kodelyth_ecc.statusfile import StatusRecord, render_status
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.sandbox import Prepared, WorkerSandbox
+
 _DROP_ENV = ("BASH_ENV", "ENV")
 # What tmux sets for the pane itself: kept from the pane, whatever the caller had.
 _PANE_ENV = ("TMUX", "TMUX_PANE", "TERM")
@@ -268,9 +272,16 @@ def run_in_pty(
                             inputs.remove(0)
             _write_all(1, titles.flush())
             transcript.write(plain.flush())
+    except BaseException:
+        # Interrupted (the pane closed): the agent goes first, whole, before whoever
+        # called us looks at what it left (a sandboxed worker's commits).
+        if status is None and not timed_out:
+            _stop_group(pid)
+        raise
     finally:
         if saved_attrs is not None:
-            termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)
+            with contextlib.suppress(termios.error, OSError):  # a hung-up terminal
+                termios.tcsetattr(0, termios.TCSAFLUSH, saved_attrs)
         os.close(master)
     if timed_out:
         with contextlib.suppress(ChildProcessError):
@@ -283,6 +294,7 @@ def run_in_pty(
 
 
 _OPTIONS = (
+    "--sandbox",
     "--path-prepend",
     "--proxy",
     "--proxy-env",
@@ -367,7 +379,15 @@ def _last_words(text: str) -> str | None:
 OFFLINE_KEY = "kodelyth-offline-replay"
 
 
-def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
+class ProxyPlace:
+    """Where this worker's model proxy listens: its loopback port and, for a sandboxed
+    worker, its unix socket and the allowed-hosts socket (``proxy.json``)."""
+
+    def __init__(self, port: int, socket: str | None, egress: str | None) -> None:
+        self.port, self.socket, self.egress = port, socket, egress
+
+
+def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> ProxyPlace:
     """Point the agent at its port of the session's model proxy: the variables its
     harness adapter names (``--proxy-env NAME=suffix,...``), ``KODELYTH_PROXY_URL``, and
     loopback exempt from any HTTP proxy the user has."""
@@ -377,10 +397,17 @@ def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
 
     slug = os.path.basename(os.path.dirname(os.path.abspath(options["status-file"])))
     data = read_file(options["proxy"], 1 << 20)  # never through a symlink; capped
-    ports = json.loads(data or b"{}").get("ports") or {}
-    port = ports.get(slug)
+    state = json.loads(data or b"{}")
+    port = (state.get("ports") or {}).get(slug)
     if not isinstance(port, int):
         raise OSError(errno.ENOENT, f"the session's proxy has no port for {slug}")
+    sockets = state.get("sockets") or {}
+    egress = state.get("egress")
+    place = ProxyPlace(
+        port,
+        sockets.get(slug) if isinstance(sockets.get(slug), str) else None,
+        egress if isinstance(egress, str) else None,
+    )
     url = f"http://127.0.0.1:{port}"
     # [[NAME, [json, path], suffix], ...]: NAME becomes the URL (plus suffix), or, with a
     # path, the JSON document NAME holds gets the URL at that path (merged into the
@@ -408,6 +435,7 @@ def _point_at_proxy(options: dict[str, str], env: dict[str, str]) -> None:
     keys = [k for k in options.get("offline-key", "").split(",") if k]
     if keys and not any(env.get(k) for k in keys):
         env[keys[0]] = OFFLINE_KEY
+    return place
 
 
 def _take_divergence(options: dict[str, str], record: StatusRecord) -> None:
@@ -431,6 +459,44 @@ def _take_divergence(options: dict[str, str], record: StatusRecord) -> None:
     if found.get("policy") == "stop":
         record.state = "failed"
         record.reason = f"diverged at turn {found['turn']}"
+
+
+def _enter_sandbox(
+    options: dict[str, str],
+    command: list[str],
+    place: ProxyPlace | None,
+    record: StatusRecord,
+) -> tuple[WorkerSandbox, Prepared] | None:
+    """The worker's sandbox made ready (its private git state, the bwrap command line
+    around ``command``), or None after saying why in the status. A closed pane then
+    stops the agent and still brings its commits back (SIGHUP and SIGTERM interrupt)."""
+    from kodelyth_ecc.errors import KodelythError
+    from kodelyth_ecc.sandbox import WorkerSandbox, prepare
+
+    try:
+        ws = WorkerSandbox.from_argument(options["sandbox"])
+        if place is not None and place.socket is None:
+            raise OSError(errno.ENOENT, "the session's proxy has no unix socket for it")
+        prepared = prepare(
+            ws,
+            command,
+            proxy=(place.port, place.socket) if place is not None and place.socket else None,
+            egress=place.egress if place is not None and ws.egress else None,
+        )
+    except (OSError, ValueError, TypeError, KodelythError) as exc:
+        why = exc.message if isinstance(exc, KodelythError) else str(exc)
+        record.state, record.finished, record.exit_code = "failed", _utc_now(), 1
+        record.reason = f"sandbox: {why}"[:200]
+        atomic_write_text(options["status-file"], render_status(record))
+        print(f"kodelyth-ecc runner: cannot prepare the sandbox: {why}", file=sys.stderr)
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+    return ws, prepared
 
 
 def _wait_for_launch(channel: str, env: dict[str, str]) -> bool:
@@ -465,17 +531,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "path-prepend" in options:
         env = env if env is not None else dict(os.environ)
         env["PATH"] = options["path-prepend"] + os.pathsep + env.get("PATH", os.defpath)
+    place = None
     if "proxy" in options:
         env = env if env is not None else dict(os.environ)
         from kodelyth_ecc.errors import KodelythError
 
         try:
-            _point_at_proxy(options, env)
+            place = _point_at_proxy(options, env)
         except (OSError, ValueError, AttributeError, KodelythError) as exc:
             print(f"kodelyth-ecc runner: cannot reach the session's proxy: {exc}", file=sys.stderr)
             return 1
     if "cwd" in options:
         os.chdir(options["cwd"])
+    sandboxed = None
+    if "sandbox" in options:
+        sandboxed = _enter_sandbox(options, command, place, record)
+        if sandboxed is None:
+            return 1
+        command = list(sandboxed[1].argv)
+        from kodelyth_ecc.sandbox import sandbox_environment
+
+        env = sandbox_environment(env if env is not None else dict(os.environ), options)
     record.state = "running"
     record.started = _utc_now()
     atomic_write_text(options["status-file"], render_status(record))
@@ -489,6 +565,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
         code = 127
+    except KeyboardInterrupt:  # the pane was closed (SIGHUP) or the runner stopped
+        code = 130
+        record.reason = "stopped"
+    finally:
+        if sandboxed is not None:
+            from kodelyth_ecc.sandbox import bring_back
+
+            # Nothing interrupts the commits' way back (a second SIGHUP would strand
+            # them in the worker's private state).
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
+            note = bring_back(*sandboxed)
+            if note is not None:
+                record.reason = note[:200]
+                code = code or 1
     record.duration_s = time.monotonic() - start
     if options.get("harness"):
         _take_result(options, record, code, timed_out=record.reason == "timeout")

@@ -58,6 +58,8 @@ SEAL_FILE = "exchanges.seal"
 RECORDING_FILE = "recording.json"
 REPLAY_SOURCE_FILE = "replay-source.json"
 DIVERGENCE_FILE = "divergence.json"
+# A sandboxed worker's private git objects and refs while it runs (kodelyth_ecc.sandbox).
+SANDBOX_DIR = "sandbox-git"
 # The files a swarm writes for every worker before it starts.
 WORKER_FILES = (TASK_FILE, HANDOFF_FILE, STATUS_FILE)
 # Siblings of a session dir that belong to the tool: ``<session>.teardown/`` holds the

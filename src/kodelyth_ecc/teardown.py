@@ -30,9 +30,11 @@ from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import atomic_write_bytes
 from kodelyth_ecc.sessiondir import (
     MAX_STATUS_BYTES,
+    SANDBOX_DIR,
     STATUS_FILE,
     SessionDir,
     UnsafeFile,
+    WorkerDir,
     is_slug,
 )
 from kodelyth_ecc.statusfile import parse_status
@@ -221,6 +223,46 @@ def _running_workers(session_dir: SessionDir) -> set[str]:
     return {w.slug for w in status.workers if w.pane_alive and w.recorded_state in _ACTIVE_STATES}
 
 
+SANDBOX_WAIT_S = 30.0
+
+
+def _wait_for_sandboxes(session_dir: SessionDir, slugs: Iterable[str]) -> None:
+    """A sandboxed worker's runner, its pane closed, still brings the worker's commits
+    back to its branch (``sandbox.bring_back``) before it writes its status: wait for
+    that (bounded), so the work is on the branch when it is looked for."""
+    import time
+
+    deadline = time.monotonic() + SANDBOX_WAIT_S
+    pending = [session_dir.worker(s) for s in slugs]
+    while pending and time.monotonic() < deadline:
+        pending = [w for w in pending if os.path.isdir(w.file(SANDBOX_DIR)) and _busy(w)]
+        if pending:
+            time.sleep(0.05)
+
+
+def _busy(worker: WorkerDir) -> bool:
+    from kodelyth_ecc.sessiondir import read_file
+
+    try:
+        data = read_file(worker.status_file, MAX_STATUS_BYTES)
+    except (OSError, KodelythError):
+        return False
+    return data is not None and parse_status(data.decode(errors="replace")).state in _ACTIVE_STATES
+
+
+def _keep_sandbox_state(session_dir: SessionDir, salvage_dir: str) -> None:
+    """A worker whose commits could not be brought back keeps them in its private git
+    state: moved beside the salvaged patches before the session dir goes."""
+    if not session_dir.exists():
+        return
+    for slug in session_dir.worker_slugs():
+        state = session_dir.worker(slug).file(SANDBOX_DIR)
+        if os.path.isdir(state) and not os.path.islink(state):
+            os.makedirs(salvage_dir, exist_ok=True)
+            target = os.path.join(salvage_dir, f"{slug}-{SANDBOX_DIR}-{_stamp()}")
+            shutil.move(state, target)
+
+
 def _places(paths: Sequence[str]) -> str:
     """Where ignored files are, for a one-line message: ``node_modules/ (1,204), .env``."""
     counts: dict[str, int] = {}
@@ -396,6 +438,7 @@ def teardown(
     if force and running:
         # Stop the writers before their work is read and saved.
         killed = tmux.kill_session(session)
+        _wait_for_sandboxes(session_dir, running)
     doomed = [t.branch for t in targets if t.branch]
     work: list[_Work] = []
     for target in targets:
@@ -502,6 +545,7 @@ def teardown(
                 gitrepo.branch_delete(repo, target.branch)
                 result.deleted_branches.append(target.branch)
     if purge and os.path.isdir(coordination_dir):
+        _keep_sandbox_state(session_dir, session_dir.teardown_dir)
         shutil.rmtree(coordination_dir)
         result.purged = coordination_dir
     return result

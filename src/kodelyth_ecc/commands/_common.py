@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from kodelyth_ecc.sandbox import SandboxPolicy
+
 JSON_SCHEMA_PREFIX = "kodelyth"
 
 __all__ = [
@@ -59,3 +61,33 @@ def writing(path: str) -> Iterator[None]:
         raise KodelythError(
             f"cannot write {path}: {exc.strerror or exc}; nothing was written"
         ) from None
+
+
+def sandbox_policy(args: Any, *, on: bool, reason: str) -> SandboxPolicy | None:
+    """The sandbox the command line asks for (None: none), its --sandbox-allow-host
+    entries checked and its --sandbox-allow-path entries made absolute."""
+    from kodelyth_ecc.errors import UsageError
+
+    hosts, paths = args.sandbox_allow_host, args.sandbox_allow_path
+    if not on:
+        if hosts or paths:
+            raise UsageError(
+                "--sandbox-allow-host and --sandbox-allow-path only apply to sandboxed "
+                "workers: add --sandbox"
+            )
+        return None
+    from kodelyth_ecc.egress import check_allow_host
+    from kodelyth_ecc.sandbox import SandboxPolicy
+
+    checked = []
+    for entry in hosts:
+        try:
+            checked.append(check_allow_host(entry))
+        except ValueError as exc:
+            raise UsageError(f"--sandbox-allow-host {entry!r}: {exc}") from None
+    found = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"--sandbox-allow-path {path!r} does not exist: check the path")
+        found.append(os.path.abspath(path))
+    return SandboxPolicy(tuple(dict.fromkeys(checked)), tuple(dict.fromkeys(found)), reason)

@@ -8,10 +8,15 @@ import sys
 from collections.abc import Callable
 
 from kodelyth_ecc import gitrepo
-from kodelyth_ecc.commands._common import print_json
+from kodelyth_ecc.commands._common import print_json, sandbox_policy
 from kodelyth_ecc.errors import KodelythError, SessionTaken, UsageError
 from kodelyth_ecc.harnesses import HARNESSES
-from kodelyth_ecc.plan import OrchestrationPlan, PlanConfig, build_orchestration_plan
+from kodelyth_ecc.plan import (
+    OrchestrationPlan,
+    PlanConfig,
+    build_orchestration_plan,
+    sandbox_summary,
+)
 from kodelyth_ecc.preflight import collisions
 from kodelyth_ecc.replay import (
     BaseChoice,
@@ -28,6 +33,10 @@ from kodelyth_ecc.replay import (
     shown_text,
 )
 from kodelyth_ecc.termsafe import one_line
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.sandbox import SandboxPolicy
 
 MAX_NAME_RACES = 20
 
@@ -141,12 +150,32 @@ def _check_offline(
             "diverges (--on-divergence decides what happens)"
         )
     foreign = [slug for slug, info in infos.items() if info is not None and not info.made_here]
-    if foreign and args.execute and not args.trust_recording:
+    if foreign and args.execute and plan.sandbox is None and not args.trust_recording:
         raise KodelythError(
             f"the recording of worker {shown_text(foreign[0])} was not made on this machine: "
-            "its recorded tool calls would run here; review them with a dry-run (without "
-            "--execute), then pass --trust-recording"
+            "its recorded tool calls would run here unsandboxed; drop --no-sandbox, or "
+            "review them with a dry-run (without --execute) and pass --trust-recording"
         )
+
+
+def _sandbox(
+    args: argparse.Namespace, bundle_here: bool, infos: dict[str, RecordingInfo | None]
+) -> SandboxPolicy | None:
+    """The replay's sandbox: on for a stranger's bundle, and for an offline replay of a
+    recording made elsewhere, unless --no-sandbox (which then warns what the agents
+    can reach); on for anything with --sandbox."""
+    from kodelyth_ecc.sandbox import UNSANDBOXED_REACH
+
+    stranger = None
+    if not bundle_here:
+        stranger = "the bundle was made on another machine"
+    elif args.offline and any(i is not None and not i.made_here for i in infos.values()):
+        stranger = "its recording was made on another machine"
+    on = args.sandbox if args.sandbox is not None else stranger is not None
+    if not on and stranger is not None:
+        _warn(f"--no-sandbox: {stranger}, and {UNSANDBOXED_REACH}")
+    reason = "--sandbox" if args.sandbox else (stranger or "--sandbox")
+    return sandbox_policy(args, on=on, reason=reason)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -208,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
             record=not args.no_record,
             offline=args.offline,
             on_divergence=args.on_divergence or "stop",
+            sandbox=policy,
         )
         if args.session is None:
             variation = dict(config.extra_meta["variation"])
@@ -215,10 +245,16 @@ def run(args: argparse.Namespace) -> int:
             config = config._replace(extra_meta={**config.extra_meta, "variation": variation})
         return config, build_orchestration_plan(config)
 
-    config, plan = configure()
+    from kodelyth_ecc.naming import slugify
+    from kodelyth_ecc.provenance import made_here
+    from kodelyth_ecc.replay import replay_agents
+
     # An HMAC over every exchange: only where the answer is shown or needed.
     needed = args.offline or not (args.execute or args.json or args.write_only)
-    infos = recordings(bundle, [w.worker_slug for w in plan.workers]) if needed else {}
+    slugs = [slugify(n) for n in replay_agents(bundle, args.agents)]
+    infos = recordings(bundle, slugs) if needed else {}
+    policy = _sandbox(args, made_here(bundle.meta), infos)
+    config, plan = configure()
     if args.offline:
         _check_offline(args, plan, infos)
     for warning in base.warnings:
@@ -267,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
             task_note=note,
         )
         sys.stdout.write(f"Recording     {plan.recording_summary()}\n")
+        sys.stdout.write(f"Sandbox       {sandbox_summary(plan)}\n")
         if args.offline or any(info is not None for info in infos.values()):
             _print_recordings(infos, args.offline)
         sys.stderr.write("dry run: nothing was created; add --execute to start the replay\n")

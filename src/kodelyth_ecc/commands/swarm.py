@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from kodelyth_ecc import gitrepo
 from kodelyth_ecc.agents import DEFAULT_AGENTS
-from kodelyth_ecc.commands._common import print_json
+from kodelyth_ecc.commands._common import print_json, sandbox_policy
 from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.plan import (
     OrchestrationPlan,
@@ -18,6 +18,7 @@ from kodelyth_ecc.plan import (
     build_orchestration_plan,
     build_swarm_plan,
     plan_config_from_json,
+    sandbox_summary,
 )
 
 
@@ -100,6 +101,7 @@ def _print_plan(plan: OrchestrationPlan, commit: str) -> None:
     if plan.seed_paths:
         out.write(f"Seeds         {', '.join(plan.seed_paths)}\n")
     out.write(f"Recording     {plan.recording_summary()}\n")
+    out.write(f"Sandbox       {sandbox_summary(plan)}\n")
     out.write(f"Workers       {len(plan.workers)}\n")
     for worker in plan.workers:
         out.write(f"  {worker.worker_slug}\n")
@@ -170,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
     config, commit = _config_from_args(args)
     if args.no_record:
         config = config._replace(record=False)
+    policy = sandbox_policy(args, on=args.sandbox, reason="--sandbox")
+    if policy is not None:
+        config = config._replace(sandbox=policy)
     plan = build_orchestration_plan(config)
     if args.plan:
         _check_repo_root(plan)
