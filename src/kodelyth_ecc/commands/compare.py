@@ -87,6 +87,7 @@ def _write(path: str, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kodelyth_ecc.compare import (
+        CompareOptions,
         blind_order,
         compare_runs,
         find_origin,
@@ -136,17 +137,15 @@ def run(args: argparse.Namespace) -> int:
     key = None
     if args.blind:
         side_a, side_b, key = blind_order(side_a, side_b)
-    comparison = compare_runs(
-        side_a,
-        side_b,
+    options = CompareOptions(
         full=args.full or args.html is not None,
         patches=args.patch or args.html is not None,
         worker=args.worker,
         blind=args.blind,
         baseline=args.baseline,
         rules=rules,
-        notes=notes,
     )
+    comparison = compare_runs(side_a, side_b, options=options, notes=notes)
 
     if key is not None:
         import json
