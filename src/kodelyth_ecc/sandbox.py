@@ -61,10 +61,6 @@ _RELOCATED = (
     ("XDG_STATE_HOME", ".local/state"),
     ("XDG_CACHE_HOME", ".cache"),
 )
-_UNSET = (
-    "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS", "SSH_AUTH_SOCK", "GPG_AGENT_INFO",
-    "TMUX", "TMUX_PANE", "KRB5CCNAME", "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY",
-)  # fmt: skip
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 # What the worker's objects may hold before bring_back refuses them (a runaway agent).
 MAX_OBJECT_BYTES = 2 << 30
@@ -522,13 +518,8 @@ def prepare(
     inner = list(command)
     if relays:
         inner = [ws.python or "python3", "-I", "-S", "-c", RELAY, *relays, "--", *inner]
+    # The environment it gets is ``sandbox_environment``'s allowlist (the runner's).
     argv = bwrap_argv(spec, inner, bwrap)
-    # Unset inside what names the caller's sockets and agents, and any HTTP proxy the
-    # agent could not reach anyway (--unsetenv applies before --setenv's).
-    unset = [*_UNSET, *(() if egress is not None else _PROXY_VARS)]
-    at = argv.index("--die-with-parent")
-    for name in reversed(unset):
-        argv[at:at] = ["--unsetenv", name]
     branch_ref = os.path.join(common, "refs", "heads", *ws.branch.split("/"))
     return Prepared(tuple(argv), common, _ref_value(branch_ref), admin)
 
