@@ -5,6 +5,7 @@ temp trees are always removed."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -165,6 +166,24 @@ def print_missed(report: Report) -> bool:
             "\nmissed: " + "; ".join(f"{r.label} ({r.ratio:.2f}x > {r.target:g}x)" for r in missed)
         )
     return bool(missed)
+
+
+def add_keep_check(parser: argparse.ArgumentParser) -> None:
+    """The ``--keep`` and ``--check`` options, as the benchmarks take them."""
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir for inspection")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a target is missed (for CI)"
+    )
+
+
+def missing_programs(name: str, programs: Sequence[str] = ("git", "tmux")) -> bool:
+    """Whether one of ``programs`` is not on PATH; said on stderr (``name: ...``), and
+    the benchmark then exits 2."""
+    for program in programs:
+        if shutil.which(program) is None:
+            print(f"{name}: {program} is not on PATH", file=sys.stderr)
+            return True
+    return False
 
 
 class _Closable(Protocol):

@@ -92,6 +92,8 @@ def worker(
     duration: float | None = 12.5,
     diff: str | None = None,
     started: str = "2026-11-26T10:00:00Z",
+    verify: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "slug": slug,
@@ -101,6 +103,8 @@ def worker(
         "state": state,
         "exit_code": exit_code,
         "duration_s": duration,
+        "verify": verify,
+        "usage": usage,
     }
     if diff is not None:
         data["diff"] = diff

@@ -395,3 +395,143 @@ def test_sixty_four_workers_stay_readable_in_chromium(browser: DevTools, tmp_pat
         timeout=5,
         message="the linked block to open",
     )
+
+
+# --------------------------------------------------------------------------- many runs
+
+CSP_WATCH = """
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__violations.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+def _watched_open(browser: DevTools, path: Path) -> list[dict[str, Any]]:
+    """Open ``path`` with CSP violations recorded; returns the console errors, exceptions
+    and log entries the page caused."""
+    browser.call("Log.enable", session=browser.session)
+    browser.call("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH}, browser.session)
+    browser.open(path)
+    browser.evaluate("1")  # collect the events sent while loading
+    return [
+        e
+        for e in browser.events
+        if e.get("method") in ("Runtime.exceptionThrown", "Log.entryAdded")
+        or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+    ]
+
+
+def test_the_violation_watch_sees_a_violation(browser: DevTools, tmp_path: Path) -> None:
+    # The check below would pass on a page that breaks the CSP if it could not see one.
+    from kodelyth_ecc.compare_html import page_head
+
+    page = tmp_path / "bad.html"
+    page.write_text(
+        "\n".join(page_head("t", script=None))
+        + "<script>document.title = 'ran'</script></body></html>"
+    )
+    problems = _watched_open(browser, page)
+    assert browser.evaluate("window.__violations.length") >= 1
+    assert browser.evaluate("document.title") == "t"
+    assert problems  # Chromium logs the refused script too
+
+
+def _many_report(tmp_path: Path) -> tuple[Path, Any]:
+    from tests.test_compare_many import make_experiment, outcome
+
+    costs = [0.01 * (n + 1) for n in range(6)]
+    arm_b = [[outcome("w", f"b{n}", passed=n < 2, cost=c, duration=10.0 + n)]
+             for n, c in enumerate(costs)]  # fmt: skip
+    exp = make_experiment(
+        tmp_path / "exp",
+        {
+            'arm <b id="injected">A</b>\x1b[31m': [
+                [outcome("w", f"a{n}", passed=n < 5, cost=None, duration=20.0 + n)]
+                for n in range(6)
+            ],
+            "harness=codex": arm_b,
+            "nothing finished": [None],
+        },
+    )
+    html = tmp_path / "many.html"
+    result = run_cli("compare", str(exp), "--html", str(html), "--json", cwd=tmp_path)
+    assert result.code == 0, result
+    assert f"wrote {html} (3 arms)" in result.stderr
+    return html, json.loads(result.stdout)
+
+
+def test_many_run_report_is_self_contained(tmp_path: Path) -> None:
+    html, _ = _many_report(tmp_path)
+    text = html.read_text(encoding="utf-8")
+    lowered = text.lower()
+    for forbidden in ("http://", "https://", "<link", "@import", "url(", "<script", "src="):
+        assert forbidden not in lowered, forbidden
+    assert "script-src &#x27;none&#x27;" in text
+    assert 'id="injected"' not in text and "&lt;b id=&quot;injected&quot;&gt;" in text
+    assert "\x1b" not in text
+    assert '="nan' not in lowered and '="inf' not in lowered  # every coordinate finite
+
+
+def test_many_run_plots_render_in_chromium(browser: DevTools, tmp_path: Path) -> None:
+    from kodelyth_ecc.compare.html_many import PLOT_LEFT, PLOT_WIDTH
+
+    html, data = _many_report(tmp_path)
+    problems = _watched_open(browser, html)
+    assert problems == []
+    assert browser.evaluate("window.__violations") == []
+    assert browser.requested_urls() == [browser.evaluate("location.href")]
+    assert browser.evaluate("document.getElementById('injected')") is None
+    # The all-workers plots are drawn with a size: two rate plots, two spread plots.
+    sizes = browser.evaluate(
+        """Array.from(document.querySelectorAll('#g-all svg.plot')).map(s => {
+             const box = s.getBoundingClientRect(); return [box.width > 0, box.height > 0]; })"""
+    )
+    assert sizes == [[True, True]] * 4
+    # The verify whiskers sit where the intervals say: x = left + rate * width.
+    whiskers = browser.evaluate(
+        """Array.from(document.querySelectorAll('#g-all svg.plot')[0]
+             .querySelectorAll('line.whisker')).map(l => [Number(l.dataset.arm),
+             l.x1.baseVal.value, l.x2.baseVal.value,
+             l.getBoundingClientRect().width > 0])"""
+    )
+    expected = []
+    for index, arm in enumerate(data["arms"]):
+        rate = arm["all_workers"]["verify"]
+        if rate["n"]:
+            expected.append((index, rate["low"], rate["high"]))
+    assert [w[0] for w in whiskers] == [e[0] for e in expected] == [0, 1]
+    for (_, x1, x2, drawn), (_, low, high) in zip(whiskers, expected, strict=True):
+        assert x1 == pytest.approx(PLOT_LEFT + low * PLOT_WIDTH, abs=0.01)
+        assert x2 == pytest.approx(PLOT_LEFT + high * PLOT_WIDTH, abs=0.01)
+        assert drawn
+    dots = browser.evaluate(
+        """Array.from(document.querySelectorAll('#g-all svg.plot')[0]
+             .querySelectorAll('circle.estimate')).map(c => c.cx.baseVal.value)"""
+    )
+    assert dots == pytest.approx(
+        [PLOT_LEFT + 5 / 6 * PLOT_WIDTH, PLOT_LEFT + 2 / 6 * PLOT_WIDTH], abs=0.01
+    )
+    # The arm with no finished run says so; the duration plot has a dot a run.
+    assert browser.evaluate(
+        "Array.from(document.querySelectorAll('#g-all svg.plot')[0]"
+        ".querySelectorAll('text.empty')).map(t => [t.dataset.arm, t.textContent])"
+    ) == [["2", "no run"]]
+    assert (
+        browser.evaluate(
+            "document.querySelectorAll('#g-all svg.plot')[2]"
+            ".querySelectorAll('circle.value').length"
+        )
+        == 12
+    )
+    # Arm 1 has no cost: its row says so, arm 2's six costs are dots.
+    cost = browser.evaluate(
+        """const s = document.querySelectorAll('#g-all svg.plot')[3];
+           [s.querySelectorAll('circle.value').length,
+            Array.from(s.querySelectorAll('text.empty')).map(t => t.dataset.arm)]"""
+    )
+    assert cost == [6, ["0", "2"]]
+    # Hostile labels are text.
+    assert browser.evaluate(
+        "document.querySelector('#arms').innerText.includes('arm <b id=\"injected\">A</b>')"
+    )

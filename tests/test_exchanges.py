@@ -5,6 +5,7 @@ recordings, the crash-safe log and the machine seal."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,22 @@ def test_the_log_survives_a_torn_last_line(tmp_path: Path) -> None:
     assert ex.file_sealed_here(data.replace(b'"turn":1', b'"turn":7'), seal) is None
     assert ex.file_sealed_here(data[:-1], seal) is None
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_an_answer_finished_after_close_writes_nowhere(tmp_path: Path) -> None:
+    """A request the proxy answers while it shuts down: its log is closed, and the
+    descriptor's number may already be another file's."""
+    log = ex.ExchangeLog(str(tmp_path / "exchanges.jsonl"))
+    log.append(_valid(turn=1))
+    log.close()
+    other = tmp_path / "other.txt"
+    fd = os.open(other, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        log.append(_valid(turn=2))
+    finally:
+        os.close(fd)
+    assert other.read_bytes() == b""
+    assert (tmp_path / "exchanges.jsonl").read_bytes().count(b"\n") == 1
 
 
 def test_the_seal_is_this_machines_and_breaks_on_any_change(

@@ -67,3 +67,8 @@ def test_t_quantiles_follow_the_table_and_tend_to_the_normal() -> None:
     for bad in (lambda: t975(0), lambda: wilson(3, 2), lambda: mean_difference([1.0], [1.0, 2.0])):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_wilson_is_exact_at_the_ends() -> None:
+    assert wilson(0, 3).low == 0.0 and wilson(3, 3).high == 1.0
+    assert wilson(0, 7).low == 0.0 and wilson(7, 7).high == 1.0

@@ -80,10 +80,32 @@ _API = {
     "tool_calls": "kodelyth_ecc.exchanges",
     "touches": "kodelyth_ecc.exchanges",
     "first_differing_turn": "kodelyth_ecc.exchanges",
+    "Arm": "kodelyth_ecc.experiment",
+    "Settings": "kodelyth_ecc.experiment",
+    "parse_arm": "kodelyth_ecc.experiment",
+    "create_experiment": "kodelyth_ecc.experiment",
+    "plan_experiment": "kodelyth_ecc.experiment",
+    "new_experiment": "kodelyth_ecc.experiment",
+    "load_experiment": "kodelyth_ecc.experiment",
+    "read_experiment": "kodelyth_ecc.experiment",
+    "run_experiment": "kodelyth_ecc.experiment",
+    "LocalScheduler": "kodelyth_ecc.scheduler",
+    "RunRequest": "kodelyth_ecc.scheduler",
+    "RunOutcome": "kodelyth_ecc.scheduler",
+    "run_verify": "kodelyth_ecc.runner",
+    "compare_arms": "kodelyth_ecc.compare",
+    "experiment_arms": "kodelyth_ecc.compare",
+    "runs_arms": "kodelyth_ecc.compare",
+    "ManyComparison": "kodelyth_ecc.compare",
+    "ManyOptions": "kodelyth_ecc.compare",
+    "render_many_terminal": "kodelyth_ecc.compare.render_many",
+    "render_many_markdown": "kodelyth_ecc.compare.render_many",
+    "render_many_html": "kodelyth_ecc.compare.html_many",
 }
 
 __all__ = [
     "WORKER_FIELDS",
+    "Arm",
     "Bundle",
     "BundleError",
     "BundleWorker",
@@ -92,14 +114,20 @@ __all__ = [
     "ExecutionResult",
     "Finding",
     "KodelythError",
+    "LocalScheduler",
+    "ManyComparison",
+    "ManyOptions",
     "OrchestrationPlan",
     "PathRoots",
     "PlanConfig",
+    "RunOutcome",
+    "RunRequest",
     "SandboxPolicy",
     "SanitizeReport",
     "SecretInNameError",
     "SecretMatch",
     "SessionDir",
+    "Settings",
     "WorkerDir",
     "WorkerPlan",
     "WorkerSpec",
@@ -109,11 +137,14 @@ __all__ = [
     "build_swarm_plan",
     "choose_base",
     "collect_status",
+    "compare_arms",
     "compare_bundles",
     "compare_runs",
+    "create_experiment",
     "decode_bundle",
     "encode_bundle",
     "execute_plan",
+    "experiment_arms",
     "export_bundle",
     "extract_task",
     "find_origin",
@@ -122,18 +153,29 @@ __all__ = [
     "import_bundle",
     "import_bundle_file",
     "list_sessions",
+    "load_experiment",
     "load_run",
     "machine_id",
     "materialize_plan",
+    "new_experiment",
     "next_replay_name",
+    "parse_arm",
     "parse_lines",
     "pick_agents",
     "plan_config_from_json",
+    "plan_experiment",
     "read_bundle",
+    "read_experiment",
     "redact_text",
     "render_html",
+    "render_many_html",
+    "render_many_markdown",
+    "render_many_terminal",
     "render_markdown",
     "render_terminal",
+    "run_experiment",
+    "run_verify",
+    "runs_arms",
     "sandbox_problem",
     "sanitize_bundle",
     "scan_bundle",
@@ -166,11 +208,18 @@ if TYPE_CHECKING:
     )
     from kodelyth_ecc.compare import (
         Comparison,
+        ManyComparison,
+        ManyOptions,
+        compare_arms,
         compare_bundles,
         compare_runs,
+        experiment_arms,
         find_origin,
         load_run,
+        runs_arms,
     )
+    from kodelyth_ecc.compare.html_many import render_many_html
+    from kodelyth_ecc.compare.render_many import render_many_markdown, render_many_terminal
     from kodelyth_ecc.compare_html import render_html
     from kodelyth_ecc.compare_render import render_markdown, render_terminal
     from kodelyth_ecc.coordination import materialize_plan
@@ -186,6 +235,17 @@ if TYPE_CHECKING:
         validate_exchanges,
     )
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
+    from kodelyth_ecc.experiment import (
+        Arm,
+        Settings,
+        create_experiment,
+        load_experiment,
+        new_experiment,
+        parse_arm,
+        plan_experiment,
+        read_experiment,
+        run_experiment,
+    )
     from kodelyth_ecc.export import export_bundle
     from kodelyth_ecc.freename import first_free_name
     from kodelyth_ecc.importer import import_bundle, import_bundle_file
@@ -205,6 +265,7 @@ if TYPE_CHECKING:
         extract_task,
         next_replay_name,
     )
+    from kodelyth_ecc.runner import run_verify
     from kodelyth_ecc.sandbox import SandboxPolicy, sandbox_problem
     from kodelyth_ecc.sanitize import (
         Finding,
@@ -217,6 +278,7 @@ if TYPE_CHECKING:
         scan_bundle,
         scan_text,
     )
+    from kodelyth_ecc.scheduler import LocalScheduler, RunOutcome, RunRequest
     from kodelyth_ecc.sessiondir import (
         WORKER_FIELDS,
         SessionDir,

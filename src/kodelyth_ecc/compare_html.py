@@ -29,12 +29,15 @@ from kodelyth_ecc.compare import (
 from kodelyth_ecc.compare_render import (
     facts_code,
     gate_summary,
+    has_verify,
     left_out,
     presence_text,
     summary_text,
     traffic_text,
     usage_text,
     variation_value,
+    verify_status,
+    verify_text,
 )
 from kodelyth_ecc.humanize import human_bytes, human_duration, plural
 
@@ -242,13 +245,18 @@ def _facts_cells(facts: RunFacts | None) -> tuple[str, str, str, str, str]:
     )
 
 
-def _worker_row(w: WorkerComparison, comparison: Comparison) -> str:
+def _worker_row(w: WorkerComparison, comparison: Comparison, verify: bool) -> str:
     a = _facts_cells(w.a)
     b = _facts_cells(w.b)
     cells = [
         f'<td><a href="#w-{_e(w.slug)}">{_e(w.slug)}</a></td>',
         f"<td>{_e(presence_text(w, comparison))}</td>",
         *(f"<td>{_e(x)} / {_e(y)}</td>" for x, y in zip(a, b, strict=True)),
+        *(
+            [f'<td class="verify">{_e(verify_status(w.a))} / {_e(verify_status(w.b))}</td>']
+            if verify
+            else []
+        ),
         *(
             f'<td class="{_e(status)}">{_e(status)}</td>'
             for status in (w.changes.task, w.changes.handoff, w.changes.status, w.changes.diff)
@@ -281,6 +289,15 @@ def _worker_block(w: WorkerComparison, comparison: Comparison, open_it: bool, ro
             f"{_e(duration)}, handoff {_e(handoff)}, code {_e(facts_code(facts))}, "
             f"tokens {_e(usage)}, model traffic {_e(traffic_text(facts))}</div>"
         )
+    if has_verify(comparison):
+        parts.append(
+            '<div class="verify">'
+            + " · ".join(
+                f"{_e(label)}: verify {_e(verify_text(facts))}"
+                for label, facts in zip(labels, (w.a, w.b), strict=True)
+            )
+            + "</div>"
+        )
     if w.traffic_compared:
         turn = w.first_differing_turn
         where = f"first differing turn {turn}" if turn else "no turn differs"
@@ -289,6 +306,13 @@ def _worker_block(w: WorkerComparison, comparison: Comparison, open_it: bool, ro
         f"<div>task {_badge(w.changes.task)} handoff {_badge(w.changes.handoff)} status "
         f"{_badge(w.changes.status)} diff {_badge(w.changes.diff)}</div></div>"
     )
+    for label, facts in zip(labels, (w.a, w.b), strict=True):
+        if facts is not None and facts.verify is not None and facts.verify.output_tail:
+            parts.append(
+                f'<details class="verify-output"><summary>verify output {_e(label)} (its last '
+                f"lines)</summary><pre>{_value_html(facts.verify.output_tail, room)}</pre>"
+                "</details>"
+            )
     parts += [_section_html(section, labels, room) for section in w.sections]
     if w.handoff_diff is not None and w.handoff_diff.status != IDENTICAL:
         if w.handoff_diff.note:
@@ -318,21 +342,38 @@ def _value_html(text: str, room: _Room) -> str:
     return _e(shown) + _note_html(note)
 
 
-def render_html(comparison: Comparison) -> str:
-    a, b = comparison.a, comparison.b
-    room = _Room()
-    digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode()
-    csp = (
+def content_security_policy(script: str | None) -> str:
+    """Nothing but the page's own style and (by its hash) its one script, if any."""
+    if script is None:
+        scripts = "'none'"
+    else:
+        digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+        scripts = f"'sha256-{digest}'"
+    return (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+        f"script-src {scripts}; base-uri 'none'; form-action 'none'"
     )
-    out = [
+
+
+def page_head(title: str, *, script: str | None, css: str = "") -> list[str]:
+    """The report's opening lines up to ``<body>``: charset, the CSP, the title (escaped)
+    and the stylesheet (``css`` after the shared one)."""
+    csp = content_security_policy(script)
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>kodelyth-ecc compare: {_e(a.label)} and {_e(b.label)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}{css}</style></head><body>",
+    ]
+
+
+def render_html(comparison: Comparison) -> str:
+    a, b = comparison.a, comparison.b
+    room = _Room()
+    out = [
+        *page_head(f"kodelyth-ecc compare: {a.label} and {b.label}", script=_SCRIPT),
         "<h1>kodelyth-ecc compare</h1>",
         '<table class="sides"><tr><th></th><th>source</th><th>session</th><th>workers</th>'
         "<th>exported</th></tr>",
@@ -364,6 +405,7 @@ def render_html(comparison: Comparison) -> str:
         )
     out.append("</table>")
 
+    verify = has_verify(comparison)
     out += [
         "<h2>Workers</h2>",
         f'<p id="summary">{_e(plural(comparison.summary.workers, "worker"))}: '
@@ -373,11 +415,12 @@ def render_html(comparison: Comparison) -> str:
         '<button type="button" id="collapse-all">collapse all</button></div>',
         '<table id="worker-table"><thead><tr><th>worker</th><th>in</th>'
         f"<th>state {_e(a.label)} / {_e(b.label)}</th><th>exit</th><th>duration</th>"
-        "<th>handoff size</th><th>tokens, cost</th><th>task</th><th>handoff</th><th>status</th>"
-        "<th>diff</th>"
+        "<th>handoff size</th><th>tokens, cost</th>"
+        + ("<th>verify</th>" if verify else "")
+        + "<th>task</th><th>handoff</th><th>status</th><th>diff</th>"
         "<th>sections</th></tr></thead><tbody>",
     ]
-    out += [_worker_row(w, comparison) for w in comparison.workers]
+    out += [_worker_row(w, comparison, verify) for w in comparison.workers]
     out.append("</tbody></table>")
 
     gate = comparison.gate

@@ -21,6 +21,7 @@ from kodelyth_ecc.compare import (
     BOTH,
     CHANGED,
     IDENTICAL,
+    MISSING,
     ONLY_A,
     REMOVED,
     Comparison,
@@ -30,7 +31,7 @@ from kodelyth_ecc.compare import (
     text_lines,
 )
 from kodelyth_ecc.humanize import human_bytes, human_duration, plural
-from kodelyth_ecc.termsafe import visible_controls
+from kodelyth_ecc.termsafe import one_line, visible_controls
 
 # ANSI colours, used only when the caller says the terminal wants them. Neither side's
 # colour says good or bad: A (removed, "-" lines) magenta, B (added, "+" lines) cyan.
@@ -184,6 +185,45 @@ def traffic_line(w: WorkerComparison, a_label: str, b_label: str) -> str | None:
     return line
 
 
+def has_verify(comparison: Comparison) -> bool:
+    """Whether any worker of either run recorded a verify check (else no view shows the
+    verify column: every one would say missing)."""
+    return any(
+        facts is not None and facts.verify is not None and facts.verify.status != MISSING
+        for w in comparison.workers
+        for facts in (w.a, w.b)
+    )
+
+
+def verify_status(facts: RunFacts | None) -> str:
+    """passed, failed or missing (``-``: the worker is not in this run)."""
+    if facts is None:
+        return "-"
+    return facts.verify.status if facts.verify is not None else MISSING
+
+
+def verify_text(facts: RunFacts | None, *, command: bool = True) -> str:
+    """``passed (exit 0, 3.2s): pytest -q``: status, exit code or timeout, duration and
+    the command on one line (its controls and newlines written out)."""
+    status = verify_status(facts)
+    verify = facts.verify if facts is not None else None
+    if verify is None or status == MISSING:
+        return status
+    details = []
+    if verify.timed_out:
+        details.append("timed out")
+    elif verify.exit_code is not None:
+        details.append(f"exit {verify.exit_code}")
+    else:
+        details.append("did not run")
+    if verify.duration_s is not None:
+        details.append(human_duration(verify.duration_s))
+    text = f"{status} ({', '.join(details)})"
+    if command and verify.command:
+        text += f": {one_line(verify.command, 200)}"
+    return text
+
+
 def _handoff_text(facts: RunFacts | None) -> str:
     if facts is None:
         return "-"
@@ -191,7 +231,7 @@ def _handoff_text(facts: RunFacts | None) -> str:
     return size if facts.handoff == "written" else f"{size} ({facts.handoff})"
 
 
-def _table(rows: list[list[str]], style: Callable[[str, str], str] | None = None) -> list[str]:
+def table_lines(rows: list[list[str]], style: Callable[[str, str], str] | None = None) -> list[str]:
     """Left-aligned columns; cells that are a status word get its colour."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -259,12 +299,14 @@ def render_terminal(
     s = comparison.summary
     out.append(style(f"Workers: {s.workers} ({summary_text(comparison)})", "heading"))
     label_pair = f"{a.label} / {b.label}"
+    verify = has_verify(comparison)
     rows = [
         [
             "worker",
             "in",
             f"state {label_pair}",
             "exit",
+            *(["verify"] if verify else []),
             "duration",
             "handoff size",
             "tokens, cost",
@@ -281,6 +323,7 @@ def render_terminal(
                 presence_text(w, comparison),
                 _pair(_state_text(w.a), _state_text(w.b)),
                 _pair(_exit_text(w.a), _exit_text(w.b)),
+                *([_pair(verify_status(w.a), verify_status(w.b))] if verify else []),
                 _pair(_duration_text(w.a), _duration_text(w.b)),
                 f"{_handoff_text(w.a)} / {_handoff_text(w.b)}",
                 f"{usage_text(w.a)} | {usage_text(w.b)}",
@@ -290,7 +333,7 @@ def render_terminal(
                 w.changes.diff,
             ]
         )
-    out += _table(rows, style)
+    out += table_lines(rows, style)
     out.append("")
 
     for w in comparison.workers:
@@ -309,6 +352,13 @@ def render_terminal(
         traffic = traffic_line(w, a.label, b.label)
         if traffic is not None:
             out.append(f"  traffic   {traffic}")
+        if verify:
+            out.append(f"  verify    {a.label}: {verify_text(w.a)} · {b.label}: {verify_text(w.b)}")
+        if diffs:
+            for label, facts in ((a.label, w.a), (b.label, w.b)):
+                if facts is not None and facts.verify is not None and facts.verify.output_tail:
+                    out.append(f"  verify output {label} (its last lines):")
+                    out += _block(facts.verify.output_tail, "    ")
         if diffs and w.handoff_diff is not None:
             if w.handoff_diff.unified:
                 note = f" ({w.handoff_diff.note})" if w.handoff_diff.note else ""
@@ -402,11 +452,9 @@ def md_fence(text: str, info: str = "") -> str:
     return f"{fence}{info}\n{body}{fence}\n"
 
 
-def _md_block(text: str) -> list[str]:
+def _md_block(text: str, info: str = "diff") -> list[str]:
     shown, note = clip(text, MAX_BLOCK_CHARS)
-    return [md_fence(shown, "diff")] + (
-        [f"… {note} not shown here: see --json", ""] if note else []
-    )
+    return [md_fence(shown, info)] + ([f"… {note} not shown here: see --json", ""] if note else [])
 
 
 def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: bool = False) -> str:
@@ -432,6 +480,7 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
             f"{'same' if row.same else 'differs'} |"
         )
     s = comparison.summary
+    verify = has_verify(comparison)
     out += [
         "",
         "### Workers",
@@ -439,17 +488,19 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
         f"{plural(s.workers, 'worker')}: {summary_text(comparison)}.",
         "",
         f"| worker | in | state {a.label} | state {b.label} | exit | duration | handoff size "
-        "| tokens, cost | task | handoff | status | diff |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| tokens, cost | task | handoff | status | diff |" + (" verify |" if verify else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        + (" --- |" if verify else ""),
     ]
     for w in comparison.workers:
+        verify_cell = f" {_pair(verify_status(w.a), verify_status(w.b))} |" if verify else ""
         out.append(
             f"| {md_cell(w.slug)} | {presence_text(w, comparison)} | {md_cell(_state_text(w.a))} | "
             f"{md_cell(_state_text(w.b))} | {_pair(_exit_text(w.a), _exit_text(w.b))} | "
             f"{_pair(_duration_text(w.a), _duration_text(w.b))} | "
             f"{_handoff_text(w.a)} / {_handoff_text(w.b)} | "
             f"{md_cell(usage_text(w.a))} / {md_cell(usage_text(w.b))} | {w.changes.task} | "
-            f"{w.changes.handoff} | {w.changes.status} | {w.changes.diff} |"
+            f"{w.changes.handoff} | {w.changes.status} | {w.changes.diff} |{verify_cell}"
         )
     out += ["", "### Handoff sections", ""]
     for w in comparison.workers:
@@ -463,6 +514,11 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
         traffic = traffic_line(w, a.label, b.label)
         if traffic is not None:
             out.append(f"  - model traffic: {md_cell(traffic)}")
+        if verify:
+            out.append(
+                f"  - verify: {a.label} {md_cell(verify_text(w.a))}; "
+                f"{b.label} {md_cell(verify_text(w.b))}"
+            )
     for w in comparison.workers:
         blocks: list[str] = []
         if diffs and w.handoff_diff is not None and w.handoff_diff.status != IDENTICAL:
@@ -472,6 +528,11 @@ def render_markdown(comparison: Comparison, *, diffs: bool = False, patches: boo
                 blocks += _md_block(w.handoff_diff.unified)
             elif w.handoff_diff.note:
                 blocks += [md_cell(w.handoff_diff.note), ""]
+        if diffs:
+            for label, facts in ((a.label, w.a), (b.label, w.b)):
+                if facts is not None and facts.verify is not None and facts.verify.output_tail:
+                    blocks += [f"Verify output {label} (its last lines):", ""]
+                    blocks += _md_block(facts.verify.output_tail, "text")
         if patches:
             for label, facts in ((a.label, w.a), (b.label, w.b)):
                 if facts is not None and facts.patch is not None:

@@ -271,6 +271,10 @@ class ExchangeLog:
     def append(self, exchange: Exchange) -> None:
         line = encode_line(exchange)
         with self._lock:
+            if self._closed:
+                # A request that finished while the proxy shut down: its descriptor is
+                # closed (and its number may be another file's by now).
+                return
             view = memoryview(line)
             while view:
                 view = view[os.write(self._fd, view) :]

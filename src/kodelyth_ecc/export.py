@@ -40,6 +40,7 @@ from kodelyth_ecc.sessiondir import (
     SEAL_FILE,
     TRANSCRIPT_FILE,
     USAGE_FILE,
+    VERIFY_FILE,
     WORKER_FIELDS,
     SessionDir,
     WorkerDir,
@@ -264,6 +265,7 @@ def _worker_fields(
         "diffstat": None if diffstat is None else diffstat.encode("utf-8"),
         "transcript": None if transcript is None else transcript.encode("utf-8"),
         "divergence": _read_object(worker, DIVERGENCE_FILE),
+        "verify": _read_object(worker, VERIFY_FILE),
         **_recording_fields(
             worker,
             _read_object(worker, USAGE_FILE) or status.usage,
@@ -392,7 +394,7 @@ def export_to_stream(
 _META_KEYS = (
     "task", "agents", "harness", "base_ref", "base_commit", "launcher", "seed_paths",
     "created_at", "tool", "model", "worker_timeout_s", "sandbox", "replay_of", "variation",
-    "sanitized", "machine",
+    "sanitized", "machine", "verify", "experiment",
 )  # fmt: skip
 
 

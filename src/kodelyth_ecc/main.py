@@ -77,18 +77,32 @@ def _duration(text: str) -> float:
     return value
 
 
-def _add_agent_run_options(parser: argparse.ArgumentParser) -> None:
-    """--model and --worker-timeout, shared by `swarm` and `replay`."""
-    parser.add_argument(
-        "--model",
-        metavar="NAME",
-        help="the model each agent is asked for (the harness's --model flag; meta.model)",
-    )
+def _add_agent_run_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """--model, --worker-timeout, --verify and --no-record, shared by `swarm`, `replay`
+    and `experiment` (whose arms name the model)."""
+    if model:
+        parser.add_argument(
+            "--model",
+            metavar="NAME",
+            help="the model each agent is asked for (the harness's --model flag; meta.model)",
+        )
     parser.add_argument(
         "--worker-timeout",
         type=_duration,
         metavar="DURATION",
         help="stop a worker (its whole process group) after this long: failed, reason timeout",
+    )
+    parser.add_argument(
+        "--verify",
+        metavar="CMD",
+        help="after each agent exits, run this shell command in its worktree (in its "
+        "sandbox when it has one) and record the outcome: exit code, duration, output tail",
+    )
+    parser.add_argument(
+        "--verify-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="stop a --verify check after this long (default 10m): it counts as not passed",
     )
     parser.add_argument(
         "--no-record",
@@ -139,6 +153,29 @@ def _add_sandbox_options(parser: argparse.ArgumentParser, *, replay: bool) -> No
         metavar="PATH",
         help="with the sandbox: let the agents read PATH (a toolchain outside /usr, the "
         "program of a --launcher-cmd), read-only (repeatable)",
+    )
+
+
+def _add_offline_options(parser: argparse.ArgumentParser) -> None:
+    """--offline and what goes with it, shared by `replay` and `experiment`."""
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="answer each worker's model requests from its recorded exchanges: nothing "
+        "leaves the machine, no API key is needed",
+    )
+    parser.add_argument(
+        "--on-divergence",
+        choices=("stop", "continue", "live"),
+        help="with --offline, when a request differs from the recording: stop the worker "
+        "(failed, reason diverged; the default), keep answering from the recording, or hand "
+        "the worker to the live model from that turn on",
+    )
+    parser.add_argument(
+        "--trust-recording",
+        action="store_true",
+        help="with --offline --no-sandbox: let a recording made on another machine drive "
+        "the agents unsandboxed (its tool calls run here; the dry-run lists them)",
     )
 
 
@@ -427,25 +464,7 @@ def _replay_parser(sub: _Sub) -> None:
         action="store_true",
         help="run the launcher template recorded in the bundle (never done otherwise)",
     )
-    replay.add_argument(
-        "--offline",
-        action="store_true",
-        help="answer each worker's model requests from its recorded exchanges: nothing "
-        "leaves the machine, no API key is needed",
-    )
-    replay.add_argument(
-        "--on-divergence",
-        choices=("stop", "continue", "live"),
-        help="with --offline, when a request differs from the recording: stop the worker "
-        "(failed, reason diverged; the default), keep answering from the recording, or hand "
-        "the worker to the live model from that turn on",
-    )
-    replay.add_argument(
-        "--trust-recording",
-        action="store_true",
-        help="with --offline --no-sandbox: let a recording made on another machine drive "
-        "the agents unsandboxed (its tool calls run here; the dry-run lists them)",
-    )
+    _add_offline_options(replay)
     _add_sandbox_options(replay, replay=True)
     _add_coordination_root(replay)
     _add_max_bundle_size(replay)
@@ -468,26 +487,111 @@ def _replay_parser(sub: _Sub) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 1 to 10000")
+    return int(text)
+
+
+def _experiment_parser(sub: _Sub) -> None:
+    exp = sub.add_parser(
+        "experiment",
+        help="replay one session N times per variation, for compare",
+        description=(
+            "Replay a bundle or session --repeat times under each --arm (a variation: "
+            "harness, model, agents, base ref, launcher, environment). The default mode is "
+            "a dry-run: the runs, the workers in all and an estimate of tokens and cost "
+            "from the origin's recorded usage. --execute makes every run an ordinary "
+            "replay, exports it to DIR/<run>.bundle.json and keeps DIR/experiment.json "
+            "(kodelyth.experiment/v1); `compare DIR` then sets the arms side by side. "
+            "Exit codes: 0 every run's workers completed, 1 otherwise, 2 usage, 124 "
+            "--timeout, 130 interrupted (continue with --resume)."
+        ),
+    )
+    exp.add_argument(
+        "target", metavar="BUNDLE.json|SESSION", nargs="?", help="the session to replay"
+    )
+    exp.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="'KEY=VALUE ...'",
+        help="a variation, e.g. 'harness=codex model=gpt-5' (keys: harness, model, agents, "
+        "base-ref, launcher-cmd, env=NAME=VALUE); repeatable; without it, one arm: the "
+        "origin's conditions",
+    )
+    exp.add_argument("--repeat", type=_positive_int, metavar="N", help="runs per arm (default 1)")
+    exp.add_argument(
+        "--max-parallel",
+        type=_positive_int,
+        metavar="K",
+        help="workers running at once across all runs; more runs wait (default 8)",
+    )
+    _add_agent_run_options(exp, model=False)
+    _add_offline_options(exp)
+    _add_sandbox_options(exp, replay=True)
+    exp.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the experiment's directory (default <coord-root>/<origin>.experiment-N)",
+    )
+    exp.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the experiment in --out DIR: finished runs are kept, the rest made",
+    )
+    exp.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="with --execute or --resume: stop the runs after this long (exit 124)",
+    )
+    mode = exp.add_mutually_exclusive_group()
+    mode.add_argument("--execute", action="store_true", help="make the runs")
+    exp.add_argument(
+        "--json", action="store_true", help="print experiment.json (the plan, or the result)"
+    )
+    _add_coordination_root(exp)
+    _add_max_bundle_size(exp)
+
+
 def _compare_parser(sub: _Sub) -> None:
     compare = sub.add_parser(
         "compare",
-        help="compare two runs side by side; regression gate for CI",
+        help="compare runs side by side; regression gate for CI",
         description=(
             "Compare two runs (bundle files or session names) worker by worker: state, exit "
-            "code, duration, what changed, handoff sections, code changes: facts side by "
-            "side, for a human to judge. With one run that is a replay, compares it with its "
-            "origin. "
+            "code, duration, verify check, what changed, handoff sections, code changes: "
+            "facts side by side, for a human to judge. With one run that is a replay, "
+            "compares it with its origin. Many runs: an experiment directory (DIR holding "
+            "experiment.json), two of them (DIR_A DIR_B: arms matched by label), or "
+            "A1 A2 ... --vs B1 B2 ...: per arm and worker, rates and means with 95% "
+            "intervals, and the differences between arms (each arm against the first). "
+            "--blind, --blind-key, --full, --patch and --origin are for two runs only. "
             "Exit codes: 0 ok, 1 error, 2 usage, 3 the --baseline gate found a regression."
         ),
     )
-    compare.add_argument("a", metavar="A", help="bundle file (*.json) or session name")
     compare.add_argument(
-        "b", metavar="B", nargs="?", help="the other run (default: A's replay origin)"
+        "runs",
+        metavar="RUN",
+        nargs="+",
+        help="bundle file (*.json), session name or experiment directory: A B, or one "
+        "replay (compared with its origin), or DIR, or DIR_A DIR_B",
+    )
+    compare.add_argument(
+        "--vs",
+        metavar="RUN",
+        nargs="+",
+        help="many runs: the RUNs before --vs are arm A, these arm B (give --vs last)",
     )
     compare.add_argument(
         "--origin", metavar="PATH", help="with one run: its origin (bundle file or session)"
     )
-    compare.add_argument("--full", action="store_true", help="add unified diffs of the handoffs")
+    compare.add_argument(
+        "--full",
+        action="store_true",
+        help="add unified diffs of the handoffs and the verify output's tail",
+    )
     compare.add_argument("--patch", action="store_true", help="add each worker's patch")
     compare.add_argument("--worker", metavar="SLUG", help="only this worker")
     compare.add_argument(
@@ -504,17 +608,22 @@ def _compare_parser(sub: _Sub) -> None:
     compare.add_argument(
         "--baseline",
         action="store_true",
-        help="A is the baseline: exit 3 when B falls short of it (see --fail-on)",
+        help="A (many runs: the first arm of each pair) is the baseline: exit 3 when B "
+        "falls short of it (see --fail-on)",
     )
     compare.add_argument(
         "--fail-on",
         metavar="RULES",
         help="with --baseline: comma list of missing-worker, state-regressed, "
-        "empty-handoff, missing-section (default all)",
+        "empty-handoff, missing-section, verify-regressed (default all); many runs add "
+        "verify-rate-dropped, checking the others run pair by run pair (default there "
+        "verify-rate-dropped,missing-worker)",
     )
     compare_format = compare.add_mutually_exclusive_group()
     compare_format.add_argument(
-        "--json", action="store_true", help="print kodelyth.compare/v1 JSON on stdout"
+        "--json",
+        action="store_true",
+        help="print kodelyth.compare/v1 JSON on stdout (many runs: kodelyth.compare/v2)",
     )
     compare_format.add_argument(
         "--markdown", action="store_true", help="print markdown for an issue or PR"
@@ -554,6 +663,7 @@ COMMANDS: dict[str, Callable[[_Sub], None]] = {
     "session-import": _session_import_parser,
     "sanitize": _sanitize_parser,
     "replay": _replay_parser,
+    "experiment": _experiment_parser,
     "compare": _compare_parser,
     "demo": _demo_parser,
 }

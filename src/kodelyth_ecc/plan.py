@@ -71,6 +71,10 @@ class PlanConfig(Record):
     # The model the harness is asked for (--model), and how long a worker may run.
     model: str | None = None
     worker_timeout: float | None = None
+    # The objective check run in each worktree after its agent exits (--verify), and
+    # how long it may take (None: the runner's default).
+    verify: str | None = None
+    verify_timeout: float | None = None
     # The session's model proxy: record each worker's model traffic (--no-record: off),
     # or answer from a recording (an offline replay: ``replay_sources`` maps each
     # worker's slug to its recording, as ``replay-source.json`` bytes).
@@ -151,6 +155,8 @@ class OrchestrationPlan(Record):
     extra_meta: Mapping[str, Any] = _NO_META
     model: str | None = None
     worker_timeout: float | None = None
+    verify: str | None = None
+    verify_timeout: float | None = None
     record: bool = True
     offline: bool = False
     on_divergence: str = "stop"
@@ -187,6 +193,15 @@ class OrchestrationPlan(Record):
                 else ""
             )
         return "on: each worker's model traffic is recorded by the session's proxy"
+
+    def verify_summary(self) -> str:
+        """One line on the --verify check, for the dry-run."""
+        if not self.verify:
+            return "none (add --verify CMD to check each worker's result)"
+        from kodelyth_ecc.termsafe import one_line
+
+        limit = f"{self.verify_timeout:g}s" if self.verify_timeout else "10m"
+        return f"{one_line(self.verify)} (in each worktree after its agent exits; at most {limit})"
 
     def _proxy_args(self) -> list[str]:
         point = self.proxy_point
@@ -248,6 +263,12 @@ class OrchestrationPlan(Record):
             *(["--cli", cli] if cli and worker.result_harness else []),
             *(["--model", self.model] if self.model and worker.result_harness else []),
             *(["--timeout", f"{self.worker_timeout:g}"] if self.worker_timeout else []),
+            *(["--verify", self.verify] if self.verify else []),
+            *(
+                ["--verify-timeout", f"{self.verify_timeout:g}"]
+                if self.verify and self.verify_timeout
+                else []
+            ),
             *self._proxy_args(),
             *(["--sandbox", self.worker_sandbox(worker).to_argument()] if self.sandbox else []),
             "--",
@@ -419,6 +440,14 @@ def parse_agents(value: str | int | Sequence[str]) -> int | list[str]:
     return count
 
 
+def _verify_meta(config: PlanConfig) -> dict[str, Any]:
+    """meta.verify: the check every worker of the run was held to."""
+    found: dict[str, Any] = {"command": config.verify}
+    if config.verify_timeout:
+        found["timeout_s"] = config.verify_timeout
+    return found
+
+
 def build_swarm_plan(
     task: str,
     *,
@@ -435,6 +464,8 @@ def build_swarm_plan(
     today: datetime.date | None = None,
     model: str | None = None,
     worker_timeout: float | None = None,
+    verify: str | None = None,
+    verify_timeout: float | None = None,
 ) -> PlanConfig:
     """A config for N specialists sharing one task, each given an agent-shaped prompt."""
     if not task or not task.strip():
@@ -462,7 +493,24 @@ def build_swarm_plan(
         agents=tuple(names),
         model=model,
         worker_timeout=worker_timeout,
+        verify=check_verify(verify),
+        verify_timeout=verify_timeout,
     )
+
+
+def check_verify(command: str | None) -> str | None:
+    """A ``verify`` command: a shell command line of printable text (it is shown in the
+    status and the dry-run), or None."""
+    if command is None:
+        return None
+    if not command.strip():
+        raise UsageError("verify: the command is empty: pass the check to run, e.g. 'pytest -q'")
+    if len(command) > 4096 or any(ord(c) < 32 and c != "\t" for c in command):
+        raise UsageError(
+            "verify: the command must be one line of at most 4,096 characters "
+            "(put a longer check in a script and run that)"
+        )
+    return command
 
 
 def _str_field(
@@ -705,6 +753,8 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         harness=harness.name if harness is not None and not config.launcher_command else CUSTOM,
         model=config.model,
         worker_timeout=config.worker_timeout,
+        verify=config.verify,
+        verify_timeout=config.verify_timeout,
         record=config.record,
         offline=config.offline,
         on_divergence=config.on_divergence,
@@ -716,6 +766,7 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
             **config.extra_meta,
             **({"model": config.model} if config.model else {}),
             **({"worker_timeout_s": config.worker_timeout} if config.worker_timeout else {}),
+            **({"verify": _verify_meta(config)} if config.verify else {}),
             # The run's conditions: a sandboxed run is compared knowing it was one.
             **({"sandbox": config.sandbox.to_json()} if config.sandbox is not None else {}),
         },

@@ -16,6 +16,11 @@ points the worker's CLI at it (``harnesses.Harness.proxy_env``).
   policy (``stop``: refuse it, so the agent ends; ``continue``: answer from the
   recording anyway; ``live``: hand the worker to the upstream from that turn on).
 
+Whatever the mode, a request the upstream answers "too many requests" (429, or
+Anthropic's 529 "overloaded") is sent again after the wait the provider asks for, a
+bounded number of times (``RateLimits``): the agent, and the recording, get the answer
+that came through.
+
 Started by ``execute`` (``main(["CONFIG"])`` under ``python -I``); the config file
 (0600, in the environment dir) is read and deleted at once; the ports go to
 ``<coordination>/proxy.json``. Credentials pass through in the CLI's own headers and
@@ -27,14 +32,16 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
+import random
 import signal
 import socket
 import socketserver
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,6 +168,98 @@ class WorkerConfig(msgspec.Struct, frozen=True):
     socket: str | None = None
 
 
+class RateLimits(msgspec.Struct, frozen=True):
+    """How a rate-limited request is asked again. Experiments run the same session many
+    times at once, so a provider's 429 is routine; passed on, it costs a run (claude is
+    set to retry twice, and a failed turn ends the agent). 529 is Anthropic's
+    "overloaded", the same "come back later". Bounded: when the limit does not lift,
+    the agent gets the provider's own last answer."""
+
+    statuses: tuple[int, ...] = (429, 529)
+    retries: int = 6
+    # Without a wait from the provider: doubled each retry (1, 2, 4 ... 32 s), +-25 %.
+    first_wait_s: float = 1.0
+    # A provider asking for longer than this is out of quota, not busy: passed on.
+    max_wait_s: float = 60.0
+    max_total_s: float = 120.0
+
+    def wait(
+        self, header: Callable[[str], str | None], body: bytes, retries: int, waited: float
+    ) -> tuple[float | None, str]:
+        """The seconds to wait before asking again, or None and why the answer goes to
+        the agent instead. ``header`` looks a response header up by name; ``body`` is
+        the start of the answer's body."""
+        if retries >= self.retries:
+            return None, f"still limited after {retries} retries ({waited:.1f}s waited)"
+        error = _error_of(body)
+        if "insufficient_quota" in (error.get("type"), error.get("code")):
+            return None, "out of quota (insufficient_quota): no wait lifts it"
+        asked = asked_wait(header, error)
+        if asked is not None and asked > self.max_wait_s:
+            return None, f"it asks for {asked:.0f}s, over the {self.max_wait_s:g}s cap"
+        if asked is not None:
+            # Never sooner than asked; a little later, so that workers told the same
+            # second do not all come back in it.
+            delay = asked * random.uniform(1.0, 1.1)  # noqa: S311 - jitter, not a secret
+        else:
+            delay = min(self.first_wait_s * 2.0**retries, self.max_wait_s)
+            delay *= random.uniform(0.75, 1.25)  # noqa: S311 - jitter, not a secret
+        delay = min(delay, self.max_wait_s)
+        if waited + delay > self.max_total_s:
+            return None, f"{delay:.1f}s more would pass the {self.max_total_s:g}s budget"
+        return delay, ""
+
+
+def asked_wait(header: Callable[[str], str | None], error: Mapping[str, Any]) -> float | None:
+    """The provider's own wait in seconds: ``retry-after-ms`` (Anthropic's and OpenAI's,
+    finer), else ``Retry-After`` (seconds or an HTTP-date, RFC 9110 10.2.3), else
+    Gemini's ``RetryInfo.retryDelay`` ("37s") in the error body; None when none is
+    there or makes sense."""
+    millis = _seconds(header("retry-after-ms"))
+    if millis is not None:
+        return millis / 1000
+    text = header("retry-after")
+    found = _seconds(text)
+    if found is not None:
+        return found
+    if text is not None:
+        import email.utils
+        from datetime import datetime, timezone
+
+        try:
+            when = email.utils.parsedate_to_datetime(text.strip())
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)  # "-0000": UTC (RFC 5322 3.3)
+            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    details = error.get("details")
+    for item in details if isinstance(details, list) else ():
+        delay = item.get("retryDelay") if isinstance(item, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            return _seconds(delay[:-1])
+    return None
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        value = float((text or "").strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _error_of(body: bytes) -> Mapping[str, Any]:
+    """The ``error`` object of a provider's error body (all three formats have one)."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return {}
+    error = found.get("error") if isinstance(found, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
 class ProxyConfig(msgspec.Struct, frozen=True):
     coordination_dir: str
     session: str
@@ -175,6 +274,7 @@ class ProxyConfig(msgspec.Struct, frozen=True):
     # --sandbox-allow-host: the egress proxy's socket and what it lets through.
     egress_socket: str | None = None
     allow_hosts: tuple[str, ...] = ()
+    rate_limits: RateLimits = RateLimits()
 
     def context(self, worker: WorkerConfig) -> ex.Context:
         return ex.Context(
@@ -270,9 +370,13 @@ class Replayer:
 class WorkerProxy:
     """One worker's listener, its recording and (offline) its replayer."""
 
-    def __init__(self, config: ProxyConfig, worker: WorkerConfig) -> None:
+    def __init__(
+        self, config: ProxyConfig, worker: WorkerConfig, stopping: threading.Event | None = None
+    ) -> None:
         self.config = config
         self.worker = worker
+        # Set when the proxy stops: a rate-limit wait ends at once (the agent gets the 429).
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.dir = os.path.join(config.coordination_dir, worker.slug)
         self.log: ex.ExchangeLog | _NoLog = (
             _NoLog()
@@ -464,6 +568,59 @@ class WorkerProxy:
             conn = http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT_S)
         return conn, parts.path.rstrip("/")
 
+    def _ask(
+        self, route: Route, method: str, rest: str, headers: dict[str, str], body: bytes
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """One attempt: a new connection, the request as it came, the answer's head."""
+        conn, prefix = self._connection(route.base)
+        try:
+            conn.putrequest(method, prefix + rest, skip_host=True, skip_accept_encoding=True)
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            if body or method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.endheaders(body or None)
+            conn.sock.settimeout(READ_TIMEOUT_S)
+            return conn, conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+
+    def _through_rate_limits(
+        self, route: Route, method: str, rest: str, headers: dict[str, str], body: bytes
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse | _Held]:
+        """The upstream's answer, asked again while it is a rate limit (``RateLimits``).
+        A 429 is a status line, so nothing of it has reached the agent yet, and the body
+        was read whole before forwarding began (``_read_body``): each attempt sends the
+        same bytes. A stopping proxy ends the wait and passes the last 429 on."""
+        policy = self.config.rate_limits
+        host = urlsplit(route.base).hostname or "the upstream"
+        retries, waited = 0, 0.0
+        while True:
+            conn, response = self._ask(route, method, rest, headers, body)
+            if response.status not in policy.statuses:
+                return conn, response
+            said = f"kodelyth-ecc proxy: {self.worker.slug}: rate limited by {host}"
+            said += f" ({response.status})"
+            held, whole = _drain(response)
+            delay, why = policy.wait(response.getheader, held, retries, waited)
+            if delay is None or not whole:
+                why = why or "its body is more than an error's"
+                sys.stderr.write(f"{said}: passed on to the agent: {why}\n")
+                return conn, _Held(response, held)
+            response.close()
+            conn.close()
+            attempt = f"attempt {retries + 2} of {policy.retries + 1}"
+            sys.stderr.write(f"{said}: retrying in {delay:.1f}s ({attempt})\n")
+            sys.stderr.flush()
+            if self.stopping.wait(delay):
+                sys.stderr.write(f"{said}: passed on to the agent: the proxy is stopping\n")
+                return conn, _Held(response, held)
+            retries += 1
+            waited += delay
+
     def _forward(
         self,
         handler: BaseHTTPRequestHandler,
@@ -494,27 +651,11 @@ class WorkerProxy:
                 and k.lower() not in route.credentials
             )
         }
-        conn: http.client.HTTPConnection | None = None
+        headers["Host"] = urlsplit(route.base).netloc.rsplit("@", 1)[-1]
+        headers["Accept-Encoding"] = "identity"
         try:
-            conn, prefix = self._connection(route.base)
-            netloc = urlsplit(route.base).netloc.rsplit("@", 1)[-1]
-            headers["Host"] = netloc
-            headers["Accept-Encoding"] = "identity"
-            conn.putrequest(
-                handler.command, prefix + rest, skip_host=True, skip_accept_encoding=True
-            )
-            for key, value in headers.items():
-                conn.putheader(key, value)
-            if body or handler.command in ("POST", "PUT", "PATCH"):
-                conn.putheader("Content-Length", str(len(body)))
-            conn.connect()
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.endheaders(body or None)
-            conn.sock.settimeout(READ_TIMEOUT_S)
-            response = conn.getresponse()
+            conn, response = self._through_rate_limits(route, handler.command, rest, headers, body)
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            if conn is not None:
-                conn.close()
             why = _why(exc)
             host = urlsplit(route.base).hostname
             message = f"kodelyth-ecc proxy: cannot reach the upstream {host}: {why}"
@@ -612,6 +753,49 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return type(exc).__name__
+
+
+# What is read of a rate-limit answer before asking again: an error body is small.
+_HELD_BYTES = 64 * 1024
+
+
+def _drain(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
+    """A rate-limit answer's body (up to ``_HELD_BYTES``) and whether that is all of it;
+    a body cut short is what came (the 429 said enough)."""
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        while size <= _HELD_BYTES:
+            data = response.read1(_READ)
+            if not data:
+                return b"".join(pieces), True
+            pieces.append(data)
+            size += len(data)
+    except (OSError, http.client.HTTPException):
+        return b"".join(pieces), True
+    return b"".join(pieces), False
+
+
+class _Held:
+    """A rate-limit answer whose start was read already (to see what it asks for),
+    handed on to the agent as it came: what was read, then the rest."""
+
+    def __init__(self, response: http.client.HTTPResponse, start: bytes) -> None:
+        self.status = response.status
+        self._response = response
+        self._start = start
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return self._response.getheaders()
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self._response.getheader(name, default)
+
+    def read1(self, size: int = -1) -> bytes:
+        if not self._start:
+            return self._response.read1(size)
+        data, self._start = self._start, b""
+        return data
 
 
 def _proxy_for(
@@ -775,7 +959,7 @@ closed = threading.Event()
 def serve(config: ProxyConfig, stop: threading.Event) -> dict[str, int]:
     """Start every worker's listener; returns their ports (serving goes on in threads
     until ``stop`` is set)."""
-    proxies = [WorkerProxy(config, worker) for worker in config.workers]
+    proxies = [WorkerProxy(config, worker, stop) for worker in config.workers]
     servers: list[socketserver.BaseServer] = []
     for proxy in proxies:
         servers += [proxy.server, *([proxy.unix_server] if proxy.unix_server else [])]

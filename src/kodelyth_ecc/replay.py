@@ -17,7 +17,13 @@ from kodelyth_ecc import gitrepo, naming
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.harnesses import CUSTOM, DEFAULT_HARNESS, HARNESSES, get_harness
-from kodelyth_ecc.plan import PlanConfig, WorkerSpec, normalize_seed_paths, parse_agents
+from kodelyth_ecc.plan import (
+    PlanConfig,
+    WorkerSpec,
+    check_verify,
+    normalize_seed_paths,
+    parse_agents,
+)
 from kodelyth_ecc.prompts import agent_prompt
 from kodelyth_ecc.records import Record
 from kodelyth_ecc.termsafe import one_line
@@ -294,6 +300,8 @@ def build_replay_plan_config(
     offline: bool = False,
     on_divergence: str = "stop",
     sandbox: SandboxPolicy | None = None,
+    verify: str | None = None,
+    verify_timeout: float | None = None,
 ) -> PlanConfig:
     """A ``PlanConfig`` that re-runs ``bundle`` with the given overrides.
 
@@ -372,6 +380,9 @@ def build_replay_plan_config(
         variation["model"] = model
     if worker_timeout is not None:
         variation["worker_timeout_s"] = worker_timeout
+    if verify is not None:
+        # Never the origin's check: a bundle's commands are not run (--verify says it).
+        variation["verify"] = check_verify(verify)
     if offline:
         variation["offline"] = True
         variation["on_divergence"] = on_divergence
@@ -394,6 +405,8 @@ def build_replay_plan_config(
         extra_meta={"replay_of": replay_of, "variation": variation},
         model=chosen_model,
         worker_timeout=worker_timeout,
+        verify=verify,
+        verify_timeout=verify_timeout,
         record=record,
         offline=offline,
         on_divergence=on_divergence,

@@ -29,6 +29,8 @@ from kodelyth_ecc.statusfile import StatusRecord, render_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
+
     from kodelyth_ecc.sandbox import Prepared, WorkerSandbox
 
 _DROP_ENV = ("BASH_ENV", "ENV")
@@ -312,6 +314,8 @@ _OPTIONS = (
     "--timeout",
     "--cli",
     "--model",
+    "--verify",
+    "--verify-timeout",
 )
 
 
@@ -461,6 +465,155 @@ def _take_divergence(options: dict[str, str], record: StatusRecord) -> None:
         record.reason = f"diverged at turn {found['turn']}"
 
 
+# A --verify check may run this long unless --verify-timeout says; the status keeps the
+# last lines of its output.
+VERIFY_TIMEOUT_S = 600.0
+_VERIFY_TAIL_LINES = 40
+_VERIFY_TAIL_BYTES = 4096
+_VERIFY_HELD_BYTES = 64 * 1024
+
+
+def run_verify(
+    command: str,
+    cwd: str,
+    env: dict[str, str] | None,
+    timeout: float = VERIFY_TIMEOUT_S,
+    wrapper: Sequence[str] = (),
+) -> dict[str, object]:
+    """Run the user's ``--verify`` check in the worktree (inside the worker's sandbox:
+    ``wrapper`` is its bwrap command line up to ``--``), its output shown in the pane;
+    the ``verify.json`` object. Past ``timeout`` its process group is stopped."""
+    import subprocess
+
+    start = time.monotonic()
+    held = b""
+    code: int | None = None
+    timed_out = False
+    try:
+        proc = subprocess.Popen(
+            [*wrapper, "/bin/sh", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        held = f"cannot start /bin/sh: {exc.strerror}".encode()
+    else:
+        assert proc.stdout is not None
+        try:
+            held, timed_out = _read_verify_output(proc, start + timeout)
+        except BaseException:
+            _stop_verify(proc)
+            raise
+        finally:
+            proc.stdout.close()
+        if timed_out:
+            _stop_verify(proc)
+        else:
+            code = proc.wait()
+            code = 128 - code if code < 0 else code
+    plain = _CONTROL_SEQ.sub(b"", held.replace(b"\r\n", b"\n")).decode("utf-8", "replace")
+    tail = "\n".join(plain.rstrip("\n").split("\n")[-_VERIFY_TAIL_LINES:])
+    tail = tail.encode("utf-8")[-_VERIFY_TAIL_BYTES:].decode("utf-8", "ignore")
+    return {
+        "command": command,
+        "exit_code": code,
+        "passed": code == 0,
+        "timed_out": timed_out,
+        "duration_s": round(time.monotonic() - start, 3),
+        "output_tail": tail,
+        "sandboxed": bool(wrapper),
+    }
+
+
+def _read_verify_output(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, bool]:
+    """Copy the check's output to the pane until it exits (and a process it left behind
+    has had a moment to finish writing) or the deadline passes: (its tail, timed out)."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    held = b""
+    drain_until: float | None = None
+    while True:
+        now = time.monotonic()
+        if now > deadline:
+            return held, True
+        if drain_until is None and proc.poll() is not None:
+            drain_until = now + _DRAIN_S
+        if drain_until is not None and now > drain_until:
+            return held, False
+        try:
+            ready, _, _ = select.select([fd], [], [], min(_POLL_S, max(0.0, deadline - now)))
+        except InterruptedError:
+            continue
+        if not ready:
+            continue
+        data = os.read(fd, 65536)
+        if not data:
+            if proc.poll() is None:
+                # Output closed, the check still running: wait for it (bounded).
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except Exception:  # subprocess.TimeoutExpired
+                    return held, True
+            return held, False
+        _write_all(1, data)
+        held = (held + data)[-_VERIFY_HELD_BYTES:]
+
+
+def _stop_verify(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the check's process group, SIGKILL it after the grace period."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(Exception):  # subprocess.TimeoutExpired
+        proc.wait(_KILL_GRACE_S)
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(_KILL_GRACE_S)
+
+
+def verify_summary(found: dict[str, object]) -> str:
+    """The status bullet: "passed (exit 0, 1.2s): pytest -q"."""
+    command = " ".join(str(found.get("command") or "").split())
+    shown = command if len(command) <= 120 else command[:119] + "\u2026"
+    duration = found.get("duration_s")
+    took = f"{duration:.1f}s" if isinstance(duration, (int, float)) else "?"
+    if found.get("timed_out"):
+        return f"timed out after {took}: {shown}"
+    code = found.get("exit_code")
+    if code is None:
+        return f"could not run: {shown}"
+    return f"{'passed' if code == 0 else 'failed'} (exit {code}, {took}): {shown}"
+
+
+def _take_verify(
+    options: dict[str, str],
+    env: dict[str, str] | None,
+    wrapper: Sequence[str],
+    record: StatusRecord,
+) -> None:
+    """Run the --verify check and keep its outcome: ``verify.json`` beside the status,
+    and the Verify bullet."""
+    import json
+
+    from kodelyth_ecc.sessiondir import VERIFY_FILE
+
+    command = options["verify"]
+    timeout = float(options.get("verify-timeout") or VERIFY_TIMEOUT_S)
+    print(f"\n[kodelyth-ecc] verify: {command}", flush=True)
+    # A closed pane (SIGHUP) stops the check with the runner: it is in a session of its own.
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+    found = run_verify(command, os.getcwd(), env, timeout, wrapper)
+    found["at"] = _utc_now()
+    path = os.path.join(os.path.dirname(os.path.abspath(options["status-file"])), VERIFY_FILE)
+    atomic_write_text(path, json.dumps(found, ensure_ascii=False, sort_keys=True) + "\n")
+    record.verify = verify_summary(found)
+    print(f"[kodelyth-ecc] verify {record.verify}", flush=True)
+
+
 def _enter_sandbox(
     options: dict[str, str],
     command: list[str],
@@ -558,16 +711,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     timeout = float(options["timeout"]) if options.get("timeout") else None
     try:
-        code = run_in_pty(command, options["transcript"], env, timeout)
-    except TimedOut:
-        code = EXIT_TIMEOUT
-        record.reason = "timeout"
-    except OSError as exc:
-        print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
-        code = 127
-    except KeyboardInterrupt:  # the pane was closed (SIGHUP) or the runner stopped
-        code = 130
-        record.reason = "stopped"
+        try:
+            code = run_in_pty(command, options["transcript"], env, timeout)
+        except TimedOut:
+            code = EXIT_TIMEOUT
+            record.reason = "timeout"
+        except OSError as exc:
+            print(f"kodelyth-ecc runner: {exc}", file=sys.stderr)
+            code = 127
+        except KeyboardInterrupt:  # the pane was closed (SIGHUP) or the runner stopped
+            code = 130
+            record.reason = "stopped"
+        record.duration_s = time.monotonic() - start
+        if options.get("verify") and record.reason != "stopped":
+            # The check sees what the agent left: the worktree and, sandboxed, its
+            # commits (still in its private state until they are brought back).
+            wrapper = sandboxed[1].wrapper if sandboxed is not None else ()
+            try:
+                _take_verify(options, env, wrapper, record)
+            except KeyboardInterrupt:
+                code, record.reason = code or 130, "stopped"
+            except OSError as exc:
+                print(f"kodelyth-ecc runner: verify: {exc}", file=sys.stderr)
     finally:
         if sandboxed is not None:
             from kodelyth_ecc.sandbox import bring_back
@@ -580,7 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if note is not None:
                 record.reason = note[:200]
                 code = code or 1
-    record.duration_s = time.monotonic() - start
+    if record.duration_s is None:
+        record.duration_s = time.monotonic() - start
     if options.get("harness"):
         _take_result(options, record, code, timed_out=record.reason == "timeout")
     record.finished = _utc_now()

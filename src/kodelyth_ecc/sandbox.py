@@ -356,6 +356,8 @@ class Prepared(Record):
     common_dir: str
     branch_before: str | None
     admin_dir: str = ""
+    # The same sandbox around another command (the --verify check): bwrap up to ``--``.
+    wrapper: tuple[str, ...] = ()
 
 
 def _git(*args: str, git_dir: str | None = None, stdin: bytes | None = None) -> bytes:
@@ -521,7 +523,8 @@ def prepare(
     # The environment it gets is ``sandbox_environment``'s allowlist (the runner's).
     argv = bwrap_argv(spec, inner, bwrap)
     branch_ref = os.path.join(common, "refs", "heads", *ws.branch.split("/"))
-    return Prepared(tuple(argv), common, _ref_value(branch_ref), admin)
+    wrapper = tuple(argv[: len(argv) - len(inner)])
+    return Prepared(tuple(argv), common, _ref_value(branch_ref), admin, wrapper)
 
 
 def _remove_tree(path: str) -> None:

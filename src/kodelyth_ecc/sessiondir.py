@@ -58,6 +58,8 @@ SEAL_FILE = "exchanges.seal"
 RECORDING_FILE = "recording.json"
 REPLAY_SOURCE_FILE = "replay-source.json"
 DIVERGENCE_FILE = "divergence.json"
+# The --verify check's outcome: command, exit code, duration, the tail of its output.
+VERIFY_FILE = "verify.json"
 # A sandboxed worker's private git objects and refs while it runs (kodelyth_ecc.sandbox).
 SANDBOX_DIR = "sandbox-git"
 # The files a swarm writes for every worker before it starts.
@@ -451,6 +453,9 @@ WORKER_FIELDS: tuple[WorkerField, ...] = (
     WorkerField("recording", "object", file=RECORDING_FILE),
     # Where an offline replay parted from its recording: turn and a short reason.
     WorkerField("divergence", "object", file=DIVERGENCE_FILE),
+    # The objective check run after the agent exited (--verify): command, exit code,
+    # whether it passed or timed out, duration, the tail of its output.
+    WorkerField("verify", "object", file=VERIFY_FILE),
 )
 WORKER_FIELD_NAMES = tuple(f.name for f in WORKER_FIELDS)
 TEXT_FIELDS = tuple(f.name for f in WORKER_FIELDS if f.kind == "text")

@@ -63,7 +63,10 @@ def wilson(successes: int, trials: int) -> Interval:
     z2 = Z95 * Z95
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
     half = Z95 * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 and 1 the bound is exactly the rate (the formula leaves rounding dust there).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(p, low, high)
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:

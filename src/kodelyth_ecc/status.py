@@ -57,6 +57,8 @@ class WorkerStatus:
     usage: dict[str, object] | None = None
     # Where an offline replay parted from its recording ("turn 3: ...").
     divergence: str | None = None
+    # The --verify check's outcome ("passed (exit 0, 1.2s): pytest -q").
+    verify: str | None = None
 
     @property
     def done(self) -> bool:
@@ -86,7 +88,12 @@ class SessionStatus:
         return all(w.state == "completed" for w in self.workers)
 
 
-def collect_status(session: str, coordination_root: str) -> SessionStatus:
+def collect_status(
+    session: str, coordination_root: str, *, look_at_panes: bool = True
+) -> SessionStatus:
+    """The session's workers as their status files say, each file read once; with
+    ``look_at_panes`` (one tmux call), a worker whose pane died while it ran is lost.
+    Without it nothing is known of the panes (a poller's cheap look between full ones)."""
     sdir = SessionDir.at(coordination_root, session)
     if not sdir.exists():
         raise KodelythError(
@@ -97,7 +104,12 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
     # Panes first, files second: a runner records its outcome before its pane dies,
     # so a file still saying "running" after the pane is gone means the worker is lost.
     # Without tmux on PATH nothing is known about the panes: unknown, not lost.
-    executed = record is not None and record.tmux_session is not None and tmux.available()
+    executed = (
+        look_at_panes
+        and record is not None
+        and record.tmux_session is not None
+        and tmux.available()
+    )
     panes = tmux.panes(session) if executed else None
     # session.json is read like any session file: its slugs must be slugs too.
     pane_of = {w.slug: w.pane_id for w in record.workers if is_slug(w.slug)} if record else {}
@@ -142,6 +154,7 @@ def collect_status(session: str, coordination_root: str) -> SessionStatus:
                 reason=parsed.reason,
                 usage=parsed.usage,
                 divergence=parsed.divergence,
+                verify=parsed.verify,
             )
         )
     return SessionStatus(

@@ -42,6 +42,7 @@ class StatusRecord:
         "started",
         "state",
         "usage",
+        "verify",
         "worktree",
     )
 
@@ -58,6 +59,7 @@ class StatusRecord:
         reason: str | None = None,
         usage: dict[str, object] | None = None,
         divergence: str | None = None,
+        verify: str | None = None,
     ) -> None:
         self.name = name
         self.state = state
@@ -73,6 +75,8 @@ class StatusRecord:
         self.usage = usage
         # Where an offline replay parted from its recording ("turn 3: a tool result ...").
         self.divergence = divergence
+        # The --verify check after the agent exited ("passed (exit 0, 1.2s): pytest -q").
+        self.verify = verify
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StatusRecord):
@@ -124,6 +128,7 @@ def render_status(record: StatusRecord) -> str:
         ("Duration", None if record.duration_s is None else f"{record.duration_s:.2f}s"),
         ("Reason", record.reason),
         ("Divergence", record.divergence),
+        ("Verify", record.verify),
     ]
     usage = record.usage or {}
     fields += [(bullet, _usage_value(usage.get(key))) for key, bullet, _ in USAGE_BULLETS]
@@ -166,6 +171,8 @@ def parse_status(text: str, default_name: str = "") -> StatusRecord:
             record.reason = value[:200] or None
         elif key == "divergence":
             record.divergence = value[:300] or None
+        elif key == "verify":
+            record.verify = value[:300] or None
         elif key in _USAGE_BY_BULLET:
             name, kind = _USAGE_BY_BULLET[key]
             parsed = _parse_usage(value, kind)

@@ -187,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--offline answers through the session's proxy: drop --no-record")
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout only applies with --wait")
+    if args.verify_timeout is not None and args.verify is None:
+        raise UsageError("--verify-timeout only applies with --verify")
     if args.export is not None:
         _check_export(args)
     repo_root = gitrepo.repo_root()
@@ -238,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
             offline=args.offline,
             on_divergence=args.on_divergence or "stop",
             sandbox=policy,
+            verify=args.verify,
+            verify_timeout=args.verify_timeout,
         )
         if args.session is None:
             variation = dict(config.extra_meta["variation"])
@@ -304,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         )
         sys.stdout.write(f"Recording     {plan.recording_summary()}\n")
         sys.stdout.write(f"Sandbox       {sandbox_summary(plan)}\n")
+        sys.stdout.write(f"Verify        {plan.verify_summary()}\n")
         if args.offline or any(info is not None for info in infos.values()):
             _print_recordings(infos, args.offline)
         sys.stderr.write("dry run: nothing was created; add --execute to start the replay\n")

@@ -43,7 +43,9 @@ def _pane(alive: bool | None) -> str:
 
 def print_table(status: SessionStatus, out: TextIO) -> None:
     with_usage = any(w.usage for w in status.workers)
+    with_verify = any(w.verify for w in status.workers)
     head: tuple[str, ...] = ("WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF")
+    head += ("VERIFY",) if with_verify else ()
     rows = [head + (("MODEL", "TOKENS IN/OUT", "COST") if with_usage else ())]
     for w in status.workers:
         row: tuple[str, ...] = (
@@ -55,6 +57,9 @@ def print_table(status: SessionStatus, out: TextIO) -> None:
             _pane(w.pane_alive),
             human_bytes(w.handoff_bytes),
         )
+        if with_verify:
+            # "passed (exit 0, 1.2s): ...": the outcome, the command is in status.md.
+            row += (one_line((w.verify or "-").split(":", 1)[0], 40),)
         rows.append(row + (_usage_cells(w.usage) if with_usage else ()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

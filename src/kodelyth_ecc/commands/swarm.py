@@ -17,6 +17,7 @@ from kodelyth_ecc.plan import (
     PlanConfig,
     build_orchestration_plan,
     build_swarm_plan,
+    check_verify,
     plan_config_from_json,
     sandbox_summary,
 )
@@ -61,6 +62,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]
             "launcher_command": args.launcher_cmd,
             "model": args.model,
             "worker_timeout": args.worker_timeout,
+            "verify": check_verify(args.verify),
+            "verify_timeout": args.verify_timeout,
         }
         changes = {k: v for k, v in overrides.items() if v is not None}
         if args.seed:
@@ -85,6 +88,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[PlanConfig, str | None]
         replace_existing=args.replace,
         model=args.model,
         worker_timeout=args.worker_timeout,
+        verify=args.verify,
+        verify_timeout=args.verify_timeout,
     )
     return config, commit
 
@@ -102,6 +107,7 @@ def _print_plan(plan: OrchestrationPlan, commit: str) -> None:
         out.write(f"Seeds         {', '.join(plan.seed_paths)}\n")
     out.write(f"Recording     {plan.recording_summary()}\n")
     out.write(f"Sandbox       {sandbox_summary(plan)}\n")
+    out.write(f"Verify        {plan.verify_summary()}\n")
     out.write(f"Workers       {len(plan.workers)}\n")
     for worker in plan.workers:
         out.write(f"  {worker.worker_slug}\n")
@@ -169,6 +175,8 @@ def _run_named(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify_timeout is not None and args.verify is None:
+        raise UsageError("--verify-timeout only applies with --verify")
     config, commit = _config_from_args(args)
     if args.no_record:
         config = config._replace(record=False)

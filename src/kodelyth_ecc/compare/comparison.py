@@ -151,12 +151,23 @@ def compare_runs(
         handoff_a = parse_handoff(text_a) if text_a is not None else None
         handoff_b = parse_handoff(text_b) if text_b is not None else None
         facts_a = (
-            run_facts(first, wa, handoff_a, text_a, patches=patches, redact=redact, blind=blind)
+            run_facts(
+                first, wa, handoff_a, text_a, patches=patches, redact=redact, blind=blind, tail=full
+            )
             if wa and handoff_a and text_a is not None
             else None
         )
         facts_b = (
-            run_facts(second, wb, handoff_b, text_b, patches=patches, redact=redact, blind=blind)
+            run_facts(
+                second,
+                wb,
+                handoff_b,
+                text_b,
+                patches=patches,
+                redact=redact,
+                blind=blind,
+                tail=full,
+            )
             if wb and handoff_b and text_b is not None
             else None
         )

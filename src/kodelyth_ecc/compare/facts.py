@@ -1,4 +1,5 @@
-"""What one worker of one run shows: state, handoff, patch numbers, usage, traffic."""
+"""What one worker of one run shows: state, handoff, patch numbers, usage, traffic, and
+its verify check."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 from kodelyth_ecc.bundle import BundleWorker
-from kodelyth_ecc.compare.results import RunFacts
+from kodelyth_ecc.compare.results import FAILED, MISSING, PASSED, RunFacts, VerifyFacts
 from kodelyth_ecc.compare.runs import Run
 from kodelyth_ecc.exchanges import first_differing_turn, replay_outcome
 from kodelyth_ecc.handoff_sections import Handoff
 from kodelyth_ecc.statusfile import LOST, parse_status
 
 TRUNCATION_MARKER = "[kodelyth-ecc: truncated,"
+# What is kept of a verify record's hostile strings: the command's first characters, the
+# output's last ones (it is a tail).
+MAX_VERIFY_COMMAND = 1000
+MAX_VERIFY_TAIL = 16 * 1024
+# The largest duration taken as one (a week); beyond, or negative or not finite: none.
+MAX_DURATION_S = 7 * 24 * 3600.0
 
 
 def _state(run: Run, worker: BundleWorker) -> tuple[str | None, int | None, float | None]:
@@ -62,7 +69,9 @@ def run_facts(
     patches: bool,
     redact: Callable[[str], str],
     blind: bool = False,
+    tail: bool = False,
 ) -> RunFacts:
+    """The facts of ``worker`` in ``run``; ``tail`` keeps its verify output's tail."""
     state, exit_code, duration = _state(run, worker)
     diff = worker.diff
     numbers = diff_numbers(diff) if diff is not None else None
@@ -85,6 +94,7 @@ def run_facts(
         turns=len(worker.exchanges) if worker.exchanges is not None else None,
         replay=replay_outcome(worker.exchanges, worker.divergence, worker.recording),
         **_recorded_tokens(worker.usage),
+        verify=verify_facts(worker.verify, tail=tail, redact=redact),
     )
 
 
@@ -126,3 +136,36 @@ def _usage_facts(usage: object) -> dict[str, Any]:
         "output_tokens": count("output_tokens"),
         "cost_usd": float(cost) if priced and isinstance(cost, (int, float)) else None,
     }
+
+
+def _good_float(value: object, limit: float) -> float | None:
+    """A number in [0, limit) (NaN, infinities and booleans are none)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0 <= value < limit else None
+
+
+def verify_facts(
+    raw: object, *, tail: bool = False, redact: Callable[[str], str] = str
+) -> VerifyFacts:
+    """A bundle worker's ``verify`` record, type by type (whatever its author wrote):
+    passed only when its exit code is 0, it did not time out and ``passed`` is not
+    false; any other record is failed; none (or not an object) is missing."""
+    if not isinstance(raw, dict):
+        return VerifyFacts(MISSING)
+    code = raw.get("exit_code")
+    exit_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    if exit_code is not None and not -(2**63) <= exit_code < 2**63:
+        exit_code = None
+    timed_out = raw.get("timed_out") is True
+    passed = exit_code == 0 and not timed_out and raw.get("passed") is not False
+    command = raw.get("command")
+    output = raw.get("output_tail")
+    return VerifyFacts(
+        status=PASSED if passed else FAILED,
+        command=redact(command[:MAX_VERIFY_COMMAND]) if isinstance(command, str) else None,
+        exit_code=exit_code,
+        timed_out=timed_out,
+        duration_s=_good_float(raw.get("duration_s"), MAX_DURATION_S),
+        output_tail=redact(output[-MAX_VERIFY_TAIL:]) if tail and isinstance(output, str) else None,
+    )

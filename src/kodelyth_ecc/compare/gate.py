@@ -1,26 +1,45 @@
 """The regression gate (``compare --baseline``): objective facts only, about what the
-second run lacks that the baseline has."""
+second run lacks that the baseline has.
+
+``RULES`` are checked on a pair of runs; with many runs (``compare.many``) they are
+checked on each pair of runs, and ``verify-rate-dropped`` on the arms' pass rates."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kodelyth_ecc.compare.results import Finding, WorkerComparison
+from kodelyth_ecc.compare.results import PASSED, Finding, RunFacts, WorkerComparison
 from kodelyth_ecc.errors import UsageError
 from kodelyth_ecc.handoff_sections import EMPTY, WRITTEN, Handoff, required_titles, title_key
 
 # `compare --baseline` exits with this when a gate rule fires (1 stays "error").
 EXIT_REGRESSION = 3
-RULES = ("missing-worker", "state-regressed", "empty-handoff", "missing-section")
+RULES = (
+    "missing-worker",
+    "state-regressed",
+    "empty-handoff",
+    "missing-section",
+    "verify-regressed",
+)
+# Many runs: an arm's verify pass rate whose 95% interval lies wholly below the
+# baseline arm's; with the rules above, checked run pair by run pair.
+VERIFY_RATE_DROPPED = "verify-rate-dropped"
+MANY_RULES = (VERIFY_RATE_DROPPED, *RULES)
+# What many-run mode checks without --fail-on: per-run state rules fire on noise.
+MANY_DEFAULT_RULES = (VERIFY_RATE_DROPPED, "missing-worker")
 
 
-def check_rules(rules: Sequence[str] | None) -> list[str]:
-    """The gate rules to apply (None: every rule), checked."""
-    chosen_rules = list(RULES if rules is None else rules)
-    unknown = [r for r in chosen_rules if r not in RULES]
+def check_rules(rules: Sequence[str] | None, valid: Sequence[str] = RULES) -> list[str]:
+    """The gate rules to apply (None: every rule of ``valid``), checked."""
+    chosen_rules = list(valid if rules is None else rules)
+    unknown = [r for r in chosen_rules if r not in valid]
     if unknown:
-        raise UsageError(f"unknown gate rule {unknown[0]!r}: valid rules are {', '.join(RULES)}")
+        raise UsageError(f"unknown gate rule {unknown[0]!r}: valid rules are {', '.join(valid)}")
     return chosen_rules
+
+
+def _verify_status(facts: RunFacts) -> str:
+    return facts.verify.status if facts.verify is not None else "missing"
 
 
 def gate_findings(
@@ -49,6 +68,18 @@ def gate_findings(
                 f"here{exit_note}",
             )
         )
+    if (
+        "verify-regressed" in rules
+        and _verify_status(worker.a) == PASSED
+        and _verify_status(worker.b) != PASSED
+    ):
+        verify = worker.b.verify
+        detail = f"verify passed in the baseline, {_verify_status(worker.b)} here"
+        if verify is not None and verify.timed_out:
+            detail += " (timed out)"
+        elif verify is not None and verify.exit_code is not None:
+            detail += f" (exit code {verify.exit_code})"
+        found.append(Finding(slug, "verify-regressed", detail))
     empty_fired = False
     if "empty-handoff" in rules and worker.b.handoff != WRITTEN and worker.a.handoff == WRITTEN:
         what = "empty" if worker.b.handoff == EMPTY else "placeholder-only"
@@ -79,14 +110,24 @@ def gate_findings(
     return found
 
 
-def parse_rules(text: str | None) -> list[str]:
-    """``--fail-on a,b``: the rules, checked; None or "all" means every rule."""
-    if text is None or text.strip() == "all":
-        return list(RULES)
+def parse_rules(
+    text: str | None, valid: Sequence[str] = RULES, default: Sequence[str] | None = None
+) -> list[str]:
+    """``--fail-on a,b``: the rules, checked against ``valid``; None means ``default``
+    (None: every valid rule), "all" every valid rule."""
+    if text is None:
+        return list(valid if default is None else default)
+    if text.strip() == "all":
+        return list(valid)
     rules = [part.strip() for part in text.split(",") if part.strip()]
     if not rules:
-        raise UsageError(f"empty --fail-on: name rules from {', '.join(RULES)} (or all)")
+        raise UsageError(f"empty --fail-on: name rules from {', '.join(valid)} (or all)")
     for rule in rules:
-        if rule not in RULES:
-            raise UsageError(f"unknown --fail-on rule {rule!r}: valid rules are {', '.join(RULES)}")
+        if rule in MANY_RULES and rule not in valid:
+            raise UsageError(
+                f"--fail-on {rule} only applies to many runs (compare DIR, or A... --vs B...): "
+                f"valid rules here are {', '.join(valid)}"
+            )
+        if rule not in valid:
+            raise UsageError(f"unknown --fail-on rule {rule!r}: valid rules are {', '.join(valid)}")
     return rules

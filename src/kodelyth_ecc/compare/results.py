@@ -15,6 +15,12 @@ REMOVED = "removed"  # only in the first run
 ABSENT = "absent"  # in neither
 SAME_STATUSES = frozenset({IDENTICAL, ABSENT})
 
+# A worker's verify check (the bundle's worker ``verify``): its exit code was 0, it was
+# not, or no check ran (none recorded).
+PASSED = "passed"
+FAILED = "failed"
+MISSING = "missing"
+
 BOTH = "both"
 ONLY_A = "only-a"
 ONLY_B = "only-b"
@@ -40,6 +46,21 @@ class VariationRow(msgspec.Struct):
     b: str | None
     same: bool
     hidden: bool  # --blind: the values would tell the runs apart
+
+
+class VerifyFacts(msgspec.Struct):
+    """The objective check run after a worker's agent exited (the bundle's worker
+    ``verify``): ``status`` is "passed" (exit code 0), "failed" (any other exit code, or
+    it could not run or timed out) or "missing" (no check recorded; the rest is None).
+    Strings are capped; ``output_tail`` (the last lines of its output) only with
+    ``full=True``."""
+
+    status: str
+    command: str | None = None
+    exit_code: int | None = None
+    timed_out: bool | None = None
+    duration_s: float | None = None
+    output_tail: str | None = None
 
 
 class RunFacts(msgspec.Struct):
@@ -71,6 +92,8 @@ class RunFacts(msgspec.Struct):
     # what the CLI reported.
     recorded_input_tokens: int | None = None
     recorded_output_tokens: int | None = None
+    # The verify check (None only when built by hand: ``run_facts`` always sets it).
+    verify: VerifyFacts | None = None
 
 
 class Changes(msgspec.Struct):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from kodelyth_ecc.bundle import Bundle
 from kodelyth_ecc.compare.results import VariationRow
@@ -86,3 +86,47 @@ def variation(
     # What the experiment changed first.
     rows.sort(key=lambda row: row.same)
     return rows
+
+
+# What names an arm of many runs (``compare A... --vs B...``): the fields that can vary.
+LABEL_FIELDS = ("harness", "model", "agents", "base_ref", "launcher")
+_LABEL_VALUE_CHARS = 80
+
+
+def _label_value(name: str, bundle: Bundle) -> str | None:
+    read = next(read for field, read, _ in _VARIATION if field == name)
+    raw = read(bundle)
+    if name == "agents" and isinstance(raw, list):
+        raw = sorted(map(str, raw))  # order means nothing
+    value = _meta_text(raw)
+    if value is not None and len(value) > _LABEL_VALUE_CHARS:
+        value = value[: _LABEL_VALUE_CHARS - 1] + "…"
+    return value
+
+
+def arm_labels(sides: Sequence[Sequence[Bundle]], fallback: Sequence[str]) -> list[str]:
+    """A label for each side (a list of bundles), by what varied between them:
+    ``harness=codex model=gpt-5``, from the fields of ``LABEL_FIELDS`` whose value is the
+    same across a side's bundles, is known on every side and is not the same on all;
+    ``fallback[i]`` for a side when there is none (or two sides would share a label)."""
+    uniform: list[dict[str, str]] = []
+    for bundles in sides:
+        values: dict[str, str] = {}
+        for name in LABEL_FIELDS:
+            seen = {_label_value(name, b) for b in bundles}
+            if len(seen) == 1 and None not in seen:
+                values[name] = next(v for v in seen if v is not None)
+        uniform.append(values)
+    varied = [
+        name
+        for name in LABEL_FIELDS
+        if all(name in values for values in uniform)
+        and len({values[name] for values in uniform}) > 1
+    ]
+    labels = [
+        " ".join(f"{name}={values[name]}" for name in varied) or fallback[index]
+        for index, values in enumerate(uniform)
+    ]
+    if len(set(labels)) != len(labels):
+        return list(fallback[: len(labels)])
+    return labels
