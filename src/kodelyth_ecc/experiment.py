@@ -25,7 +25,11 @@ The document::
                "session", "reason", "started_at", "finished_at", "duration_s",
                "attempts", "earlier_sessions": [...]}],
      "estimate": {...}, "provenance": {"kodelyth_ecc", "python", "platform", "machine",
-                  "repo_head", "coordination_root"}}
+                  "repo_head", "coordination_root"},
+     "seal": "hmac-sha256:..."}
+
+``seal`` (``experiment_seal``) is what lets ``--resume`` run the file's commands: an
+HMAC with this user's recording key over the arms, settings and origin digest.
 """
 
 from __future__ import annotations
@@ -643,6 +647,7 @@ def new_experiment(
         "estimate": estimate(origin_usage, counts, offline=settings.offline).to_json(),
         "provenance": provenance(repo_root, coordination_root),
     }
+    doc["seal"] = experiment_seal(doc)
     return Experiment(directory, doc, tuple(arms), settings, target, repo_root, coordination_root)
 
 
@@ -668,13 +673,53 @@ def provenance(repo_root: str, coordination_root: str) -> dict[str, Any]:
     }
 
 
+def experiment_seal(doc: Mapping[str, Any]) -> str:
+    """An HMAC, with this user's recording key (``exchanges.machine_key``), over what
+    resuming would run: the arms (their launchers), the settings (the --verify check),
+    the runs' worker counts and the origin's digest. Only an experiment made here, by
+    this user, resumes: a stranger's ``experiment.json`` is a list of commands."""
+    import hashlib
+    import hmac
+
+    from kodelyth_ecc.exchanges import SEAL_PREFIX, machine_key
+
+    origin = doc.get("origin")
+    covered = {
+        "arms": doc.get("arms"),
+        "settings": doc.get("settings"),
+        "worker_counts": doc.get("worker_counts"),
+        "origin": origin.get("bundle_sha256") if isinstance(origin, dict) else None,
+    }
+    message = SCHEMA.encode() + b"\0" + json.dumps(covered, sort_keys=True).encode()
+    return SEAL_PREFIX + hmac.new(machine_key(), message, hashlib.sha256).hexdigest()
+
+
 def load_experiment(directory: str, repo_root: str) -> Experiment:
-    """An experiment made earlier, to resume: its arms and settings as it recorded."""
+    """An experiment made earlier, to resume: its arms and settings as it recorded,
+    if its seal says it was made here (and its origin is the one it froze)."""
+    import hashlib
+    import hmac
+
     if os.path.islink(directory):
         raise ExperimentError(f"{directory} is a symlink: give the experiment directory itself")
     doc = read_experiment(directory)
     where = os.path.join(directory, EXPERIMENT_FILE)
+    seal = doc.get("seal")
+    if not isinstance(seal, str) or not hmac.compare_digest(seal, experiment_seal(doc)):
+        raise ExperimentError(
+            f"{where} was not made here by this user, or was changed since (its seal does "
+            "not match): resuming would run its arms' commands; start a new experiment from "
+            f"its {ORIGIN_FILE} instead"
+        )
     _check_resumable(doc, where)
+    from kodelyth_ecc.sessiondir import read_file
+
+    frozen = read_file(os.path.join(directory, ORIGIN_FILE), DEFAULT_MAX_BUNDLE_BYTES)
+    if frozen is None or hashlib.sha256(frozen).hexdigest() != doc["origin"].get("bundle_sha256"):
+        raise ExperimentError(
+            f"{os.path.join(directory, ORIGIN_FILE)} is missing or is not the origin the "
+            "experiment froze: its runs would replay another session"
+        )
     arms = tuple(arm_from_json(a, where) for a in doc["arms"])
     settings = settings_from_json(doc.get("settings"), where)
     origin = doc.get("origin")

@@ -23,7 +23,6 @@ from kodelyth_ecc.errors import (
 from kodelyth_ecc.experiment import (
     EXPERIMENT_FILE,
     ORIGIN_ARM,
-    ORIGIN_FILE,
     Experiment,
     Progress,
     Settings,
@@ -254,10 +253,7 @@ def _resume(args: argparse.Namespace) -> int:
         raise KodelythError(f"{directory} holds no {EXPERIMENT_FILE}: nothing to resume")
     repo_root = gitrepo.repo_root()
     with _locked(directory):
-        experiment = load_experiment(directory, repo_root)
-        if not os.path.isfile(os.path.join(directory, ORIGIN_FILE)):
-            raise KodelythError(f"{directory} lost its {ORIGIN_FILE}: the runs cannot replay it")
-        return _execute(experiment, args)
+        return _execute(load_experiment(directory, repo_root), args)
 
 
 def run(args: argparse.Namespace) -> int:
