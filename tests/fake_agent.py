@@ -7,8 +7,9 @@ Whether it fails is ``decide(FAKE_SEED, FAKE_FAIL_RATE, S, W)``: the same for th
 run and worker, different across runs. On success it writes ``ok.txt`` in its
 working directory (the worktree; a ``--verify 'test -f ok.txt'`` passes) and a
 handoff that names ``KODELYTH_ROUTER_TIER`` (the arm's variable); on failure it exits 3.
-While ``FAKE_HOLD/all`` or ``FAKE_HOLD/<session>`` exists it waits (at most a minute),
-so a test can hold a run in progress without sleeping itself. ``FAKE_LOG`` gets a
+While ``FAKE_HOLD/all`` or ``FAKE_HOLD/<session>`` exists it waits (at most a minute;
+``FAKE_HOLD/release-<session>`` lets that session's workers go), so a test can hold a
+run in progress without sleeping itself. ``FAKE_LOG`` gets a
 ``start``/``end`` line per worker: ``<event> <monotonic time> <pid> <session> <slug>``.
 """
 
@@ -43,6 +44,8 @@ def main() -> int:
     hold = os.environ.get("FAKE_HOLD")
     deadline = time.monotonic() + 60
     while hold and time.monotonic() < deadline:
+        if os.path.exists(os.path.join(hold, f"release-{args.session}")):
+            break
         if not any(os.path.exists(os.path.join(hold, n)) for n in ("all", args.session)):
             break
         time.sleep(0.05)

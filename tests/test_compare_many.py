@@ -392,6 +392,17 @@ def test_two_experiments_are_matched_by_arm_label(tmp_path: Path) -> None:
     ]
 
 
+def test_a_gate_with_nothing_to_check_does_not_pass(tmp_path: Path) -> None:
+    """Two experiments whose arms share no label: the gate compared nothing, and says
+    so (exit 1), rather than exit 0 as if B held up."""
+    make_experiment(tmp_path / "e1", {"x": passes(2, 2, "a"), "y": passes(1, 2, "b")})
+    make_experiment(tmp_path / "e2", {"p": passes(0, 2, "c"), "q": passes(2, 2, "d")})
+    result = run_cli("compare", "--baseline", "e1", "e2", cwd=tmp_path)
+    assert result.code == 1, result
+    assert "nothing was checked" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+
+
 def test_two_bundles_still_compare_as_two_runs(tmp_path: Path) -> None:
     a = write(tmp_path, "a.json", bundle("a", run_of("a", True)))
     b = write(tmp_path, "b.json", bundle("b", run_of("b", False)))

@@ -126,6 +126,10 @@ def test_wrong_types_are_one_line_errors(tmp_path: Path, change: Any, text: str)
         (b"{not json", "is not valid JSON"),
         (b"\xff\xfe{}", "is not UTF-8"),
         (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+        (
+            b'{"schema": "kodelyth.experiment/v1", "arms": [{"label": "\\ud800x"}], "runs": []}',
+            "lone surrogate",
+        ),
     ],
 )
 def test_broken_experiment_files(tmp_path: Path, content: bytes, text: str) -> None:

@@ -32,7 +32,7 @@ from kodelyth_ecc.sessiondir import list_session_names
 from tests.conftest import Sandbox
 from tests.fake_agent import decide
 from tests.support import Result, retry_until
-from tests.swarm_helpers import process_alive, started, wait_done
+from tests.swarm_helpers import has_session, process_alive, started, wait_done
 
 FAKE = Path(__file__).resolve().with_name("fake_agent.py")
 VERIFY = "test -f ok.txt"
@@ -86,12 +86,13 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> Result:
     return Result(proc.returncode, stdout, stderr)
 
 
-def _planned(out: Path) -> dict[str, Any] | None:
-    """experiment.json once the experiment has named every run's session."""
+def _named(out: Path, runs: int) -> dict[str, Any] | None:
+    """experiment.json once the first ``runs`` runs have sessions (named as they start)."""
     if not (out / "experiment.json").exists():
         return None
     doc = _doc(out)
-    return doc if doc["state"] == "running" else None
+    named = all(r["session"] for r in doc["runs"][:runs])
+    return doc if doc["state"] == "running" and named else None
 
 
 def _run_by(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -171,6 +172,9 @@ def test_two_arms_three_repeats_record_what_every_run_did(sandbox: Sandbox, tmp_
                 assert "tier fast" in worker["handoff"]  # the arm's variable reached it
         assert run["state"] == ("failed" if failed else "completed")
         assert run["attempts"] == 1 and isinstance(run["duration_s"], float)
+    # Exported, a run's tmux session (its proxy, its dead panes) is gone; its files stay.
+    assert not any(has_session(r["session"]) for r in doc["runs"])
+    assert all((sandbox.coord_root / r["session"] / "session.json").is_file() for r in doc["runs"])
     # The seed gives both outcomes: the checks above saw failures and successes.
     assert True in outcomes and False in outcomes
     assert result.code == 1, result  # some run's workers failed
@@ -219,12 +223,11 @@ def test_resume_after_a_kill_redoes_no_finished_or_running_run(
         "--max-parallel", "2", "--out", str(out), "--no-record", "--execute",
     )  # fmt: skip
     try:
-        doc = retry_until(lambda: _planned(out), message="the runs named")
-        first, second, third = (r["session"] for r in doc["runs"])
+        first = retry_until(lambda: _named(out, 1), message="run 1 named")["runs"][0]["session"]
         retry_until(lambda: _workers_running(sandbox, first), message="run 1 working")
         # Run 1 goes on to finish; run 2 is held once it starts.
-        (hold / second).touch()
-        (hold / "all").unlink()
+        (hold / f"release-{first}").touch()
+        second = retry_until(lambda: _named(out, 2), message="run 2 named")["runs"][1]["session"]
         retry_until(lambda: _workers_running(sandbox, second), message="run 2 working")
         retry_until(lambda: _run_by(_doc(out), "arm1-rep1")["state"] == "completed")
         kept = hashlib.sha256((out / "arm1-rep1.bundle.json").read_bytes()).hexdigest()
@@ -235,7 +238,8 @@ def test_resume_after_a_kill_redoes_no_finished_or_running_run(
             proc.kill()
             proc.wait(10)
     assert _doc(out)["state"] == "running"
-    (hold / second).unlink()
+    assert _doc(out)["runs"][2]["session"] is None  # not started: not named
+    (hold / "all").unlink()
 
     result = sandbox.cli("experiment", "--resume", "--out", str(out))
     assert result.code == 0, result
@@ -244,7 +248,8 @@ def test_resume_after_a_kill_redoes_no_finished_or_running_run(
     assert [r["state"] for r in doc["runs"]] == ["completed"] * 3
     # Nothing was made twice: the same three sessions, one attempt each, run 1's bundle
     # as it was.
-    assert [r["session"] for r in doc["runs"]] == [first, second, third]
+    third = doc["runs"][2]["session"]
+    assert [r["session"] for r in doc["runs"]][:2] == [first, second]
     assert [r["attempts"] for r in doc["runs"]] == [1, 1, 1]
     assert _sessions(sandbox) == {first, second, third}
     assert hashlib.sha256((out / "arm1-rep1.bundle.json").read_bytes()).hexdigest() == kept
@@ -264,7 +269,7 @@ def test_ctrl_c_stops_the_agents_and_says_how_to_resume(sandbox: Sandbox, tmp_pa
         "--max-parallel", "4", "--out", str(out), "--no-record", "--execute",
     )  # fmt: skip
     try:
-        doc = retry_until(lambda: _planned(out), message="the runs named")
+        doc = retry_until(lambda: _named(out, 2), message="the runs named")
         sessions = [r["session"] for r in doc["runs"]]
         for session in sessions:
 
@@ -335,6 +340,10 @@ def test_usage_and_refusals(sandbox: Sandbox) -> None:
         (f"env=ANTHROPIC_API_KEY={secret}", "looks like a credential"),
         (f"env=KODELYTH_ROUTER_X={secret}", "looks like a credential"),
         ("env=PATH=/tmp", "cannot be set"),
+        ("env=GIT_DIR=/tmp/x", "cannot be set"),
+        ("env=LD_PRELOAD=/tmp/x.so", "cannot be set"),
+        (f"'launcher-cmd=env ANTHROPIC_API_KEY={secret} claude'", "looks like a credential"),
+        (f"model={secret}", "looks like a credential"),
         ("harness=nonesuch", "nonesuch"),
     ):
         result = sandbox.cli("experiment", str(origin), "--arm", arm, "--out", str(out))
@@ -343,6 +352,7 @@ def test_usage_and_refusals(sandbox: Sandbox) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
         assert not out.exists()
     for args, said in (
+        ([str(origin), "--verify", f"curl -H 'x-api-key: {secret}' x"], "credential"),
         (["--resume"], "--resume needs --out"),
         (["--resume", "--out", str(out), "--repeat", "2"], "drop --repeat"),
         ([str(origin), "--verify-timeout", "5"], "--verify-timeout only applies"),
@@ -353,6 +363,10 @@ def test_usage_and_refusals(sandbox: Sandbox) -> None:
         assert result.code == 2, (args, result)
         assert said in result.stderr
 
+    inside = sandbox.coord_root / "origin-replay-9"
+    result = sandbox.cli("experiment", str(origin), "--out", str(inside), "--execute")
+    assert result.code == 2 and "what the coordination root takes for a session" in result.stderr
+    assert not inside.exists()
     result = sandbox.cli("experiment", "--resume", "--out", str(out))
     assert result.code == 1 and "nothing to resume" in result.stderr
     made = sandbox.cli("experiment", str(origin), "--out", str(out), "--execute", "--no-record")
@@ -455,7 +469,10 @@ def test_parse_arm() -> None:
     quoted = parse_arm("launcher-cmd='my-agent {task_file_sh}' agents=a,b base-ref=v1")
     assert quoted.launcher_cmd == "my-agent {task_file_sh}" and quoted.agents == "a,b"
     assert quoted.replay_args()[-2:] == ["--launcher-cmd", "my-agent {task_file_sh}"]
-    for bad in ("", "harness", "model=a model=b", "harness=", "launcher-cmd='unclosed"):
+    for bad in (
+        "", "harness", "model=a model=b", "harness=", "launcher-cmd='unclosed",
+        "model=\udcff", "env=X=\udcff",
+    ):  # fmt: skip
         with pytest.raises(UsageError):
             parse_arm(bad)
 
@@ -575,3 +592,41 @@ def test_the_gate_fires_on_a_real_drop_between_experiments(sandbox: Sandbox) -> 
         "compare", "--baseline", dirs[1], dirs[0], "--fail-on", "verify-rate-dropped"
     )
     assert back.code == 0, back
+
+
+def test_resume_never_takes_a_session_it_did_not_make(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Killed while a run worked; the user then removed that session and made one of
+    their own under the same name: resume neither waits on it, exports it, nor stops it."""
+    origin = _origin(sandbox)
+    out = sandbox.root / "exp"
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "all").touch()
+    proc = _popen(
+        sandbox, "experiment", str(origin), "--arm", _fake_arm(f"env=FAKE_HOLD={hold}"),
+        "--out", str(out), "--no-record", "--execute",
+    )  # fmt: skip
+    try:
+        name = retry_until(lambda: _named(out, 1), message="run 1 named")["runs"][0]["session"]
+        retry_until(lambda: _workers_running(sandbox, name), message="run 1 working")
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    (hold / "all").unlink()
+    wait_done(sandbox, name)
+    removed = sandbox.cli("teardown", name, "--force", "--purge")
+    assert removed.code == 0, removed
+    started(sandbox, name, agents="mine")  # the user's own session, same name
+    wait_done(sandbox, name)
+    assert has_session(name)
+
+    resumed = sandbox.cli("experiment", "--resume", "--out", str(out))
+    assert resumed.code == 0, resumed
+    run = _doc(out)["runs"][0]
+    assert run["state"] == "completed" and run["session"] != name
+    assert run["earlier_sessions"] == []
+    assert has_session(name)  # theirs: not stopped
+    assert _bundle(out, run)["workers"][0]["slug"] == "alpha"  # the run's, not theirs

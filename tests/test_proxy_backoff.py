@@ -422,3 +422,12 @@ def test_the_policy_travels_in_the_config_and_old_configs_get_the_default() -> N
     assert decoded.rate_limits == custom
     old = b'{"coordination_dir": "/c", "session": "s", "workers": []}'
     assert msgspec.json.decode(old, type=ProxyConfig).rate_limits == RateLimits()
+
+
+def test_an_error_body_nested_past_the_parser_is_no_error_object() -> None:
+    """A 429 whose body nests deeper than json can parse: no wait is read from it, and
+    the proxy goes on (no traceback, the agent is answered)."""
+    from kodelyth_ecc.proxy import _error_of
+
+    assert _error_of(b"[" * 30_000) == {}
+    assert _error_of(b'{"error": {"type": "rate_limit_error"}}') == {"type": "rate_limit_error"}

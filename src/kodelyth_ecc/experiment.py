@@ -38,6 +38,7 @@ import datetime
 import json
 import os
 import re
+import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,7 +74,14 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Variables whose value is a credential by name: never written into experiment.json.
 _SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|credential|auth)")
 # What the runs must never be given by an arm: they decide where the run goes.
-_RESERVED_ENV = frozenset({"PATH", "HOME", "TMUX", "TMUX_TMPDIR", "PYTHONPATH"})
+_RESERVED_ENV = frozenset(
+    {
+        "PATH", "HOME", "TMUX", "TMUX_TMPDIR", "PYTHONPATH", "PYTHONHOME", "BASH_ENV", "ENV",
+        "LD_PRELOAD", "LD_LIBRARY_PATH", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
+    }
+)  # fmt: skip
+# Nor git's own variables (GIT_DIR, GIT_WORK_TREE ...): they would move the runs' git.
+_RESERVED_PREFIXES = ("GIT_",)
 
 
 class Arm(Record):
@@ -145,6 +153,7 @@ def parse_arm(text: str) -> Arm:
             raise UsageError(f"arm {text[:60]!r}: {key} is given twice")
         if not value:
             raise UsageError(f"arm {text[:60]!r}: {key} has no value")
+        _check_value(key, value, text)
         fields[key] = value
     if "harness" in fields and "launcher-cmd" in fields:
         raise UsageError(f"arm {text[:60]!r}: harness and launcher-cmd are exclusive")
@@ -160,10 +169,30 @@ def parse_arm(text: str) -> Arm:
     )
 
 
+def _check_value(key: str, value: str, text: str) -> None:
+    """An arm's value goes into experiment.json and a replay's command line: printable
+    UTF-8, and never a credential (a key inside a launcher command included)."""
+    from kodelyth_ecc.sanitize import scan_text
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"arm {key}: not UTF-8 text") from None
+    if scan_text(value):
+        raise UsageError(
+            f"arm {key}: it holds what looks like a credential: export it in your "
+            "environment instead (the runs inherit it)"
+        )
+
+
 def _check_env(name: str, value: str, text: str) -> str:
     if not _ENV_NAME.fullmatch(name):
         raise UsageError(f"arm {text[:60]!r}: env takes NAME=VALUE, got {name[:40]!r}")
-    if name in _RESERVED_ENV:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"arm env {name}: not UTF-8 text") from None
+    if name in _RESERVED_ENV or name.startswith(_RESERVED_PREFIXES):
         raise UsageError(f"arm {text[:60]!r}: {name} cannot be set by an arm")
     from kodelyth_ecc.sanitize import scan_text
 
@@ -528,6 +557,13 @@ def read_experiment(directory: str, dir_fd: int | None = None) -> dict[str, Any]
         ) from None
     except RecursionError:
         raise ExperimentError(f"{where} nests too deeply to be an experiment") from None
+    try:
+        # JSON may spell a lone surrogate (\ud800), which no output can encode.
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ExperimentError(
+            f"{where} holds text that is not Unicode (a lone surrogate)"
+        ) from None
     reader = _Reader(where)
     if not isinstance(doc, dict):
         raise reader.fail(f"it must hold a JSON object, got {type(doc).__name__}")
@@ -758,6 +794,8 @@ def plan_experiment(
     agents list or base fails here, once, not in every run). Nothing is written."""
     from kodelyth_ecc.replay import load_replay_source
 
+    if directory is not None:
+        _check_directory(directory, coordination_root)
     limit = settings.max_bundle_size or DEFAULT_MAX_BUNDLE_BYTES
     bundle, digest = load_replay_source(target, coordination_root, max_bytes=limit)
     counts = check_arms(bundle, arms, settings, repo_root, coordination_root)
@@ -774,6 +812,21 @@ def plan_experiment(
         coordination_root=coordination_root,
     )
     return experiment._replace(origin=bundle)
+
+
+def _check_directory(directory: str, coordination_root: str) -> None:
+    """Not a session's directory, nor inside one: `status` would list it as a session,
+    and `teardown --purge` or a `swarm --replace` of that name would remove it."""
+    from kodelyth_ecc.sessiondir import is_session_name
+
+    rel = os.path.relpath(os.path.abspath(directory), os.path.abspath(coordination_root))
+    first = rel.split(os.sep, 1)[0]
+    if rel != "." and first != ".." and is_session_name(first):
+        raise UsageError(
+            f"directory {directory} is (inside) what the coordination root takes for a "
+            f"session, {first!r}: choose another (the default is "
+            "<coordination root>/<origin>.experiment-N)"
+        )
 
 
 def check_arms(
@@ -834,9 +887,10 @@ def create_experiment(experiment: Experiment) -> None:
     import shutil
 
     from kodelyth_ecc.bundle import encode_bundle
-    from kodelyth_ecc.fsutil import atomic_write_bytes
+    from kodelyth_ecc.fsutil import atomic_write_bytes, missing_dirs, remove_empty_dirs
 
     directory, target = experiment.directory, experiment.target
+    made = missing_dirs(directory)
     os.makedirs(os.path.dirname(directory), exist_ok=True)
     os.mkdir(directory)
     try:
@@ -855,6 +909,7 @@ def create_experiment(experiment: Experiment) -> None:
         write_experiment(directory, experiment.doc)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
+        remove_empty_dirs(made)  # and the parents it made, if still empty
         raise
 
 
@@ -899,7 +954,7 @@ def run_experiment(
     ``scheduler.Stopped`` (with the document saved) on Ctrl-C or the deadline."""
     import time
 
-    from kodelyth_ecc.scheduler import RunRequest, Stopped
+    from kodelyth_ecc.scheduler import RunRequest, Stopped, owned
 
     directory = experiment.directory
     os.makedirs(os.path.join(directory, LOG_DIR), exist_ok=True)
@@ -908,30 +963,30 @@ def run_experiment(
     by_name = {r["run"]: r for r in experiment.runs}
     arms = {a.label: a for a in experiment.arms}
     names: set[str] = set()
-    next_number = 1
     requests = []
     for run in todo:
         arm = arms[run["arm"]]
         session = run.get("session")
-        started = (
-            run["state"] == "running"
-            and isinstance(session, str)
-            and _session_started(session, experiment.coordination_root)
+        found = run.get("tag")
+        tag: str = found if isinstance(found, str) else ""
+        ours = isinstance(session, str) and owned(
+            RunRequest(run["run"], (), session, experiment.coordination_root, 1, "", "", tag=tag)
         )
+        started = run["state"] == "running" and ours
         if not started:
-            if isinstance(session, str) and _session_exists(session, experiment.coordination_root):
+            if ours:
                 run["earlier_sessions"] = [*run.get("earlier_sessions", []), session][-20:]
-            session = _free_session(experiment, arm, names, next_number)
-            next_number = _number(session) + 1
-            run["session"] = session
-        assert isinstance(session, str)
-        names.add(session)
+            # Named when it starts (``prepare``): a name is taken when it is used.
+            session, tag = None, ""
+            run["session"], run["tag"] = None, None
+        else:
+            names.add(str(session))
         run["state"], run["reason"] = "pending", None
         requests.append(
             RunRequest(
                 run=run["run"],
-                argv=tuple(_replay_argv(experiment, arm, session)),
-                session=session,
+                argv=tuple(_replay_argv(experiment, arm, session)) if session else (),
+                session=session or "",
                 coordination_root=experiment.coordination_root,
                 workers=_workers(experiment, arm),
                 log=os.path.join(directory, run["log"]),
@@ -939,6 +994,7 @@ def run_experiment(
                 env=arm.env,
                 started=started,
                 cwd=experiment.repo_root,
+                tag=tag,
                 meta={
                     "experiment": {
                         "arm": arm.label,
@@ -953,6 +1009,24 @@ def run_experiment(
                 },
             )
         )
+    numbers = [1]
+
+    def prepare(request: RunRequest) -> RunRequest:
+        """The run's session named now, from the names free at this moment."""
+        if request.session:
+            return request
+        run = by_name[request.run]
+        arm = arms[run["arm"]]
+        session = _free_session(experiment, arm, names, numbers[0])
+        numbers[0] = _number(session) + 1
+        names.add(session)
+        # Recorded (on "started") before its replay starts: after a kill, resume knows
+        # the session of that name is this run's by it, and nothing else is.
+        tag = secrets.token_hex(16)
+        run["session"], run["tag"] = session, tag
+        argv = (*_replay_argv(experiment, arm, session), "--experiment-run", tag)
+        return request._replace(session=session, argv=argv, tag=tag)
+
     doc["state"] = "running"
     write_experiment(directory, doc)
     start = time.monotonic()
@@ -994,7 +1068,7 @@ def run_experiment(
 
     progress()
     try:
-        scheduler.run(requests, on_event, deadline=deadline)
+        scheduler.run(requests, on_event, deadline=deadline, prepare=prepare)
     except Stopped as exc:
         doc["state"] = "timed-out" if exc.timed_out else "interrupted"
         write_experiment(directory, doc)
@@ -1015,29 +1089,6 @@ def _seconds_since(when: object) -> float | None:
         return None
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     return round((now - then).total_seconds(), 3)
-
-
-def _session_exists(session: str, coordination_root: str) -> bool:
-    from kodelyth_ecc.sessiondir import SessionDir
-
-    try:
-        return SessionDir.at(coordination_root, session).exists()
-    except (KodelythError, OSError):
-        return False
-
-
-def _session_started(session: str, coordination_root: str) -> bool:
-    """Whether a run's session was started (its coordination dir and session record
-    are there): then only its waiting and export are left."""
-    from kodelyth_ecc.coordination import read_session_record
-    from kodelyth_ecc.sessiondir import SessionDir
-
-    try:
-        sdir = SessionDir.at(coordination_root, session)
-        record = read_session_record(sdir.path) if sdir.exists() else None
-    except (KodelythError, OSError):
-        return False
-    return record is not None and record.tmux_session is not None
 
 
 def _free_session(experiment: Experiment, arm: Arm, taken: set[str], start: int) -> str:

@@ -485,12 +485,20 @@ def _replay_parser(sub: _Sub) -> None:
     replay.add_argument(
         "--export", metavar="FILE", help="with --execute: then write the replay's bundle"
     )
+    # What an experiment's run is told to record (session.json's experiment_run): the
+    # token that proves a session of that name is that run's. Not for people.
+    replay.add_argument("--experiment-run", metavar="TOKEN", help=argparse.SUPPRESS)
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 1 to 10000")
+def _positive_int(text: str, most: int = 10_000) -> int:
+    if not text.isdigit() or len(text) > 6 or not 0 < int(text) <= most:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 1 to {most}")
     return int(text)
+
+
+def _repeat(text: str) -> int:
+    """--repeat: at most 100 runs an arm (experiment.MAX_REPEAT)."""
+    return _positive_int(text, 100)
 
 
 def _experiment_parser(sub: _Sub) -> None:
@@ -520,7 +528,9 @@ def _experiment_parser(sub: _Sub) -> None:
         "base-ref, launcher-cmd, env=NAME=VALUE); repeatable; without it, one arm: the "
         "origin's conditions",
     )
-    exp.add_argument("--repeat", type=_positive_int, metavar="N", help="runs per arm (default 1)")
+    exp.add_argument(
+        "--repeat", type=_repeat, metavar="N", help="runs per arm, at most 100 (default 1)"
+    )
     exp.add_argument(
         "--max-parallel",
         type=_positive_int,

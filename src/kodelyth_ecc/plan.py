@@ -510,6 +510,18 @@ def check_verify(command: str | None) -> str | None:
             "verify: the command must be one line of at most 4,096 characters "
             "(put a longer check in a script and run that)"
         )
+    try:
+        command.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("verify: the command is not UTF-8 text") from None
+    from kodelyth_ecc.sanitize import scan_text
+
+    # It is on the runners' command lines, in status.md and in the bundle.
+    if scan_text(command):
+        raise UsageError(
+            "verify: the command holds what looks like a credential: let the check read "
+            "it from the environment instead (it has the worker's)"
+        )
     return command
 
 

@@ -254,7 +254,7 @@ def _error_of(body: bytes) -> Mapping[str, Any]:
     """The ``error`` object of a provider's error body (all three formats have one)."""
     try:
         found = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return {}
     error = found.get("error") if isinstance(found, dict) else None
     return error if isinstance(error, dict) else {}

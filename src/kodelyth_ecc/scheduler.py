@@ -61,6 +61,9 @@ class RunRequest(Record):
     cwd: str | None = None
     # Added to the exported bundle's meta (``experiment``: which experiment, arm, run).
     meta: Mapping[str, Any] | None = None
+    # The token its replay records in session.json (``experiment_run``): what proves a
+    # session of that name is this run's, whoever started it.
+    tag: str = ""
 
 
 class RunOutcome(Record):
@@ -92,8 +95,11 @@ class Stopped(KodelythError):
         self.timed_out = timed_out
 
 
-# (what happened: "started" or "finished", the request, the outcome when finished)
+# (what happened: "started" or "finished"; the request; the outcome when finished)
 Event = Callable[[str, RunRequest, "RunOutcome | None"], None]
+# Called just before a run starts, to name its session then (a name is taken when it is
+# used, not when the experiment was planned): the request to start.
+Prepare = Callable[[RunRequest], RunRequest]
 
 if TYPE_CHECKING:
 
@@ -107,6 +113,7 @@ if TYPE_CHECKING:
             on_event: Event,
             *,
             deadline: float | None = None,
+            prepare: Prepare | None = None,
         ) -> list[RunOutcome]: ...
 
 
@@ -120,6 +127,9 @@ class _Running:
         # When tmux is next asked about the session's panes, and how its workers ended.
         self.next_full = 0.0
         self.completed = False
+        # Its session is known to be this run's: its replay exited 0 here, or it was
+        # adopted on resume (its record has the run's token).
+        self.launched = request.started
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -145,6 +155,7 @@ class LocalScheduler:
         on_event: Event,
         *,
         deadline: float | None = None,
+        prepare: Prepare | None = None,
     ) -> list[RunOutcome]:
         queue = list(requests)
         running: list[_Running] = []
@@ -154,14 +165,23 @@ class LocalScheduler:
             outcomes.append(outcome)
             on_event("finished", item.request, outcome)
 
+        def start_next(used: int) -> None:
+            while queue and (not running or used + queue[0].workers <= self.max_parallel):
+                request = queue.pop(0)
+                if prepare is not None:
+                    request = prepare(request)
+                on_event("started", request, None)
+                try:
+                    running.append(self._start(request))
+                except OSError as exc:  # its log cannot be opened (a symlink, ...)
+                    item = _Running(request, None)
+                    finish(item, self._outcome(item, "error", f"{request.log}: {exc.strerror}"))
+                    continue
+                used += request.workers
+
         try:
             while queue or running:
-                used = sum(r.request.workers for r in running)
-                while queue and (not running or used + queue[0].workers <= self.max_parallel):
-                    request = queue.pop(0)
-                    running.append(self._start(request))
-                    used += request.workers
-                    on_event("started", request, None)
+                start_next(sum(r.request.workers for r in running))
                 done: list[_Running] = []
                 for item in list(running):
                     outcome = self._look(item)
@@ -175,12 +195,7 @@ class LocalScheduler:
                 if done:
                     # The slots go to the next runs before the exports: they start while
                     # the bundles are written.
-                    used = sum(r.request.workers for r in running)
-                    while queue and (not running or used + queue[0].workers <= self.max_parallel):
-                        request = queue.pop(0)
-                        running.append(self._start(request))
-                        used += request.workers
-                        on_event("started", request, None)
+                    start_next(sum(r.request.workers for r in running))
                     for item in done:
                         finish(item, self._export(item))
                 if deadline is not None and time.monotonic() >= deadline:
@@ -208,7 +223,9 @@ class LocalScheduler:
         import subprocess
 
         env = {**os.environ, **dict(request.env)}
-        with open(request.log, "ab") as log:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(request.log, flags, 0o644)  # never through a symlink
+        with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kodelyth_ecc", *request.argv],
                 stdin=subprocess.DEVNULL,
@@ -236,6 +253,7 @@ class LocalScheduler:
             item.proc = None
             if code != 0:
                 return self._outcome(item, "error", _last_line(request.log, code))
+            item.launched = True
         from kodelyth_ecc.status import collect_status
 
         now = time.monotonic()
@@ -260,6 +278,12 @@ class LocalScheduler:
         except (KodelythError, OSError) as exc:
             why = exc.message if isinstance(exc, KodelythError) else str(exc)
             return self._outcome(item, "error", f"export: {why}")
+        # Exported: its tmux session (dead panes, the proxy's window and process) goes;
+        # its files, worktrees and branches stay for a look and for `teardown`.
+        from kodelyth_ecc import tmux
+
+        with contextlib.suppress(KodelythError, OSError):
+            tmux.kill_session(item.request.session)
         return self._outcome(item, "completed" if item.completed else "failed", None)
 
     def _stop(self, item: _Running) -> RunOutcome:
@@ -275,10 +299,13 @@ class LocalScheduler:
                 with contextlib.suppress(OSError):
                     os.killpg(item.proc.pid, signal.SIGKILL)
                 item.proc.wait()
-        from kodelyth_ecc import tmux
+        if item.launched or owned(item.request):
+            # Only a session known to be this run's: after a rollback the name may be
+            # anyone's.
+            from kodelyth_ecc import tmux
 
-        with contextlib.suppress(KodelythError, OSError):
-            tmux.kill_session(item.request.session)
+            with contextlib.suppress(KodelythError, OSError):
+                tmux.kill_session(item.request.session)
         return self._outcome(item, "interrupted", "stopped")
 
     @staticmethod
@@ -291,6 +318,26 @@ class LocalScheduler:
             started_at=item.started_at,
             finished_at=time.time(),
         )
+
+
+def owned(request: RunRequest) -> bool:
+    """Whether the session named ``request.session`` is this run's: started, and its
+    record carries the run's token."""
+    from kodelyth_ecc.coordination import read_session_record
+    from kodelyth_ecc.sessiondir import SessionDir
+
+    if not request.tag or not request.session:
+        return False
+    try:
+        sdir = SessionDir.at(request.coordination_root, request.session)
+        record = read_session_record(sdir.path) if sdir.exists() else None
+    except (KodelythError, OSError):
+        return False
+    return (
+        record is not None
+        and record.tmux_session is not None
+        and record.extra.get("experiment_run") == request.tag
+    )
 
 
 def _ignore_interrupts() -> Any:

@@ -201,6 +201,12 @@ def _summary(experiment: Experiment) -> None:
             out.write(f"  {run['run']}: {one_line(run['reason'], 160)}\n")
     out.write(f"runs in {experiment.directory}; compare them: kodelyth-ecc compare ")
     out.write(f"{experiment.directory}\n")
+    sessions = [r["session"] for r in experiment.runs if r.get("session")]
+    if sessions:
+        out.write(
+            f"the runs' worktrees and branches are kept ({len(sessions)} sessions, "
+            f"{sessions[0]} ...); remove one with: kodelyth-ecc teardown SESSION\n"
+        )
 
 
 def _exit_code(experiment: Experiment) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -243,6 +244,12 @@ def run(args: argparse.Namespace) -> int:
             verify=args.verify,
             verify_timeout=args.verify_timeout,
         )
+        if args.experiment_run is not None:
+            if not re.fullmatch(r"[0-9a-f]{16,64}", args.experiment_run):
+                raise UsageError("--experiment-run takes the token an experiment gives")
+            config = config._replace(
+                extra_meta={**config.extra_meta, "experiment_run": args.experiment_run}
+            )
         if args.session is None:
             variation = dict(config.extra_meta["variation"])
             variation.pop("session", None)

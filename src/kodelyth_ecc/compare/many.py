@@ -64,7 +64,7 @@ from kodelyth_ecc.compare.manyresults import (
 from kodelyth_ecc.compare.results import MISSING, PASSED
 from kodelyth_ecc.compare.runs import Run
 from kodelyth_ecc.compare.variation import arm_labels
-from kodelyth_ecc.errors import UsageError
+from kodelyth_ecc.errors import KodelythError, UsageError
 from kodelyth_ecc.handoff_sections import WRITTEN, parse_handoff, required_titles
 from kodelyth_ecc.humanize import plural
 from kodelyth_ecc.stats import mean_difference, mean_interval, rate_difference, wilson
@@ -453,6 +453,13 @@ def compare_arms(
     ]
     all_notes = list(notes)
     gate = None
+    if chosen.baseline and not pairs:
+        # A gate that checked nothing must not pass: arms the other side lacks (labels
+        # that differ) are an error, not a clean bill.
+        raise KodelythError(
+            "baseline: no arm of the baseline has a counterpart to check against (arms "
+            "are matched by label, or paired when each side has one): nothing was checked"
+        )
     if chosen.baseline:
         findings: list[ManyFinding] = []
         per_run = [rule for rule in rules if rule in RULES]
