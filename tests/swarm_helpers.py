@@ -199,3 +199,16 @@ def process_alive(pid: int) -> bool:
 
 def run_git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+
+
+def disk_state(sandbox: Sandbox) -> dict[str, Any]:
+    """What a swarm or replay could create: coordination root, branches, worktrees
+    (siblings of the repo), files in the repo, the tmux server."""
+    return {
+        "coord_root": sandbox.coord_root.exists(),
+        "branches": git(sandbox.repo, "for-each-ref", "--format=%(refname)", "refs/heads/"),
+        "worktrees": git(sandbox.repo, "worktree", "list", "--porcelain"),
+        "siblings": sorted(os.listdir(sandbox.root)),
+        "status": git(sandbox.repo, "status", "--porcelain", "--ignored", "--untracked-files=all"),
+        "tmux": bool(list(sandbox.tmux_tmpdir.glob("tmux-*/*"))),
+    }

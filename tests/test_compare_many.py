@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -590,3 +592,25 @@ def test_the_published_v2_schema_is_current_and_matched(tmp_path: Path) -> None:
         validator.validate(json.loads(result.stdout))
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**json.loads(result.stdout), "schema": "kodelyth.compare/v1"})
+
+
+def test_the_html_report_is_imported_only_for_html(tmp_path: Path) -> None:
+    """Start-up: the HTML modules (the largest of the views) load only with --html."""
+    make_experiment(tmp_path / "exp", {"a": passes(1, 2, "a"), "b": passes(2, 2, "b")})
+    code = (
+        "import sys; from kodelyth_ecc.main import main; rc = main(sys.argv[1:]); "
+        "print([m for m in ('kodelyth_ecc.compare_html', 'kodelyth_ecc.compare.html_many') "
+        "if m in sys.modules], rc, file=sys.stderr)"
+    )
+    bundles = [str(tmp_path / "exp" / f"arm{i}-rep1.bundle.json") for i in (1, 2)]
+    for args in (["exp"], bundles):
+        run = subprocess.run(
+            [sys.executable, "-c", code, "compare", *args],
+            cwd=tmp_path, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert run.stderr.strip().splitlines()[-1] == "[] 0", run.stderr
+        html = subprocess.run(
+            [sys.executable, "-c", code, "compare", *args, "--html", str(tmp_path / "r.html")],
+            cwd=tmp_path, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert "kodelyth_ecc.compare" in html.stderr.strip().splitlines()[-1], html.stderr

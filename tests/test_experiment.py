@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,17 @@ def _popen(sandbox: Sandbox, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def _running(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The experiment's process, killed on the way out if a check failed first."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> Result:
@@ -218,11 +229,11 @@ def test_resume_after_a_kill_redoes_no_finished_or_running_run(
     hold.mkdir()
     (hold / "all").touch()
     arm = _fake_arm(f"env=FAKE_HOLD={hold}")
-    proc = _popen(
-        sandbox, "experiment", str(origin), "--arm", arm, "--repeat", "3",
-        "--max-parallel", "2", "--out", str(out), "--no-record", "--execute",
-    )  # fmt: skip
-    try:
+    args = [
+        "experiment", str(origin), "--arm", arm, "--repeat", "3", "--max-parallel", "2",
+        "--out", str(out), "--no-record", "--execute",
+    ]  # fmt: skip
+    with _running(_popen(sandbox, *args)) as proc:
         first = retry_until(lambda: _named(out, 1), message="run 1 named")["runs"][0]["session"]
         retry_until(lambda: _workers_running(sandbox, first), message="run 1 working")
         # Run 1 goes on to finish; run 2 is held once it starts.
@@ -233,10 +244,6 @@ def test_resume_after_a_kill_redoes_no_finished_or_running_run(
         kept = hashlib.sha256((out / "arm1-rep1.bundle.json").read_bytes()).hexdigest()
         proc.kill()
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert _doc(out)["state"] == "running"
     assert _doc(out)["runs"][2]["session"] is None  # not started: not named
     (hold / "all").unlink()
@@ -264,11 +271,11 @@ def test_ctrl_c_stops_the_agents_and_says_how_to_resume(sandbox: Sandbox, tmp_pa
     (hold / "all").touch()
     log = tmp_path / "fake.log"
     arm = _fake_arm(f"env=FAKE_HOLD={hold}", f"env=FAKE_LOG={log}")
-    proc = _popen(
-        sandbox, "experiment", str(origin), "--arm", arm, "--repeat", "2",
-        "--max-parallel", "4", "--out", str(out), "--no-record", "--execute",
-    )  # fmt: skip
-    try:
+    args = [
+        "experiment", str(origin), "--arm", arm, "--repeat", "2", "--max-parallel", "4",
+        "--out", str(out), "--no-record", "--execute",
+    ]  # fmt: skip
+    with _running(_popen(sandbox, *args)) as proc:
         doc = retry_until(lambda: _named(out, 2), message="the runs named")
         sessions = [r["session"] for r in doc["runs"]]
         for session in sessions:
@@ -290,10 +297,6 @@ def test_ctrl_c_stops_the_agents_and_says_how_to_resume(sandbox: Sandbox, tmp_pa
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         result = _finish(proc, timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert result.code == 130, result
     assert f"kodelyth-ecc experiment --resume --out {out}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -500,8 +503,8 @@ def test_estimate() -> None:
 
 
 def test_max_parallel_counts_workers_not_runs(sandbox: Sandbox, tmp_path: Path) -> None:
-    """Three-worker runs under --max-parallel 4: one run at a time (a second would make
-    six); a run larger than the limit still runs, alone."""
+    """Three-worker runs under --max-parallel 2: each is larger than the limit, so each
+    still runs, alone: the second starts once the first's agents are done."""
     origin = _origin(sandbox)
     out = sandbox.root / "exp"
     log = tmp_path / "fake.log"
@@ -602,19 +605,15 @@ def test_resume_never_takes_a_session_it_did_not_make(sandbox: Sandbox, tmp_path
     hold = tmp_path / "hold"
     hold.mkdir()
     (hold / "all").touch()
-    proc = _popen(
-        sandbox, "experiment", str(origin), "--arm", _fake_arm(f"env=FAKE_HOLD={hold}"),
-        "--out", str(out), "--no-record", "--execute",
-    )  # fmt: skip
-    try:
+    args = [
+        "experiment", str(origin), "--arm", _fake_arm(f"env=FAKE_HOLD={hold}"), "--out",
+        str(out), "--no-record", "--execute",
+    ]  # fmt: skip
+    with _running(_popen(sandbox, *args)) as proc:
         name = retry_until(lambda: _named(out, 1), message="run 1 named")["runs"][0]["session"]
         retry_until(lambda: _workers_running(sandbox, name), message="run 1 working")
         proc.kill()
         proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     (hold / "all").unlink()
     wait_done(sandbox, name)
     removed = sandbox.cli("teardown", name, "--force", "--purge")

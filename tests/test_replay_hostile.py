@@ -26,7 +26,7 @@ from kodelyth_ecc.replay import choose_base
 from tests.conftest import Sandbox
 from tests.replay_helpers import bundle_dict, swarm_task_md, write_json
 from tests.support import Result, git, run_cli
-from tests.swarm_helpers import wait_done, worktree_of
+from tests.swarm_helpers import disk_state, wait_done, worktree_of
 
 OSC52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07"  # writes the clipboard
 CLEAR = "\x1b[2J"  # clears the screen
@@ -52,19 +52,6 @@ def _head(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
-def _disk(sandbox: Sandbox) -> dict[str, Any]:
-    """What a replay could create: coordination root, branches, worktrees, siblings of
-    the repo, files in the repo, the tmux server."""
-    return {
-        "coord_root": sandbox.coord_root.exists(),
-        "branches": git(sandbox.repo, "for-each-ref", "--format=%(refname)", "refs/heads/"),
-        "worktrees": git(sandbox.repo, "worktree", "list", "--porcelain"),
-        "siblings": sorted(os.listdir(sandbox.root)),
-        "status": git(sandbox.repo, "status", "--porcelain", "--ignored", "--untracked-files=all"),
-        "tmux": bool(list(sandbox.tmux_tmpdir.glob("tmux-*/*"))),
-    }
-
-
 def _hostile_meta() -> dict[str, Any]:
     return {
         "task": f"fix the login {HOSTILE} flow",
@@ -86,7 +73,7 @@ def _hostile_workers() -> dict[str, str]:
 
 def test_dry_run_escapes_every_bundle_value(sandbox: Sandbox, tmp_path: Path) -> None:
     bundle = _bundle(tmp_path, bundle_dict(_hostile_workers(), meta=_hostile_meta()))
-    before = _disk(sandbox)
+    before = disk_state(sandbox)
     # --harness and --agents get past the refusals, so meta.harness and meta.agents
     # are shown as what the origin had ("Differs from the origin").
     result = sandbox.cli("replay", str(bundle), "--harness", "echo", "--agents", "alpha")
@@ -106,7 +93,7 @@ def test_dry_run_escapes_every_bundle_value(sandbox: Sandbox, tmp_path: Path) ->
     assert any("meta.base_commit is not a full commit id" in w for w in warnings), result
     assert any("base ref 'main\\x1b]52;c;" in w for w in warnings), result
     assert sum("meta.seed_paths[" in w for w in warnings) == 2, result
-    assert _disk(sandbox) == before
+    assert disk_state(sandbox) == before
 
 
 def test_dry_run_escapes_worker_texts_and_a_trusted_launcher(
@@ -206,7 +193,7 @@ def test_missing_base_commit_and_ref_warn_in_dry_run_and_refuse_execute(
     missing = "c0ffee" + "a" * 34
     meta = {"harness": "echo", "base_ref": "feature/gone", "base_commit": missing}
     bundle = _bundle(tmp_path, bundle_dict(_hostile_workers(), meta=meta))
-    before = _disk(sandbox)
+    before = disk_state(sandbox)
 
     dry = sandbox.cli("replay", str(bundle))
     assert dry.code == 0, dry
@@ -227,7 +214,7 @@ def test_missing_base_commit_and_ref_warn_in_dry_run_and_refuse_execute(
         assert f"nor is the origin's commit {missing[:12]}" in line
         assert f"git fetch <remote> {missing}" in line
         assert "--base-ref" in line
-    assert _disk(sandbox) == before
+    assert disk_state(sandbox) == before
 
 
 def test_missing_base_ref_alone_says_to_fetch_it(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -272,7 +259,7 @@ def test_export_to_a_missing_directory_fails_before_anything_is_created(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     bundle = _bundle(tmp_path, bundle_dict(_hostile_workers(), meta={"harness": "echo"}))
-    before = _disk(sandbox)
+    before = disk_state(sandbox)
     for target, message in (
         (tmp_path / "missing" / "x.json", "does not exist"),
         (tmp_path, "is a directory"),
@@ -282,7 +269,7 @@ def test_export_to_a_missing_directory_fails_before_anything_is_created(
         assert result.code == 2, result
         (line,) = result.stderr.splitlines()
         assert "--export" in line and message in line, result
-        assert _disk(sandbox) == before
+        assert disk_state(sandbox) == before
     assert json.loads(bundle.read_text(encoding="utf-8"))["session"] == "origin"
 
 

@@ -28,6 +28,7 @@ from tests.replay_helpers import REFERENCE
 from tests.support import Result, git, retry_until, run_cli, tmux
 from tests.swarm_helpers import (
     assert_nothing_left,
+    disk_state,
     process_alive,
     session_record,
     started,
@@ -85,19 +86,6 @@ def _table(stdout: str) -> tuple[list[str], dict[str, str]]:
     lines = stdout.splitlines()
     head = lines[0].split()
     return head, {line.split()[0]: line for line in lines[1:] if line.strip()}
-
-
-def _snapshot(sandbox: Sandbox) -> dict[str, Any]:
-    """What a swarm or replay could create: coordination root, branches, worktrees
-    (siblings of the repo), files in the repo, the tmux server."""
-    return {
-        "coord_root": sandbox.coord_root.exists(),
-        "branches": git(sandbox.repo, "for-each-ref", "--format=%(refname)", "refs/heads/"),
-        "worktrees": git(sandbox.repo, "worktree", "list", "--porcelain"),
-        "siblings": sorted(os.listdir(sandbox.root)),
-        "status": git(sandbox.repo, "status", "--porcelain", "--ignored", "--untracked-files=all"),
-        "tmux": bool(list(sandbox.tmux_tmpdir.glob("tmux-*/*"))),
-    }
 
 
 # --- a check that passes for one worker and fails for the other -----------------------
@@ -300,11 +288,11 @@ def test_a_bad_verify_is_a_usage_error_before_anything_is_created(
     _refused(sandbox.cli("swarm", "--task", "t", "--harness", "echo", *flags), *words)
     bundle = tmp_path / "b.bundle.json"
     bundle.write_bytes((REFERENCE / "objective-only.bundle.json").read_bytes())
-    before = _snapshot(sandbox)
+    before = disk_state(sandbox)
     replay = sandbox.cli("replay", str(bundle), "--session", "bad", *flags, "--execute")
     _refused(replay, *words)
     _refused(sandbox.cli("replay", str(bundle), *flags), *words)
-    assert _snapshot(sandbox) == before
+    assert disk_state(sandbox) == before
 
 
 # --- the dry-run -----------------------------------------------------------------------
@@ -313,7 +301,7 @@ def test_a_bad_verify_is_a_usage_error_before_anything_is_created(
 def test_the_dry_run_shows_the_check_and_runs_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     check = f"touch {marker} && pytest -q"
-    before = _snapshot(sandbox)
+    before = disk_state(sandbox)
     result = sandbox.cli("swarm", "--task", "t", "--agents", "alpha", "--harness", "echo",
                          "--verify", check, "--verify-timeout", "90s")  # fmt: skip
     assert result.code == 0, result
@@ -332,7 +320,7 @@ def test_the_dry_run_shows_the_check_and_runs_nothing(sandbox: Sandbox, tmp_path
         in none.stdout.splitlines()
     )
     assert not marker.exists()
-    assert _snapshot(sandbox) == before
+    assert disk_state(sandbox) == before
 
 
 # --- sandboxed -------------------------------------------------------------------------

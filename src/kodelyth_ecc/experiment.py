@@ -748,19 +748,20 @@ def load_experiment(directory: str, repo_root: str) -> Experiment:
             f"its {ORIGIN_FILE} instead"
         )
     _check_resumable(doc, where)
-    from kodelyth_ecc.sessiondir import read_file
-
-    frozen = read_file(os.path.join(directory, ORIGIN_FILE), DEFAULT_MAX_BUNDLE_BYTES)
-    if frozen is None or hashlib.sha256(frozen).hexdigest() != doc["origin"].get("bundle_sha256"):
-        raise ExperimentError(
-            f"{os.path.join(directory, ORIGIN_FILE)} is missing or is not the origin the "
-            "experiment froze: its runs would replay another session"
-        )
     arms = tuple(arm_from_json(a, where) for a in doc["arms"])
     settings = settings_from_json(doc.get("settings"), where)
     origin = doc.get("origin")
     if not isinstance(origin, dict) or not isinstance(origin.get("target"), str):
         raise _bad(where, "origin.target must be a string")
+    from kodelyth_ecc.sessiondir import read_file
+
+    limit = settings.max_bundle_size or DEFAULT_MAX_BUNDLE_BYTES
+    frozen = read_file(os.path.join(directory, ORIGIN_FILE), limit)
+    if frozen is None or hashlib.sha256(frozen).hexdigest() != origin.get("bundle_sha256"):
+        raise ExperimentError(
+            f"{os.path.join(directory, ORIGIN_FILE)} is missing or is not the origin the "
+            "experiment froze: its runs would replay another session"
+        )
     provenance_ = doc.get("provenance")
     coord = provenance_.get("coordination_root") if isinstance(provenance_, dict) else None
     if not isinstance(coord, str) or not os.path.isabs(coord):
@@ -969,9 +970,7 @@ def run_experiment(
         session = run.get("session")
         found = run.get("tag")
         tag: str = found if isinstance(found, str) else ""
-        ours = isinstance(session, str) and owned(
-            RunRequest(run["run"], (), session, experiment.coordination_root, 1, "", "", tag=tag)
-        )
+        ours = isinstance(session, str) and owned(session, experiment.coordination_root, tag)
         started = run["state"] == "running" and ours
         if not started:
             if ours:

@@ -489,6 +489,10 @@ def run_verify(
     held = b""
     code: int | None = None
     timed_out = False
+    # A hangup (the pane closed) while the check is being started would interrupt
+    # Popen after the fork, with no process to stop: it waits until ``proc`` is known.
+    stopping = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     try:
         proc = subprocess.Popen(
             [*wrapper, "/bin/sh", "-c", command],
@@ -498,10 +502,18 @@ def run_verify(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # The check itself starts with nothing blocked.
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping),  # noqa: PLW1509
         )
     except OSError as exc:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
         held = f"cannot start /bin/sh: {exc.strerror}".encode()
     else:
+        try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
+        except BaseException:  # a hangup that came meanwhile, now delivered
+            _stop_verify(proc)
+            raise
         assert proc.stdout is not None
         try:
             held, timed_out = _read_verify_output(proc, start + timeout)

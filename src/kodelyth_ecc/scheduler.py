@@ -299,7 +299,8 @@ class LocalScheduler:
                 with contextlib.suppress(OSError):
                     os.killpg(item.proc.pid, signal.SIGKILL)
                 item.proc.wait()
-        if item.launched or owned(item.request):
+        request = item.request
+        if item.launched or owned(request.session, request.coordination_root, request.tag):
             # Only a session known to be this run's: after a rollback the name may be
             # anyone's.
             from kodelyth_ecc import tmux
@@ -320,23 +321,23 @@ class LocalScheduler:
         )
 
 
-def owned(request: RunRequest) -> bool:
-    """Whether the session named ``request.session`` is this run's: started, and its
-    record carries the run's token."""
+def owned(session: str, coordination_root: str, tag: str) -> bool:
+    """Whether ``session`` is the run's whose token is ``tag``: started, and its record
+    carries the token."""
     from kodelyth_ecc.coordination import read_session_record
     from kodelyth_ecc.sessiondir import SessionDir
 
-    if not request.tag or not request.session:
+    if not tag or not session:
         return False
     try:
-        sdir = SessionDir.at(request.coordination_root, request.session)
+        sdir = SessionDir.at(coordination_root, session)
         record = read_session_record(sdir.path) if sdir.exists() else None
     except (KodelythError, OSError):
         return False
     return (
         record is not None
         and record.tmux_session is not None
-        and record.extra.get("experiment_run") == request.tag
+        and record.extra.get("experiment_run") == tag
     )
 
 

@@ -23,6 +23,7 @@ from kodelyth_ecc.compare.runs import Run
 from kodelyth_ecc.experiment import (
     EXPERIMENT_FILE,
     MAX_EXPERIMENT_BYTES,
+    MAX_LABEL_CHARS,
     ExperimentError,
     read_experiment,
 )
@@ -42,8 +43,6 @@ __all__ = [
     "load_experiment",
 ]
 
-# What an experiment may hold: arm labels and run names are shown (escaped) and matched.
-MAX_LABEL_CHARS = 500
 # The arm facts shown (from experiment.json's arm objects), in this order.
 ARM_FACTS = ("harness", "model", "agents", "base_ref", "launcher_cmd", "env")
 
