@@ -311,13 +311,165 @@ def _status_parser(sub: _Sub) -> None:
             "--wait exits 0 when all completed, 1 if any failed or was lost, 124 on timeout."
         ),
     )
-    status.add_argument("session", nargs="?", metavar="SESSION")
+    status.add_argument(
+        "session", nargs="?", metavar="SESSION", help="the session to show (default: list them)"
+    )
     _add_coordination_root(status)
     status.add_argument("--json", action="store_true", help="print JSON on stdout")
-    status.add_argument("--wait", action="store_true", help="block until every worker is done")
-    status.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="with --wait: give up after S seconds"
+    watching = status.add_mutually_exclusive_group()
+    watching.add_argument("--wait", action="store_true", help="block until every worker is done")
+    watching.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live table, refreshed in place on a terminal (one line per change otherwise), "
+        "until every worker is done or Ctrl-C",
     )
+    status.add_argument(
+        "--all", action="store_true", help="also list sessions that teardown removed"
+    )
+    status.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="with --wait or --watch: give up after S seconds",
+    )
+
+
+def _session_worker(parser: argparse.ArgumentParser, *, worker: str | None) -> None:
+    """SESSION and, required or optional (``worker``: "required", "optional"), WORKER."""
+    parser.add_argument("session", metavar="SESSION", help="the session's name (see `status`)")
+    if worker == "required":
+        parser.add_argument(
+            "worker", metavar="WORKER", help="the worker's slug (see `status SESSION`)"
+        )
+    elif worker == "optional":
+        parser.add_argument(
+            "worker", metavar="WORKER", nargs="?", help="the worker's slug (default: every worker)"
+        )
+    _add_coordination_root(parser)
+
+
+def _attach_parser(sub: _Sub) -> None:
+    attach = sub.add_parser(
+        "attach",
+        help="attach to a session's tmux session, at a worker's pane",
+        description=(
+            "Attach to the session's tmux session (inside tmux: switch this client to it), "
+            "with WORKER's pane selected. Detach as usual (prefix, then d)."
+        ),
+    )
+    _session_worker(attach, worker="optional")
+
+
+def _logs_parser(sub: _Sub) -> None:
+    logs = sub.add_parser(
+        "logs",
+        help="print a worker's transcript",
+        description=(
+            "Print the worker's transcript (its agent's terminal output, terminal control "
+            "sequences removed). With --follow, keep printing as it grows until the worker "
+            "is done."
+        ),
+    )
+    _session_worker(logs, worker="required")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing while the worker runs"
+    )
+    logs.add_argument(
+        "-n",
+        "--lines",
+        type=_positive_int,
+        metavar="N",
+        help="only the last N lines (with --follow: then what follows)",
+    )
+
+
+def _diff_parser(sub: _Sub) -> None:
+    diff = sub.add_parser(
+        "diff",
+        help="show each worker's changes against the session's base commit",
+        description=(
+            "Show what each worker changed against the session's base commit: its "
+            "commits, uncommitted edits and new files, as session-export records them."
+        ),
+    )
+    _session_worker(diff, worker="optional")
+    diff.add_argument("--stat", action="store_true", help="a diffstat instead of the patch")
+
+
+def _apply_parser(sub: _Sub) -> None:
+    apply = sub.add_parser(
+        "apply",
+        help="bring one worker's work into your branch",
+        description=(
+            "Bring WORKER's work (its commits and uncommitted edits) into your branch: by "
+            "default one squashed commit. Refuses a checkout with uncommitted changes. On "
+            "conflicts it stops as git does, naming the files and how to finish or abort; "
+            "nothing of either side is lost. Afterwards `teardown` knows the work is saved."
+        ),
+    )
+    _session_worker(apply, worker="required")
+    apply.add_argument(
+        "--onto",
+        metavar="BRANCH",
+        help="the branch to bring it into (default: the branch checked out in the repo)",
+    )
+    how = apply.add_mutually_exclusive_group()
+    how.add_argument(
+        "--squash",
+        dest="mode",
+        action="store_const",
+        const="squash",
+        help="one new commit holding all of the worker's changes (the default)",
+    )
+    how.add_argument(
+        "--merge",
+        dest="mode",
+        action="store_const",
+        const="merge",
+        help="a merge commit, keeping the worker's commits",
+    )
+    how.add_argument(
+        "--cherry-pick",
+        dest="mode",
+        action="store_const",
+        const="cherry-pick",
+        help="copy each of the worker's commits (uncommitted edits as one more)",
+    )
+    apply.add_argument(
+        "-m", "--message", metavar="TEXT", help="the commit message (default: names the worker)"
+    )
+
+
+def _retry_parser(sub: _Sub) -> None:
+    retry = sub.add_parser(
+        "retry",
+        help="run a worker again in its own worktree",
+        description=(
+            "Run a worker that failed, timed out, lost its pane or was ended by a restart "
+            "again, in its own worktree and branch (its work so far is kept). With "
+            "--message, continue the agent's own conversation where its CLI can (claude, "
+            "codex: by the agent session id its usage recorded); else it starts afresh on "
+            "the same task, the message added to it."
+        ),
+    )
+    _session_worker(retry, worker="required")
+    retry.add_argument(
+        "--message", metavar="TEXT", help="what to tell the agent (continues its conversation)"
+    )
+
+
+def _resume_parser(sub: _Sub) -> None:
+    resume = sub.add_parser(
+        "resume",
+        help="restart every unfinished worker of a session whose tmux server is gone",
+        description=(
+            "After a restart or a killed tmux server: start the session's tmux session "
+            "again and `retry` every worker that had not finished. Completed and failed "
+            "workers are left as they are."
+        ),
+    )
+    _session_worker(resume, worker=None)
 
 
 def _teardown_parser(sub: _Sub) -> None:
@@ -668,6 +820,12 @@ def _demo_parser(sub: _Sub) -> None:
 COMMANDS: dict[str, Callable[[_Sub], None]] = {
     "swarm": _swarm_parser,
     "status": _status_parser,
+    "attach": _attach_parser,
+    "logs": _logs_parser,
+    "diff": _diff_parser,
+    "apply": _apply_parser,
+    "retry": _retry_parser,
+    "resume": _resume_parser,
     "teardown": _teardown_parser,
     "session-export": _session_export_parser,
     "session-import": _session_import_parser,
