@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from kodelyth_ecc.plan import OrchestrationPlan
 
 SESSION_SCHEMA = "kodelyth.session/v1"
+# Set in session.json (an extra field: older readers ignore it) by a teardown that kept
+# the coordination dir: when, so `status` stops listing a session that no longer runs.
+TORN_DOWN_KEY = "torn_down_at"
 __all__ = [
     "SESSION_FILE",
     "SESSION_SCHEMA",
@@ -81,6 +84,12 @@ class SessionRecord:
     mode: str = "write-only"
     tmux_session: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def torn_down_at(self) -> str | None:
+        """When teardown removed the session's worktrees (None: it has not)."""
+        value = self.extra.get(TORN_DOWN_KEY)
+        return value if isinstance(value, str) else None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

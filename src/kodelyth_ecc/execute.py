@@ -421,13 +421,17 @@ def _termination_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
-    """Create everything and start the workers; on any failure undo it all."""
+def execute_plan(
+    plan: OrchestrationPlan, on_step: Callable[[str], None] | None = None
+) -> ExecutionResult:
+    """Create everything and start the workers; on any failure undo it all.
+    ``on_step`` is told each step as it begins ("creating the worktree for a"), for a
+    progress line."""
     with _termination_interrupts():
-        return _execute_plan(plan)
+        return _execute_plan(plan, on_step or (lambda _step: None))
 
 
-def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
+def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> ExecutionResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -454,6 +458,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
     undo: list[tuple[str, Callable[[], None]]] = []
     step = "writing coordination files"
+    on_step(step)
     root_existed = os.path.isdir(plan.coordination_root)
     # Directories above the roots that this run will create (and so must remove).
     new_coordination_parents = missing_dirs(os.path.dirname(plan.coordination_root))
@@ -483,6 +488,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         # Panes first: their runners start (and wait at the launch gate) while git
         # creates the worktrees, instead of after it.
         step = "writing the workers' environment"
+        on_step(step)
         env_dirs: list[str] = []
 
         def remove_environment() -> None:
@@ -496,6 +502,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
         env_dirs.append(env_dir)
 
         step = "creating the tmux session"
+        on_step(step)
 
         def kill_tmux() -> None:
             tmux.kill_session(plan.session_name)
@@ -517,6 +524,7 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
 
         if plan.proxied:
             step = "starting the session's model proxy"
+            on_step(step)
             socket_dir = None
             if plan.sandbox is not None:
                 import tempfile
@@ -539,9 +547,11 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
             plan.repo_root
         )
         step = "waiting for the repository's worktree lock"
+        on_step(step)
         with repolock.worktree_lock(plan.repo_root):
             for worker in plan.workers:
                 step = f"creating the worktree for {worker.worker_slug}"
+                on_step(step)
                 _refuse_taken(plan, worker.branch_name, worker.worktree_path)
                 added.append((worker.worktree_path, worker.branch_name))
                 gitrepo.worktree_add(
@@ -553,17 +563,21 @@ def _execute_plan(plan: OrchestrationPlan) -> ExecutionResult:
                 )
         if parallel_checkout:
             step = "checking out the worktrees"
+            on_step(step)
             gitrepo.check_out_worktrees([w.worktree_path for w in plan.workers])
         for worker in plan.workers:
             step = f"copying seeds into {worker.worktree_path}"
+            on_step(step)
             _copy_seeds(plan.repo_root, worker.worktree_path, worker.seed_paths)
         lap("worktrees")
 
         step = "starting the runners"
+        on_step(step)
         _wait_for_runners(plan, env_files, panes)
         remove_environment()
 
         step = "launching the workers"
+        on_step(step)
         tmux.run_sequence(
             [
                 *(
