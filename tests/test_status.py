@@ -93,7 +93,9 @@ def test_pipeline_keeps_the_agents_failure(sandbox: Sandbox, launcher: str, code
 
 
 def test_missing_agent_program_is_failed_with_127(sandbox: Sandbox) -> None:
-    started(sandbox, "nf", launcher="no-such-agent-program {task_file_sh}", agents="solo")
+    """A program pre-flight cannot check (a path, run from the worktree) that is not
+    there: the worker fails with the shell's 127, and its transcript says why."""
+    started(sandbox, "nf", launcher="./no-such-agent-program {task_file_sh}", agents="solo")
     status = wait_done(sandbox, "nf")
     assert [(w["state"], w["exit_code"]) for w in status["workers"]] == [("failed", 127)]
     transcript = (sandbox.coord_root / "nf" / "solo" / "transcript.log").read_text()

@@ -436,6 +436,13 @@ def scan_text(text: str) -> list[SecretMatch]:
     return matches
 
 
+def secret_fingerprints(data: bytes) -> list[str]:
+    """The fingerprints of what looks like a secret in raw ``data`` (a bundle file as
+    written), for a hint that it wants sanitizing. Text JSON escapes may hide some:
+    ``scan_bundle`` (``sanitize --check``) is the one that knows."""
+    return [fingerprint(_canonical(data[s:e], prefix)) for s, e, _, _, prefix in find_secrets(data)]
+
+
 def redact_text(text: str, allow: Iterable[str] = ()) -> tuple[str, list[SecretMatch]]:
     """``text`` with every secret replaced by its placeholder, and what was replaced
     (offsets into the original ``text``; allowed fingerprints are left as they are)."""

@@ -197,26 +197,11 @@ def read_file(
     """
     truncate = truncate or tail
     name = shown or path
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK, dir_fd=dir_fd)
-    except FileNotFoundError:
+    fd = open_file(path, dir_fd=dir_fd, shown=name)
+    if fd is None:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or (
-            exc.errno == errno.EMLINK and _is_link(path, dir_fd)
-        ):  # FreeBSD says EMLINK
-            raise UnsafeFile(
-                f"{name} is a symlink: session files are never read through links; "
-                "replace it with a regular file (or remove it)"
-            ) from None
-        raise UnsafeFile(f"cannot read {name}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(
-                f"{name} is {_kind(info.st_mode)}, not a regular file: session files must be "
-                "regular files; remove it or replace it with one"
-            )
         if info.st_size > limit and not truncate:
             raise UnsafeFile(
                 f"{name} is {info.st_size:,} bytes, over the {limit:,}-byte limit for this file"
@@ -239,6 +224,37 @@ def read_file(
             return data[:limit]
         raise UnsafeFile(f"{name} grew past the {limit:,}-byte limit for this file while read")
     return data
+
+
+def open_file(path: str, *, dir_fd: int | None = None, shown: str | None = None) -> int | None:
+    """A read-only descriptor of the regular file ``path`` (None when it does not exist),
+    opened as ``read_file`` opens it: never through a symlink, never a FIFO or device.
+    For readers that follow a growing file (``logs --follow``); the caller closes it."""
+    name = shown or path
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (
+            exc.errno == errno.EMLINK and _is_link(path, dir_fd)
+        ):  # FreeBSD says EMLINK
+            raise UnsafeFile(
+                f"{name} is a symlink: session files are never read through links; "
+                "replace it with a regular file (or remove it)"
+            ) from None
+        raise UnsafeFile(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(
+                f"{name} is {_kind(info.st_mode)}, not a regular file: session files must be "
+                "regular files; remove it or replace it with one"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _is_link(path: str, dir_fd: int | None) -> bool:
@@ -317,6 +333,17 @@ class WorkerDir(Record):
             return read_file(
                 name, limit, dir_fd=fd, truncate=truncate, tail=tail, shown=self.file(name)
             )
+        finally:
+            os.close(fd)
+
+    def open(self, name: str) -> int | None:
+        """A descriptor of a regular file of this worker (None when missing), opened
+        safely (``open_file``); the caller closes it."""
+        fd = open_dir(self.path)
+        if fd is None:
+            return None
+        try:
+            return open_file(name, dir_fd=fd, shown=self.file(name))
         finally:
             os.close(fd)
 

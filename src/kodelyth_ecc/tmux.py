@@ -148,3 +148,29 @@ def panes(session: str) -> dict[str, PaneState] | None:
             pane_id, dead == "1", int(status) if status.lstrip("-").isdigit() else None
         )
     return found
+
+
+def select_pane(pane_id: str) -> bool:
+    """Make ``pane_id`` its window's active pane and that window its session's current
+    one (what an attaching client then shows). False when the pane is gone."""
+    result = _tmux("select-window", "-t", pane_id, ";", "select-pane", "-t", pane_id, check=False)
+    return result.returncode == 0
+
+
+def attach_argv(session: str) -> list[str]:
+    """The tmux command that shows ``session`` on this terminal: inside tmux, switch this
+    client to it (attaching there would nest tmux); else attach."""
+    if os.environ.get("TMUX"):
+        return ["tmux", "switch-client", "-t", f"={session}"]
+    return ["tmux", "attach-session", "-t", f"={session}"]
+
+
+def attach_env() -> dict[str, str]:
+    """What the attaching client is given: ``client_env`` (a client's environment goes
+    into the session's through update-environment: never API keys), and inside tmux the
+    pane it runs in, by which switch-client finds its client."""
+    env = client_env()
+    pane = os.environ.get("TMUX_PANE")
+    if env.get("TMUX") and pane:
+        env["TMUX_PANE"] = pane
+    return env

@@ -91,3 +91,35 @@ def sandbox_policy(args: Any, *, on: bool, reason: str) -> SandboxPolicy | None:
             raise UsageError(f"--sandbox-allow-path {path!r} does not exist: check the path")
         found.append(os.path.abspath(path))
     return SandboxPolicy(tuple(dict.fromkeys(checked)), tuple(dict.fromkeys(found)), reason)
+
+
+def worker_of(status: Any, slug: str) -> Any:
+    """The ``WorkerStatus`` of ``slug`` in a ``SessionStatus``, or an error listing the
+    session's workers (the one fix for a typo)."""
+    from kodelyth_ecc.errors import KodelythError
+    from kodelyth_ecc.termsafe import one_line
+
+    for worker in status.workers:
+        if worker.slug == slug:
+            return worker
+    slugs = ", ".join(w.slug for w in status.workers) or "none"
+    raise KodelythError(
+        f"session {status.session!r} has no worker {one_line(slug, 64)!r}: its workers are "
+        f"{slugs} (see `kodelyth-ecc status {status.session}`)"
+    )
+
+
+def tool_command() -> str:
+    """This tool as a command to paste anywhere: ``kodelyth-ecc`` when that is on PATH,
+    else the program's own absolute path (``.venv/bin/kodelyth-ecc`` after the README's
+    first line: a hint printed after a ``cd`` must still find it), else
+    ``python -m kodelyth_ecc`` with this Python."""
+    import shlex
+    import shutil
+
+    if shutil.which("kodelyth-ecc"):
+        return "kodelyth-ecc"
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) == "kodelyth-ecc" and os.path.isfile(program):
+        return shlex.quote(os.path.abspath(program))
+    return f"{shlex.quote(sys.executable)} -m kodelyth_ecc"

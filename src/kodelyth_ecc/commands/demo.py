@@ -10,6 +10,7 @@ import shutil
 import sys
 
 from kodelyth_ecc.bundle import write_bundle
+from kodelyth_ecc.commands._common import tool_command
 from kodelyth_ecc.commands.status import print_table, wait_exit_code
 from kodelyth_ecc.demo import demo_session_name, make_demo_repo
 from kodelyth_ecc.execute import execute_plan
@@ -78,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"tmux          {result.attach_command}\n")
     out.write(f"              {replay_result.attach_command}\n")
     # Commands to paste are shell-quoted: --dir may hold spaces.
-    q = shlex.quote
-    out.write(f"status        cd {q(repo)} && kodelyth-ecc status\n")
+    # The tool as it can be run from anywhere: not on PATH after the README's first line.
+    q, tool = shlex.quote, tool_command()
+    out.write(f"status        cd {q(repo)} && {tool} status\n")
     out.write(f"bundles       {first}\n              {second}\n")
-    out.write(f"compare       kodelyth-ecc compare {q(first)} {q(second)}\n")
+    out.write(f"compare       {tool} compare {q(first)} {q(second)}\n")
     out.write(
-        f"clean up      cd {q(repo)} && kodelyth-ecc teardown {plan.session_name} --purge"
-        f" && kodelyth-ecc teardown {replay_plan.session_name} --purge"
+        f"clean up      cd {q(repo)} && {tool} teardown {plan.session_name} --purge"
+        f" && {tool} teardown {replay_plan.session_name} --purge"
         f" && rm -rf {q(os.path.dirname(repo))}\n"
     )
     return wait_exit_code(replay_status)

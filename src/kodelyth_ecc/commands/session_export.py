@@ -10,6 +10,7 @@ from typing import Any
 from kodelyth_ecc.commands._common import coordination_root, writing
 from kodelyth_ecc.errors import UsageError
 from kodelyth_ecc.export import export_to_stream
+from kodelyth_ecc.launchers import shell_quote
 from kodelyth_ecc.naming import validate_worker_name
 
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "base_ref": args.base_ref,
         "include_exchanges": not args.no_exchanges,
     }
+    _warn_if_running(args.session, root)
     if args.sanitize:
         return _export_sanitized(args, root, options, out)
     if args.redact_paths or args.allow or args.allow_file:
@@ -58,7 +60,45 @@ def run(args: argparse.Namespace) -> int:
     with writing(out):
         count = export_to_stream(args.session, root, out, **options)
     sys.stdout.write(f"wrote {out} ({count} workers)\n")
+    _hint_if_secrets(out)
     return 0
+
+
+def _warn_if_running(session: str, root: str) -> None:
+    """A bundle of a session still at work holds its work so far: say so."""
+    from kodelyth_ecc.status import collect_status
+
+    status = collect_status(session, root)
+    running = [w.slug for w in status.workers if w.state in ("pending", "running") and w.pane_alive]
+    if running:
+        sys.stderr.write(
+            f"warning: {', '.join(running)} {'is' if len(running) == 1 else 'are'} still "
+            f"running: the bundle holds their work so far (wait with `kodelyth-ecc status "
+            f"{session} --wait`, then export again)\n"
+        )
+
+
+# Bundles larger than this are not read back for the hint (the export itself streams).
+HINT_SCAN_BYTES = 64 * 1024 * 1024
+
+
+def _hint_if_secrets(path: str) -> None:
+    """What looks like a secret in the bundle just written (fingerprints in the repo's
+    .kodelyth-allow aside): the hint to check it before sharing. Never the secret."""
+    from kodelyth_ecc.commands.sanitize import allow_list
+    from kodelyth_ecc.sanitize import secret_fingerprints
+
+    if os.path.getsize(path) > HINT_SCAN_BYTES:
+        return
+    with open(path, "rb") as fh:
+        found = set(secret_fingerprints(fh.read())) - set(allow_list([], []))
+    if found:
+        count = len(found)
+        sys.stderr.write(
+            f"hint: the bundle holds {count} value{'' if count == 1 else 's'} that look"
+            f"{'s' if count == 1 else ''} like a secret: run `kodelyth-ecc sanitize --check "
+            f"{shell_quote(path)}` before sharing it (or export with --sanitize)\n"
+        )
 
 
 def _export_sanitized(
