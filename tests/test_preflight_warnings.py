@@ -26,6 +26,7 @@ from tests.swarm_helpers import disk_state, started, wait_done, wait_until_state
         ("first\nsecond arg", ["first", "second"]),
         ("(echo x; exit 9) 2>&1 | tee -a h | cat", ["tee", "cat"]),
         ("> log 2>> err my-agent < in", ["my-agent"]),
+        ("i=0; until [ $i -ge 4 ]; do i=$((i+1)); (( i++ )); done; go-on", ["go-on"]),
         # Not read (a false "missing" would refuse a working command): nothing checked.
         ("cat <<EOF\nnot-a-command\nEOF", []),
         ("f() { g; }; f", []),

@@ -17,9 +17,11 @@ def git(*args: str, cwd: str, check: bool = True) -> str:
     return cmd_output("git", *args, cwd=cwd, check=check).stdout
 
 
-def git_bytes(*args: str, cwd: str, env: dict[str, str] | None = None) -> bytes:
+def git_bytes(
+    *args: str, cwd: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> bytes:
     """A git command's stdout exactly as git wrote it (patches, ``-z`` lists)."""
-    return cmd_output_bytes("git", *args, cwd=cwd, env=env).stdout
+    return cmd_output_bytes("git", *args, cwd=cwd, env=env, stdin=stdin).stdout
 
 
 # What git says (in the C locale) when there is no work tree around a directory.
@@ -225,7 +227,7 @@ def diff_against(worktree: str, base: str, include_ignored: Sequence[str] = ()) 
     ``include_ignored`` are paths taken even if ``.gitignore`` covers them (edited
     seeds such as a local ``.env``).
     """
-    patch, _ = _changes(worktree, base, binary=True, stat=False, include_ignored=include_ignored)
+    patch, _ = worktree_diff(worktree, base, binary=True, include_ignored=include_ignored)
     return patch
 
 
@@ -248,34 +250,105 @@ def worktree_changes(
     Uses a throwaway index so the worktree's own index is left untouched. Without
     ``binary``, binary files show as "Binary files differ" (text-only patches).
     """
-    patch, summary = _changes(
+    patch, summary = worktree_diff(
         worktree, base, binary=binary, stat=stat, include_ignored=include_ignored
     )
     return patch.decode("utf-8", errors="replace"), summary
 
 
-def _changes(
-    worktree: str, base: str, *, binary: bool, stat: bool, include_ignored: Sequence[str]
-) -> tuple[bytes, str]:
-    steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), ("add", "--all")]
+def _scratch_index(
+    worktree: str, index_dir: str, include_ignored: Sequence[str], exclude: Sequence[str]
+) -> dict[str, str]:
+    """An environment whose index (a file in ``index_dir``) holds everything in the
+    worktree as ``git add --all`` would stage it: tracked edits, deletions and new files
+    not ignored, plus ``include_ignored``; ``exclude`` paths stay as HEAD has them.
+    The worktree's own index is never read or written."""
+    add = ("add", "--all", *(_excludes(exclude) if exclude else ()))
+    steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), add]
     if include_ignored:
         steps.append(("add", "--force", "--", *include_ignored))
-    import tempfile  # only teardown and export need it; keep it off the start-up path
+    env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(index_dir, "index")})
+    for args in steps:
+        result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
+        if result.returncode != 0:
+            raise CalledProcessError(("git", *args), result.returncode, result.stdout, result.stderr)
+    return env
+
+
+def worktree_diff(
+    worktree: str,
+    base: str,
+    *,
+    binary: bool = False,
+    stat: bool = False,
+    patch: bool = True,
+    include_ignored: Sequence[str] = (),
+) -> tuple[bytes, str]:
+    """(patch bytes, diffstat) of everything in the worktree against ``base``, exactly
+    as git wrote the patch: what ``worktree_changes`` shows and ``diff_against`` saves.
+    ``patch=False`` skips the patch (b"") when only the diffstat is wanted."""
+    import tempfile  # only teardown, export, diff and apply need it: off the start-up path
 
     with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
-        env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(tmp, "index")})
-        for args in steps:
-            result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
-            if result.returncode != 0:
-                raise CalledProcessError(
-                    ("git", *args), result.returncode, result.stdout, result.stderr
-                )
+        env = _scratch_index(worktree, tmp, include_ignored, ())
         diff = ("diff", "--cached", *_PATCH_FLAGS)
-        patch = git_bytes(*diff, *(["--binary"] if binary else []), base, cwd=worktree, env=env)
+        flags = ["--binary"] if binary else []
+        text = git_bytes(*diff, *flags, base, cwd=worktree, env=env) if patch else b""
         summary = (
             cmd_output("git", *diff, "--stat", base, cwd=worktree, env=env).stdout if stat else ""
         )
-        return patch, summary
+        return text, summary
+
+
+def worktree_tree(worktree: str, exclude: Sequence[str] = ()) -> str:
+    """The tree of everything in the worktree as a commit of it would hold it (tracked
+    edits and new files not ignored; ``exclude`` paths as HEAD has them), written
+    through a throwaway index: the worktree, its index and its branch are untouched."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kodelyth-index-") as tmp:
+        env = _scratch_index(worktree, tmp, (), exclude)
+        return cmd_output("git", "write-tree", cwd=worktree, env=env).stdout.strip()
+
+
+def rev_parse(repo: str, rev: str) -> str | None:
+    """The object ``rev`` names (``X^{tree}``, ``refs/heads/b``), or None."""
+    result = cmd_output(
+        "git", "rev-parse", "--verify", "--quiet", "--end-of-options", rev, cwd=repo, check=False
+    )
+    return result.stdout.strip() or None
+
+
+def current_branch(checkout: str) -> str | None:
+    """The branch checked out in ``checkout`` (None: a detached HEAD)."""
+    result = cmd_output("git", "symbolic-ref", "--quiet", "HEAD", cwd=checkout, check=False)
+    ref = result.stdout.strip()
+    return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+
+
+def merge_tree(repo: str, ours: str, theirs: str) -> str | None:
+    """The tree ``git merge`` of ``theirs`` into ``ours`` would write (None: it would
+    conflict, or this git is older than 2.38 and cannot say without a checkout)."""
+    result = cmd_output(
+        "git", "merge-tree", "--write-tree", "--no-messages", ours, theirs, cwd=repo, check=False
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.split("\n", 1)[0].strip() or None
+
+
+def refs_under(repo: str, prefix: str) -> list[str]:
+    """Full names of the refs under ``prefix`` (``refs/kodelyth/applied/s/``)."""
+    out = git("for-each-ref", "--format=%(refname)", prefix, cwd=repo)
+    return [line for line in out.splitlines() if line]
+
+
+def ref_update(repo: str, ref: str, sha: str) -> None:
+    git("update-ref", "--no-deref", ref, sha, cwd=repo)
+
+
+def ref_delete(repo: str, ref: str) -> None:
+    git("update-ref", "--no-deref", "-d", ref, cwd=repo)
 
 
 def commit_exists(repo: str, sha: str) -> bool:

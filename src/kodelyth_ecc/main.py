@@ -7,25 +7,150 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from kodelyth_ecc import __version__
-from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, KodelythError
+from kodelyth_ecc.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    KodelythError,
+    UsageError,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn, TypeAlias
+    from typing import Any, NoReturn, TypeAlias
 
     _Sub: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 PROG = "kodelyth-ecc"
 
 
+# The hidden command the shell completion scripts call for sessions and workers
+# (commands/completion.py): answered before argparse, so it stays fast and quiet.
+COMPLETE = "__complete"
+
+_NEGATIVE_NUMBER = re.compile(r"-\d+$|-\d*\.\d+$")
+
+
+def did_you_mean(word: str, candidates: Iterable[str], *, quote: bool = True) -> str:
+    """``did you mean 'status'?`` for the candidate closest to ``word``, or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    if not close:
+        return ""
+    return f"did you mean {close[0]!r}?" if quote else f"did you mean {close[0]}?"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but indented lines of a description or epilog (the
+    examples) are kept as written; the prose around them is wrapped as usual."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines: list[str] = []
+        prose: list[str] = []
+        for line in (*text.splitlines(), None):
+            if line is not None and line.strip() and not line[0].isspace():
+                prose.append(line)
+                continue
+            if prose:
+                lines.append(super()._fill_text(" ".join(prose), width, indent))
+                prose = []
+            if line is not None:
+                lines.append(indent + line if line.strip() else "")
+        return "\n".join(lines)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the fix."""
+    """argparse, but a usage error is one line naming the fix: the command's own
+    ``--help``, and the command or flag the user probably meant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._arg_strings: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # Kept for error(): what this parser (a command's: the words after it) was given.
+        self._arg_strings = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """As argparse's, but arguments no parser knows are the chosen command's
+        error (argparse reports them as the top-level parser's)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self._command_parser(getattr(parsed, "command", None)) or self
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, name: str | None) -> _Parser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                chosen = action.choices[name]
+                return chosen if isinstance(chosen, _Parser) else None
+        return None
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """An invalid choice (a command, a --on-divergence value) names the closest one."""
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(choice) for choice in action.choices]
+        hint = did_you_mean(str(value), choices)
+        raise argparse.ArgumentError(
+            action,
+            f"invalid choice: {value!r}{', ' + hint if hint else ''} "
+            f"(choose from {', '.join(map(repr, choices))})",
+        )
+
+    def _unknown_options(self) -> list[str]:
+        """The options among this parser's arguments that it does not know (as argparse
+        matches them: exactly, by an unambiguous prefix, or a short option with its
+        value attached). A parser of commands looks only before the command."""
+        known = self._option_string_actions
+        commands = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        unknown: list[str] = []
+        for arg in self._arg_strings:
+            if arg == "--":
+                break
+            if not arg.startswith("-") or arg == "-" or _NEGATIVE_NUMBER.match(arg):
+                if commands:
+                    break
+                continue
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if name in known or (not arg.startswith("--") and arg[:2] in known):
+                continue
+            if arg.startswith("--") and any(o.startswith(name) for o in known):
+                continue  # an abbreviation (ambiguous ones are argparse's own error)
+            unknown.append(name)
+        return unknown
+
+    def _flag_hint(self, unknown: Sequence[str]) -> str:
+        flags = [
+            o
+            for a in self._actions
+            if a.help != argparse.SUPPRESS
+            for o in a.option_strings
+            if o.startswith("--")
+        ]
+        for name in unknown:
+            hint = did_you_mean(name, flags, quote=False)
+            if hint:
+                return hint
+        return ""
 
     def error(self, message: str) -> NoReturn:
+        unknown = self._unknown_options()
+        if unknown and not message.startswith("unrecognized arguments"):
+            # Often the cause of the error argparse reports (a value gone missing, a
+            # required argument not seen): name it too.
+            message += f"; unrecognized arguments: {' '.join(unknown)}"
+        hint = self._flag_hint(unknown)
+        message += f"; {hint}" if hint else ""
         sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
 
@@ -839,6 +964,10 @@ COMMANDS: dict[str, Callable[[_Sub], None]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [COMPLETE]:
+        from kodelyth_ecc.commands.completion import complete
+
+        return complete(argv[1:])
     # The command is the first word when it comes first (`-h swarm` wants every command):
     # top-level options take no value.
     only = argv[0] if argv and argv[0] in COMMANDS else None
@@ -852,7 +981,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kodelyth_ecc.termsafe import one_line
 
         # One line, whatever a message quotes: no control character reaches the terminal.
-        print(f"{PROG}: error: {one_line(exc.message)}", file=sys.stderr)
+        message = one_line(exc.message)
+        if isinstance(exc, UsageError) and "--help" not in message:
+            message += f" (see `{PROG} {args.command} --help`)"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

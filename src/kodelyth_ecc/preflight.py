@@ -125,8 +125,11 @@ def launch_programs(command: str) -> list[str]:
     found: list[str] = []
     first = True
     target = False  # the word after a redirection is its file
+    arithmetic = False  # inside $(( ... )) or (( ... ))
     for word in words:
-        if word[:1] in "<>":
+        if arithmetic or word.startswith("(("):
+            arithmetic = "))" not in word
+        elif word[:1] in "<>":
             target = True
         elif target:
             target = False

@@ -70,3 +70,62 @@ def json_safe(text: str) -> str:
         return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
     return _JSON_RAW_CONTROLS.sub(escape, text) if _JSON_RAW_CONTROLS.search(text) else text
+
+
+# --- colour ------------------------------------------------------------------------------
+
+# SGR codes of the styles the CLI uses; added to text already made safe above.
+_STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33"}
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal that understands cursor movement: a tty, and not
+    ``TERM=dumb`` (Emacs' shell, some CI logs)."""
+    import os
+
+    if os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
+def colour_wanted(stream: object) -> bool:
+    """Colour on ``stream``: only on a terminal, and never with ``NO_COLOR`` set and not
+    empty (https://no-color.org)."""
+    import os
+
+    return not os.environ.get("NO_COLOR") and is_terminal(stream)
+
+
+def paint(text: str, style: str | None, colour: bool = True) -> str:
+    """``text`` (already safe) in ``style`` ("green", "red", "yellow", "dim", "bold") when
+    ``colour``; unchanged otherwise or for an unknown style."""
+    code = _STYLES.get(style or "") if colour else None
+    return f"\x1b[{code}m{text}\x1b[0m" if code else text
+
+
+def plain_len(text: str) -> int:
+    """The length of ``text`` on screen, colour codes not counted (column widths)."""
+    return len(_SGR.sub("", text)) if "\x1b" in text else len(text)
+
+
+def fit_width(segments: list[tuple[str, str | None]], width: int, colour: bool) -> str:
+    """Segments of (safe text, style) painted and cut to ``width`` characters on screen,
+    with an ellipsis when cut: a line that never wraps (a redraw counts lines)."""
+    out: list[str] = []
+    left = width
+    total = sum(len(text) for text, _ in segments)
+    cut = total > width
+    if cut:
+        left = max(0, width - 1)
+    for text, style in segments:
+        if left <= 0:
+            break
+        piece = text[:left]
+        left -= len(piece)
+        out.append(paint(piece, style, colour))
+    return "".join(out) + ("…" if cut and width > 0 else "")
