@@ -25,6 +25,8 @@ def render() -> str:
         "# kodelyth-ecc command reference",
         "",
         "Generated from `--help` by `scripts/gen_cli_reference.py`; do not edit by hand.",
+        "Each section is also `kodelyth-ecc help COMMAND`; `kodelyth-ecc completion bash|zsh|fish`",
+        'prints a shell completion script (see the README\'s "Help and shell completion").',
         "",
         "```text",
         parser.format_help().rstrip(),

@@ -64,6 +64,12 @@ def test_dry_run_warns_of_uncommitted_changes(sandbox: Sandbox) -> None:
     assert "warning: the checkout has 2 uncommitted changes the agents will not see" in dirty.stderr
     as_json = sandbox.cli("swarm", "--task", "t", "--agents", "a", "--harness", "echo", "--json")
     json.loads(as_json.stdout)  # the warning is on stderr only
+    run = sandbox.cli(
+        "swarm", "--task", "t", "--agents", "a", "--harness", "echo", "--session", "d",
+        "--execute",
+    )  # fmt: skip
+    assert run.code == 0, run
+    assert "warning: the checkout has 2 uncommitted changes" in run.stderr
 
 
 def test_export_warns_of_running_workers(sandbox: Sandbox) -> None:

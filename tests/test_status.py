@@ -33,10 +33,13 @@ SLOW = "sleep 60"
 
 
 def _table(text: str) -> dict[str, list[str]]:
-    """``status SESSION`` rows keyed by worker."""
+    """``status SESSION`` rows keyed by worker: below the session's header lines, above
+    the lines about failed workers (``alpha: failed (exit 7): last output: ...``)."""
     lines = text.splitlines()
-    assert lines[0].split() == ["WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF"]
-    return {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    start = next(i for i, line in enumerate(lines) if line.startswith("WORKER "))
+    assert lines[start].split() == ["WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF"]
+    rows = [line.split() for line in lines[start + 1 :]]
+    return {row[0]: row[1:] for row in rows if not row[0].endswith(":")}
 
 
 def _fields(path: Path) -> dict[str, str]:
@@ -249,7 +252,8 @@ def test_status_lists_every_session_with_counts(sandbox: Sandbox) -> None:
     (sandbox.coord_root / ".cache").mkdir()
     result = sandbox.cli("status")
     assert result.code == 0, result
-    assert result.stdout.splitlines() == [
+    # Each line goes on with when the session started and its task.
+    assert [line.split("  (started ")[0] for line in result.stdout.splitlines()] == [
         "bad  3 workers: 3 failed",
         "good  2 workers: 2 completed",
         "later  1 worker: 1 pending",

@@ -156,7 +156,8 @@ def test_dry_run_warns_for_the_chosen_harness(sandbox: Sandbox) -> None:
 
 
 def test_dry_run_warns_when_tmux_is_missing_but_not_for_echo(sandbox: Sandbox) -> None:
-    path = _limited_path(sandbox.root.parent, "git")
+    # tee: the echo workers' template pipes into it (pre-flight checks it is there).
+    path = _limited_path(sandbox.root.parent, "git", "tee")
     result = _cli_with_path(sandbox, path, "swarm", "--task", "t", "--harness", "echo")
     assert result.code == 0, result
     assert result.stderr.count("warning:") == 1

@@ -82,10 +82,12 @@ def _verify_bullet(sandbox: Sandbox, session: str, slug: str) -> str | None:
 
 
 def _table(stdout: str) -> tuple[list[str], dict[str, str]]:
-    """The status table: its header cells, and each worker's row as its raw line."""
+    """The status table (below the session's header lines): its header cells, and
+    each worker's row as its raw line."""
     lines = stdout.splitlines()
-    head = lines[0].split()
-    return head, {line.split()[0]: line for line in lines[1:] if line.strip()}
+    start = next(i for i, line in enumerate(lines) if line.startswith("WORKER "))
+    head = lines[start].split()
+    return head, {line.split()[0]: line for line in lines[start + 1 :] if line.strip()}
 
 
 # --- a check that passes for one worker and fails for the other -----------------------
@@ -132,7 +134,7 @@ def test_the_check_passes_for_one_worker_fails_for_the_other_and_travels_in_the_
     # The table has a VERIFY column with the outcome (the command is in status.md).
     head, rows = _table(waited.stdout)
     assert head[:7] == ["WORKER", "STATE", "EXIT", "DURATION", "PANE", "HANDOFF", "VERIFY"]
-    column = waited.stdout.splitlines()[0].index("VERIFY")
+    column = next(x for x in waited.stdout.splitlines() if x.startswith("WORKER ")).index("VERIFY")
     assert rows["alpha"][column:].startswith("passed (exit 0, ")
     assert rows["beta"][column:].startswith("failed (exit 3, ")
     assert "alpha-ok" not in waited.stdout and "esac" not in waited.stdout

@@ -33,6 +33,8 @@ _API = {
     "list_sessions": "kodelyth_ecc.status",
     "wait_for_session": "kodelyth_ecc.status",
     "teardown": "kodelyth_ecc.teardown",
+    "apply_worker": "kodelyth_ecc.apply",
+    "worker_diffs": "kodelyth_ecc.apply",
     "pick_agents": "kodelyth_ecc.agents",
     "KodelythError": "kodelyth_ecc.errors",
     "Bundle": "kodelyth_ecc.bundle",

@@ -261,18 +261,36 @@ def _scratch_index(
 ) -> dict[str, str]:
     """An environment whose index (a file in ``index_dir``) holds everything in the
     worktree as ``git add --all`` would stage it: tracked edits, deletions and new files
-    not ignored, plus ``include_ignored``; ``exclude`` paths stay as HEAD has them.
-    The worktree's own index is never read or written."""
+    not ignored, files the worktree's index tracks although ignored (``git add -f``),
+    plus ``include_ignored``; ``exclude`` paths stay as HEAD has them. The worktree's
+    own index is read, never written."""
     add = ("add", "--all", *(_excludes(exclude) if exclude else ()))
     steps: list[tuple[str, ...]] = [("read-tree", "HEAD"), add]
+    forced = [
+        rel
+        for rel in _indexed_but_ignored(worktree)
+        if not any(rel == p or rel.startswith(p + "/") for p in exclude)
+        and os.path.lexists(os.path.join(worktree, rel))
+    ]
+    if forced:
+        steps.append(("--literal-pathspecs", "add", "--force", "--", *forced))
     if include_ignored:
         steps.append(("add", "--force", "--", *include_ignored))
     env = scrubbed_env({"GIT_INDEX_FILE": os.path.join(index_dir, "index")})
     for args in steps:
         result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
         if result.returncode != 0:
-            raise CalledProcessError(("git", *args), result.returncode, result.stdout, result.stderr)
+            raise CalledProcessError(
+                ("git", *args), result.returncode, result.stdout, result.stderr
+            )
     return env
+
+
+def _indexed_but_ignored(worktree: str) -> list[str]:
+    """Files the worktree's index holds that ``.gitignore`` covers (added with
+    ``git add -f``, committed or not): work that ``git add --all`` alone would miss."""
+    out = git_bytes("ls-files", "-z", "--cached", "--ignored", "--exclude-standard", cwd=worktree)
+    return [os.fsdecode(name) for name in out.split(b"\0") if name]
 
 
 def worktree_diff(

@@ -46,6 +46,17 @@ def did_you_mean(word: str, candidates: Iterable[str], *, quote: bool = True) ->
     return f"did you mean {close[0]!r}?" if quote else f"did you mean {close[0]}?"
 
 
+def command_parser(
+    parser: argparse.ArgumentParser, name: str | None
+) -> argparse.ArgumentParser | None:
+    """The parser of command ``name`` inside ``parser`` (None: not one of its commands)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[name]
+            return chosen
+    return None
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, but indented lines of a description or epilog (the
     examples) are kept as written; the prose around them is wrapped as usual."""
@@ -84,16 +95,9 @@ class _Parser(argparse.ArgumentParser):
         error (argparse reports them as the top-level parser's)."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
-            owner = self._command_parser(getattr(parsed, "command", None)) or self
+            owner = command_parser(self, getattr(parsed, "command", None)) or self
             owner.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
-
-    def _command_parser(self, name: str | None) -> _Parser | None:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-                chosen = action.choices[name]
-                return chosen if isinstance(chosen, _Parser) else None
-        return None
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """An invalid choice (a command, a --on-divergence value) names the closest one."""
@@ -153,6 +157,13 @@ class _Parser(argparse.ArgumentParser):
         message += f"; {hint}" if hint else ""
         sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
+
+
+def _examples(*lines: str) -> str:
+    """A command's epilog: example command lines, shown as written (_HelpFormatter);
+    tests/test_cli_help.py parses every one with the real parser, so none can rot.
+    A line starting with # says what the next one does."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _add_coordination_root(parser: argparse.ArgumentParser) -> None:
@@ -351,12 +362,19 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """Every command, or with ``only`` that one alone: building the parsers of all nine
-    commands costs more of each start-up than parsing does (measured: 4.5 ms)."""
+    """Every command, or with ``only`` that one alone ("": none): building the parsers
+    of every command costs more of each start-up than parsing does (measured: 3 ms)."""
     parser = _Parser(
         prog=PROG,
         description="Run AI coding agents as a swarm in git worktrees and tmux panes.",
-        epilog="Run `kodelyth-ecc demo` to see a swarm of echo workers in a throwaway repo.",
+        epilog="Run `kodelyth-ecc demo` to see a swarm of echo workers in a throwaway repo. "
+        "`kodelyth-ecc help COMMAND` shows a command's options; `kodelyth-ecc completion "
+        "--help` sets up shell completion.\n\n"
+        + _examples(
+            "kodelyth-ecc demo",
+            'kodelyth-ecc swarm --task "add input validation to the signup form" --agents 3',
+            "kodelyth-ecc status",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -375,6 +393,15 @@ def _swarm_parser(sub: _Sub) -> None:
         description=(
             "Plan a swarm of agents on one task, each in its own git worktree and tmux pane. "
             "The default mode is a dry-run that prints the plan and creates nothing."
+        ),
+        epilog=_examples(
+            "# plan three agents on a task: a dry-run, nothing is created",
+            'kodelyth-ecc swarm --task "add input validation to the signup form" --agents 3',
+            "# start two named codex agents in tmux, as session fix-auth",
+            'kodelyth-ecc swarm --task "fix the login bug" --agents backend,tests \\',
+            "    --harness codex --session fix-auth --execute",
+            "# try it without AI: echo workers",
+            'kodelyth-ecc swarm --task "write the docs" --harness echo --execute',
         ),
     )
     swarm.add_argument("--task", help="what the agents should do (required unless --plan)")
@@ -435,6 +462,12 @@ def _status_parser(sub: _Sub) -> None:
             "Without SESSION, one line per session. With it, one row per worker. "
             "--wait exits 0 when all completed, 1 if any failed or was lost, 124 on timeout."
         ),
+        epilog=_examples(
+            "kodelyth-ecc status",
+            "kodelyth-ecc status fix-auth --watch",
+            "# in a script: wait up to ten minutes, then read the result",
+            "kodelyth-ecc status fix-auth --wait --timeout 600 --json",
+        ),
     )
     status.add_argument(
         "session", nargs="?", metavar="SESSION", help="the session to show (default: list them)"
@@ -482,6 +515,10 @@ def _attach_parser(sub: _Sub) -> None:
             "Attach to the session's tmux session (inside tmux: switch this client to it), "
             "with WORKER's pane selected. Detach as usual (prefix, then d)."
         ),
+        epilog=_examples(
+            "kodelyth-ecc attach fix-auth",
+            "kodelyth-ecc attach fix-auth backend",
+        ),
     )
     _session_worker(attach, worker="optional")
 
@@ -494,6 +531,11 @@ def _logs_parser(sub: _Sub) -> None:
             "Print the worker's transcript (its agent's terminal output, terminal control "
             "sequences removed). With --follow, keep printing as it grows until the worker "
             "is done."
+        ),
+        epilog=_examples(
+            "kodelyth-ecc logs fix-auth backend",
+            "kodelyth-ecc logs fix-auth backend --follow",
+            "kodelyth-ecc logs fix-auth tests -n 50",
         ),
     )
     _session_worker(logs, worker="required")
@@ -517,6 +559,10 @@ def _diff_parser(sub: _Sub) -> None:
             "Show what each worker changed against the session's base commit: its "
             "commits, uncommitted edits and new files, as session-export records them."
         ),
+        epilog=_examples(
+            "kodelyth-ecc diff fix-auth --stat",
+            "kodelyth-ecc diff fix-auth backend",
+        ),
     )
     _session_worker(diff, worker="optional")
     diff.add_argument("--stat", action="store_true", help="a diffstat instead of the patch")
@@ -531,6 +577,11 @@ def _apply_parser(sub: _Sub) -> None:
             "default one squashed commit. Refuses a checkout with uncommitted changes. On "
             "conflicts it stops as git does, naming the files and how to finish or abort; "
             "nothing of either side is lost. Afterwards `teardown` knows the work is saved."
+        ),
+        epilog=_examples(
+            "kodelyth-ecc apply fix-auth backend",
+            "kodelyth-ecc apply fix-auth backend --merge --onto main",
+            'kodelyth-ecc apply fix-auth tests --cherry-pick -m "tests for the login fix"',
         ),
     )
     _session_worker(apply, worker="required")
@@ -577,6 +628,10 @@ def _retry_parser(sub: _Sub) -> None:
             "codex: by the agent session id its usage recorded); else it starts afresh on "
             "the same task, the message added to it."
         ),
+        epilog=_examples(
+            "kodelyth-ecc retry fix-auth backend",
+            'kodelyth-ecc retry fix-auth backend --message "keep Python 3.10 working"',
+        ),
     )
     _session_worker(retry, worker="required")
     retry.add_argument(
@@ -593,6 +648,12 @@ def _resume_parser(sub: _Sub) -> None:
             "again and `retry` every worker that had not finished. Completed and failed "
             "workers are left as they are."
         ),
+        epilog=_examples(
+            "# after a reboot: start the unfinished workers again and watch them",
+            "kodelyth-ecc resume fix-auth && kodelyth-ecc status fix-auth --watch",
+            "# a session kept under another coordination root",
+            "kodelyth-ecc resume fix-auth --coord-root ~/work/app/.orchestration",
+        ),
     )
     _session_worker(resume, worker=None)
 
@@ -608,8 +669,13 @@ def _teardown_parser(sub: _Sub) -> None:
             "session and first saves the work under <coordination-root>/<session>.teardown/ "
             "(a byte-exact patch and copies of ignored files)."
         ),
+        epilog=_examples(
+            "kodelyth-ecc teardown fix-auth",
+            "# stop it even with work left (saved first), and delete its coordination dir",
+            "kodelyth-ecc teardown fix-auth --force --purge",
+        ),
     )
-    down.add_argument("session", metavar="SESSION")
+    down.add_argument("session", metavar="SESSION", help="the session's name (see `status`)")
     _add_coordination_root(down)
     down.add_argument(
         "--force",
@@ -628,6 +694,10 @@ def _session_export_parser(sub: _Sub) -> None:
             "Bundle a session's coordination dir (task, handoff and status of every worker, "
             "plus each worker's diff and transcript) into kodelyth.session-bundle/v1 JSON. "
             "Meta comes from the session's session.json; these flags override it."
+        ),
+        epilog=_examples(
+            "kodelyth-ecc session-export fix-auth",
+            "kodelyth-ecc session-export fix-auth --sanitize --out fix-auth.bundle.json",
         ),
     )
     export.add_argument(
@@ -664,8 +734,14 @@ def _session_import_parser(sub: _Sub) -> None:
             "Validate a bundle completely, then restore it as a coordination dir (written to a "
             "temporary sibling and renamed into place). Bundles are untrusted input."
         ),
+        epilog=_examples(
+            "kodelyth-ecc session-import fix-auth.bundle.json",
+            "kodelyth-ecc session-import fix-auth.bundle.json --target /tmp/fix-auth --overwrite",
+        ),
     )
-    imp.add_argument("bundle", metavar="BUNDLE.json")
+    imp.add_argument(
+        "bundle", metavar="BUNDLE.json", help="the bundle file (from `session-export`)"
+    )
     imp.add_argument(
         "--target", metavar="DIR", help="output directory (default <coord-root>/<session>)"
     )
@@ -688,8 +764,14 @@ def _sanitize_parser(sub: _Sub) -> None:
             "shows a secret. Exit codes: 0 done (--check: clean), 1 error, 2 usage, "
             "4 --check found something to redact."
         ),
+        epilog=_examples(
+            "kodelyth-ecc sanitize --check fix-auth.bundle.json",
+            "kodelyth-ecc sanitize fix-auth.bundle.json --redact-paths --out shared.bundle.json",
+        ),
     )
-    sanitize.add_argument("bundle", metavar="BUNDLE.json")
+    sanitize.add_argument(
+        "bundle", metavar="BUNDLE.json", help="the bundle file (from `session-export`)"
+    )
     sanitize.add_argument(
         "--out", metavar="FILE", help="output file, - for stdout (default <in>.sanitized.json)"
     )
@@ -715,8 +797,18 @@ def _replay_parser(sub: _Sub) -> None:
             "ref, as <origin>-replay-N. The default mode is a dry-run that shows what differs "
             "from the origin. --wait exits like `status --wait` (0, 1, 124)."
         ),
+        epilog=_examples(
+            "# what would differ with another harness (a dry-run)",
+            "kodelyth-ecc replay fix-auth --harness codex",
+            "# re-run a bundle from its recorded model traffic: offline, no API key",
+            "kodelyth-ecc replay fix-auth.bundle.json --offline --execute --wait",
+        ),
     )
-    replay.add_argument("target", metavar="BUNDLE.json|SESSION")
+    replay.add_argument(
+        "target",
+        metavar="BUNDLE.json|SESSION",
+        help="a bundle file (*.json) or the name of a session to replay",
+    )
     replay.add_argument(
         "--harness", help="override the harness (claude, codex, opencode, gemini, echo)"
     )
@@ -792,6 +884,12 @@ def _experiment_parser(sub: _Sub) -> None:
             "Exit codes: 0 every run's workers completed, 1 otherwise, 2 usage, 124 "
             "--timeout, 130 interrupted (continue with --resume)."
         ),
+        epilog=_examples(
+            "kodelyth-ecc experiment fix-auth --arm harness=claude --arm harness=codex --repeat 3",
+            "kodelyth-ecc experiment fix-auth --arm model=opus --arm model=sonnet --execute \\",
+            "    --out fix-auth.experiment",
+            "kodelyth-ecc compare fix-auth.experiment",
+        ),
     )
     exp.add_argument(
         "target", metavar="BUNDLE.json|SESSION", nargs="?", help="the session to replay"
@@ -856,6 +954,12 @@ def _compare_parser(sub: _Sub) -> None:
             "intervals, and the differences between arms (each arm against the first). "
             "--blind, --blind-key, --full, --patch and --origin are for two runs only. "
             "Exit codes: 0 ok, 1 error, 2 usage, 3 the --baseline gate found a regression."
+        ),
+        epilog=_examples(
+            "kodelyth-ecc compare fix-auth fix-auth-replay-1",
+            "kodelyth-ecc compare fix-auth-replay-1 --markdown",
+            "# in CI: exit 3 when the new run falls short of the baseline",
+            "kodelyth-ecc compare baseline.bundle.json new.bundle.json --baseline",
         ),
     )
     compare.add_argument(
@@ -928,6 +1032,10 @@ def _demo_parser(sub: _Sub) -> None:
             "Create a throwaway git repo in a temporary directory, run a 3-worker echo swarm "
             "(no AI needed), wait for it and print the status table and where everything is."
         ),
+        epilog=_examples(
+            "kodelyth-ecc demo",
+            "kodelyth-ecc demo --dir /tmp/kodelyth-demo --timeout 120",
+        ),
     )
     demo.add_argument(
         "--dir", metavar="DIR", help="parent directory for the demo (default: a temp dir)"
@@ -938,6 +1046,46 @@ def _demo_parser(sub: _Sub) -> None:
         default=60.0,
         metavar="S",
         help="how long to wait (default 60)",
+    )
+
+
+def _completion_parser(sub: _Sub) -> None:
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh, fish)",
+        description=(
+            "Print a script that makes the shell complete kodelyth-ecc's commands, flags, "
+            "flag values, file names, session names and worker slugs. The commands and flags "
+            "are those of this version (a saved script wants regenerating after an upgrade); "
+            "the sessions and workers are asked for as you type."
+        ),
+        epilog=_examples(
+            "# bash: in ~/.bashrc",
+            'eval "$(kodelyth-ecc completion bash)"',
+            "# zsh: in ~/.zshrc, after compinit",
+            "source <(kodelyth-ecc completion zsh)",
+            "# fish",
+            "kodelyth-ecc completion fish > ~/.config/fish/completions/kodelyth-ecc.fish",
+        ),
+    )
+    completion.add_argument(
+        "shell", metavar="SHELL", choices=("bash", "zsh", "fish"), help="bash, zsh or fish"
+    )
+
+
+def _help_parser(sub: _Sub) -> None:
+    helper = sub.add_parser(
+        "help",
+        help="show the help of kodelyth-ecc or of one command",
+        description="Show kodelyth-ecc's help, or with COMMAND that command's --help.",
+        epilog=_examples("kodelyth-ecc help", "kodelyth-ecc help swarm"),
+    )
+    helper.add_argument(
+        "topic",
+        metavar="COMMAND",
+        nargs="?",
+        choices=COMMANDS,
+        help="the command to explain (default: list them all)",
     )
 
 
@@ -959,6 +1107,8 @@ COMMANDS: dict[str, Callable[[_Sub], None]] = {
     "experiment": _experiment_parser,
     "compare": _compare_parser,
     "demo": _demo_parser,
+    "completion": _completion_parser,
+    "help": _help_parser,
 }
 
 
@@ -971,6 +1121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The command is the first word when it comes first (`-h swarm` wants every command):
     # top-level options take no value.
     only = argv[0] if argv and argv[0] in COMMANDS else None
+    if argv == ["--version"]:
+        only = ""  # no command's parser is needed to print it
     parser = build_parser(only)
     args = parser.parse_args(argv)
     module = importlib.import_module(f"kodelyth_ecc.commands.{args.command.replace('-', '_')}")

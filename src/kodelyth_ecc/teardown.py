@@ -6,12 +6,16 @@ uncommitted changes, with git-ignored files (``.env``, build outputs), or with
 commits that no other branch, tag or remote keeps, is refused unless ``force``;
 even then the work is first saved under ``<coordination-root>/<session>.teardown/``
 (outside the session dir, so ``purge`` keeps it): a byte-exact patch for
-``git apply`` on the base commit, and copies of the ignored files.
+``git apply`` on the base commit, and copies of the ignored files. A worker whose
+work ``apply`` brought into a branch is saved while git confirms it (its worktree still
+holds exactly what was applied; ``kodelyth_ecc.apply.saved_by_apply``); its ignored files
+are still refused, since apply does not carry them.
 
 Teardown only ever acts on the session's own names: branches
 ``orchestrator-<session>-<slug>`` and worktrees ``<repo>-<session>-<slug>``
 registered with git. A ``status.md`` or ``session.json`` naming anything else (a
-user's own branch or worktree) is left alone, whoever wrote it.
+user's own branch or worktree) is left alone, whoever wrote it. Without ``purge`` the
+coordination dir stays, and its session.json says when the session was torn down.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from kodelyth_ecc.sessiondir import (
     is_slug,
 )
 from kodelyth_ecc.statusfile import parse_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kodelyth_ecc.apply import Applied
 
 
 class UnsavedWork(KodelythError):
@@ -69,6 +77,10 @@ class TeardownResult:
     # Branches and worktrees the session's files named that are not the session's own.
     left_alone: list[str] = field(default_factory=list)
     purged: str | None = None
+    # Workers whose work apply brought into a branch, so it is saved: worker, target, result.
+    applied: list[dict[str, str]] = field(default_factory=list)
+    # The refs that kept applied snapshots (refs/kodelyth/applied/<session>/<slug>).
+    deleted_refs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,7 +127,7 @@ def _safe_seed(rel: str) -> bool:
     return os.path.normpath(rel) == rel and not {"", ".", ".."} & set(parts)
 
 
-def _own_targets(
+def own_targets(
     session: str, repo: str, worktree_root: str, claimed: Iterable[TeardownTarget]
 ) -> tuple[list[TeardownTarget], list[str]]:
     """The claimed targets reduced to the session's own names; and what was left alone.
@@ -187,11 +199,13 @@ def _under(rel: str, roots: Sequence[str]) -> bool:
 
 
 def _resolve(repo: str, ref: str) -> str | None:
-    result = gitrepo.git(
-        "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}",
-        cwd=repo, check=False,
-    )  # fmt: skip
-    return result.strip() or None
+    return gitrepo.rev_parse(repo, f"{ref}^{{commit}}")
+
+
+def ignored_work(worktree: str, seeds: Sequence[str]) -> list[str]:
+    """The worktree's git-ignored files that are work: not the seeds the swarm copied in
+    (edited seeds are counted as changes instead)."""
+    return [p for p in gitrepo.ignored_files(worktree) if not _under(p, seeds)]
 
 
 def _unknown_base(session_dir: SessionDir, ref: str, repo: str, recorded: bool) -> KodelythError:
@@ -211,7 +225,7 @@ def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _running_workers(session_dir: SessionDir) -> set[str]:
+def running_workers(session_dir: SessionDir) -> set[str]:
     """Slugs of workers still at work: status.md says pending or running and the
     pane is alive (as ``status`` computes it). Unknown panes (no session.json, no
     tmux) count as not running."""
@@ -390,7 +404,7 @@ def teardown(
         worktree_root = os.path.dirname(os.path.normpath(repo))
     known = {t.slug for t in claimed}
     claimed += [t for t in extra_targets if t.slug not in known]
-    targets, left_alone = _own_targets(session, repo, worktree_root, claimed)
+    targets, left_alone = own_targets(session, repo, worktree_root, claimed)
     # A commit, not a name: "HEAD" would mean each worktree's own HEAD inside it.
     base_ref = base or "HEAD"
     base = _resolve(repo, base_ref)
@@ -433,7 +447,7 @@ def teardown(
         # (A registered worktree whose directory was deleted by hand is forgotten by the
         # `git worktree prune` below; its branch is still checked for commits.)
 
-    running = _running_workers(session_dir)
+    running = running_workers(session_dir)
     killed = False
     if force and running:
         # Stop the writers before their work is read and saved.
@@ -441,6 +455,7 @@ def teardown(
         _wait_for_sandboxes(session_dir, running)
     doomed = [t.branch for t in targets if t.branch]
     work: list[_Work] = []
+    result_applied: list[dict[str, str]] = []
     for target in targets:
         changes = 0
         edited_seeds: list[str] = []
@@ -451,11 +466,7 @@ def teardown(
             changes = len(gitrepo.uncommitted_changes(target.worktree, target.seed_paths))
             changes += len(edited_seeds)
             # Seeds the swarm copied in are not work; edited ones go into the patch.
-            ignored = [
-                p
-                for p in gitrepo.ignored_files(target.worktree)
-                if not _under(p, target.seed_paths)
-            ]
+            ignored = ignored_work(target.worktree, target.seed_paths)
             head = gitrepo.head_commit(target.worktree)
             tips += [head] if head else []
         has_branch = bool(target.branch) and gitrepo.branch_exists(repo, target.branch)
@@ -465,6 +476,15 @@ def teardown(
             raise _unknown_base(session_dir, base_ref, repo, record is not None)
         ahead = gitrepo.unsaved_commits(repo, tips, base or "HEAD", doomed)
         is_running = target.slug in running
+        if (changes or ahead) and not is_running:
+            applied = _saved_by_apply(session_dir, repo, target, target in present)
+            if applied is not None:
+                # What apply brought into a branch is saved; an edited seed is not (apply
+                # leaves seeds out), nor are ignored files (apply does not carry them).
+                changes, ahead = len(edited_seeds), 0
+                result_applied.append(
+                    {"worker": target.slug, "target": applied.target, "result": applied.result}
+                )
         if changes or ahead or ignored or is_running:
             work.append(
                 _Work(
@@ -497,7 +517,7 @@ def teardown(
             detail,
         )
 
-    result = TeardownResult(session, left_alone=left_alone)
+    result = TeardownResult(session, left_alone=left_alone, applied=result_applied)
     result.killed_tmux = tmux.kill_session(session) or killed
     saving = [w for w in work if w.changes or w.ahead or w.ignored]
     if saving:
@@ -532,6 +552,7 @@ def teardown(
                     "space, then run teardown again)"
                 ) from exc
     from kodelyth_ecc import repolock
+    from kodelyth_ecc.apply import applied_refs_prefix
 
     # Concurrent swarms, replays and teardowns on this repo take turns: git fails on a
     # worktree admin dir another process is half way through creating or removing.
@@ -544,8 +565,42 @@ def teardown(
             if target.branch and gitrepo.branch_exists(repo, target.branch):
                 gitrepo.branch_delete(repo, target.branch)
                 result.deleted_branches.append(target.branch)
+        # The refs apply made to keep its snapshots: in the session's own namespace.
+        for ref in gitrepo.refs_under(repo, applied_refs_prefix(session)):
+            gitrepo.ref_delete(repo, ref)
+            result.deleted_refs.append(ref)
     if purge and os.path.isdir(coordination_dir):
         _keep_sandbox_state(session_dir, session_dir.teardown_dir)
         shutil.rmtree(coordination_dir)
         result.purged = coordination_dir
+    elif record is not None:
+        _mark_torn_down(session_dir)
     return result
+
+
+def _saved_by_apply(
+    session_dir: SessionDir, repo: str, target: TeardownTarget, present: bool
+) -> Applied | None:
+    from kodelyth_ecc.apply import saved_by_apply
+
+    worktree = target.worktree if present else None
+    return saved_by_apply(repo, session_dir.worker(target.slug), target, worktree)
+
+
+def _mark_torn_down(session_dir: SessionDir) -> None:
+    """Say in session.json that the session is torn down (its dir stays), so ``status``
+    stops listing it; the first teardown's time is kept."""
+    from kodelyth_ecc.coordination import TORN_DOWN_KEY, utc_now, write_session_record
+
+    record = read_session_record(session_dir.path)
+    if record is None or record.torn_down_at is not None:
+        return
+    record.extra[TORN_DOWN_KEY] = utc_now()
+    try:
+        write_session_record(session_dir.path, record)
+    except OSError as exc:
+        raise KodelythError(
+            f"session {session_dir.name!r} was torn down, but {session_dir.record_file} could "
+            f"not be rewritten ({exc.strerror or exc}): `status` still lists it; run teardown "
+            "again to retry"
+        ) from exc

@@ -76,7 +76,6 @@ def json_safe(text: str) -> str:
 
 # SGR codes of the styles the CLI uses; added to text already made safe above.
 _STYLES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33"}
-_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def is_terminal(stream: object) -> bool:
@@ -106,11 +105,6 @@ def paint(text: str, style: str | None, colour: bool = True) -> str:
     ``colour``; unchanged otherwise or for an unknown style."""
     code = _STYLES.get(style or "") if colour else None
     return f"\x1b[{code}m{text}\x1b[0m" if code else text
-
-
-def plain_len(text: str) -> int:
-    """The length of ``text`` on screen, colour codes not counted (column widths)."""
-    return len(_SGR.sub("", text)) if "\x1b" in text else len(text)
 
 
 def fit_width(segments: list[tuple[str, str | None]], width: int, colour: bool) -> str:

@@ -153,24 +153,21 @@ def _locked(directory: str) -> Iterator[None]:
 
 
 class _ProgressLine:
-    """On a terminal, one line on stderr rewritten in place; otherwise a line per run
-    that finishes; nothing under --json."""
+    """On a terminal, one line on stderr rewritten in place (``progress.ProgressLine``);
+    otherwise a line per run that finishes; nothing under --json."""
 
     def __init__(self, quiet: bool) -> None:
-        self.tty = not quiet and sys.stderr.isatty()
+        from kodelyth_ecc.progress import ProgressLine
+
+        self.line = ProgressLine(quiet=quiet)
+        self.tty = self.line.active
         self.quiet = quiet
-        self.shown = False
 
     def progress(self, p: Progress) -> None:
-        if not self.tty:
-            return
-        line = (
+        self.line.update(
             f"experiment: {p.done}/{p.total} runs done, {p.running} running, "
             f"{p.queued} queued, {p.failed} failed ({p.elapsed_s:.0f}s)"
         )
-        sys.stderr.write("\r\x1b[2K" + line)
-        sys.stderr.flush()
-        self.shown = True
 
     def run(self, run: dict[str, Any]) -> None:
         if self.quiet or self.tty:
@@ -180,9 +177,8 @@ class _ProgressLine:
         sys.stderr.write(f"{run['run']} {run['state']}{took}{why}\n")
 
     def end(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            self.shown = False
+        """The last figures stay on screen, ended by a newline."""
+        self.line.close(keep=True)
 
 
 def _summary(experiment: Experiment) -> None:
@@ -245,6 +241,9 @@ def _execute(experiment: Experiment, args: argparse.Namespace) -> int:
         if args.json:
             print_json(experiment.doc)
         return EXIT_WAIT_TIMEOUT if exc.timed_out else EXIT_INTERRUPTED
+    except BaseException:
+        line.line.clear()  # an error (or a second Ctrl-C): its message starts the line
+        raise
     line.end()
     if args.json:
         print_json(experiment.doc)

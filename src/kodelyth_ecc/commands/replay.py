@@ -322,11 +322,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from kodelyth_ecc.execute import ExecutionResult, execute_plan
+    from kodelyth_ecc.progress import ProgressLine
 
     results: list[ExecutionResult] = []
-    config, plan = _claim_free_name(
-        args, config, plan, configure, lambda p: results.append(execute_plan(p))
-    )
+    # On a terminal, each step on one line of stderr, cleared before anything else.
+    with ProgressLine() as line:
+
+        def start(p: OrchestrationPlan) -> None:
+            results.append(
+                execute_plan(p, on_step=lambda step: line.update(f"{p.session_name}: {step}"))
+            )
+
+        config, plan = _claim_free_name(args, config, plan, configure, start)
     result = results[0]
     sys.stdout.write(
         f"started {plan.session_name} (replay of {shown_text(bundle.session)}): "

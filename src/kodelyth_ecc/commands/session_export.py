@@ -66,9 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _warn_if_running(session: str, root: str) -> None:
     """A bundle of a session still at work holds its work so far: say so."""
+    from kodelyth_ecc.errors import KodelythError
     from kodelyth_ecc.status import collect_status
 
-    status = collect_status(session, root)
+    try:
+        status = collect_status(session, root)
+    except KodelythError:
+        return  # no such session (or name): the export says so, in its own words
     running = [w.slug for w in status.workers if w.state in ("pending", "running") and w.pane_alive]
     if running:
         sys.stderr.write(

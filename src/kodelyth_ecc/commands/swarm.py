@@ -200,9 +200,23 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"wrote {plan.coordination_dir} ({len(plan.workers)} workers)\n")
         return 0
     if args.execute:
-        from kodelyth_ecc.execute import execute_plan
+        from kodelyth_ecc.execute import ExecutionResult, execute_plan
+        from kodelyth_ecc.preflight import checkout_warnings
+        from kodelyth_ecc.progress import ProgressLine
 
-        plan, result = _run_named(args, config, plan, execute_plan)
+        # The agents start from a commit: edits only in this checkout never reach them.
+        for warning in checkout_warnings(plan):
+            sys.stderr.write(f"warning: {warning}\n")
+        # On a terminal, each step on one line of stderr (a big repo's checkouts take
+        # a while); cleared before the summary, or the error, is printed.
+        with ProgressLine() as line:
+
+            def start(p: OrchestrationPlan) -> ExecutionResult:
+                return execute_plan(
+                    p, on_step=lambda step: line.update(f"{p.session_name}: {step}")
+                )
+
+            plan, result = _run_named(args, config, plan, start)
         # The hints must work as printed (from the repo): name a root of one's own.
         root = ""
         if plan.coordination_root != os.path.join(plan.repo_root, ".orchestration"):

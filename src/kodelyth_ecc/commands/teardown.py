@@ -23,6 +23,11 @@ def run(args: argparse.Namespace) -> int:
         print_json({"schema": "kodelyth.teardown/v1", **asdict(result)})
         return 0
     out = sys.stdout
+    for applied in result.applied:
+        out.write(
+            f"work of {applied['worker']} is saved: applied to "
+            f"{visible_controls(applied['target'])} as {applied['result'][:12]}\n"
+        )
     for patch in result.saved_patches:
         out.write(f"saved unsaved work to {patch}\n")
     for copies in result.saved_ignored:
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"removed worktree {path}\n")
     for branch in result.deleted_branches:
         out.write(f"deleted branch {branch}\n")
+    for ref in result.deleted_refs:
+        out.write(f"deleted ref {ref}\n")
     for name in result.left_alone:
         # Names read from the session's files: shown, never interpreted by the terminal.
         out.write(f"left {visible_controls(name)} alone: not one of this session's names\n")
