@@ -353,7 +353,8 @@ def test_a_bundle_made_here_replays_unsandboxed_by_default(
 def _path_without_bwrap(tmp_path: Path) -> str:
     bin_dir = tmp_path / "bin-no-bwrap"
     bin_dir.mkdir()
-    for name in ("git", "tmux", "sh", "bash"):
+    # tee: the echo workers' template pipes into it (pre-flight checks it is there).
+    for name in ("git", "tmux", "sh", "bash", "tee"):
         found = shutil.which(name)
         assert found is not None
         (bin_dir / name).symlink_to(found)

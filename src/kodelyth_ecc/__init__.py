@@ -35,6 +35,8 @@ _API = {
     "teardown": "kodelyth_ecc.teardown",
     "apply_worker": "kodelyth_ecc.apply",
     "worker_diffs": "kodelyth_ecc.apply",
+    "retry_workers": "kodelyth_ecc.retry",
+    "resume_session": "kodelyth_ecc.retry",
     "pick_agents": "kodelyth_ecc.agents",
     "KodelythError": "kodelyth_ecc.errors",
     "Bundle": "kodelyth_ecc.bundle",

@@ -37,7 +37,17 @@ SESSION_SCHEMA = "kodelyth.session/v1"
 # Set in session.json (an extra field: older readers ignore it) by a teardown that kept
 # the coordination dir: when, so `status` stops listing a session that no longer runs.
 TORN_DOWN_KEY = "torn_down_at"
+# What a worker's command is rebuilt from when it runs again (``retry``): the session's
+# ``PlanConfig`` (``plan.PlanConfig.to_record``), written by ``execute``. A field of its
+# own, not an extra: extras go into an exported bundle's meta, this stays here.
+PLAN_CONFIG_KEY = "plan_config"
+# The pane id recorded for a worker whose pane was in a tmux server that has ended: a
+# new server numbers its panes from %0 again, so the old id could name another worker's
+# pane. tmux never gives a pane this id, so status reads it as a dead pane.
+GONE_PANE = "%gone"
 __all__ = [
+    "GONE_PANE",
+    "PLAN_CONFIG_KEY",
     "SESSION_FILE",
     "SESSION_SCHEMA",
     "WORKER_FILES",
@@ -46,6 +56,7 @@ __all__ = [
     "materialize_plan",
     "read_session_record",
     "session_record_for",
+    "write_pending_status",
     "write_session_record",
 ]
 
@@ -63,6 +74,8 @@ class WorkerRecord:
     launch_command: str
     seed_paths: list[str] = field(default_factory=list)
     pane_id: str | None = None
+    # How many times the worker was started (``retry`` counts up).
+    attempts: int = 1
 
 
 @dataclass
@@ -84,6 +97,9 @@ class SessionRecord:
     mode: str = "write-only"
     tmux_session: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # PLAN_CONFIG_KEY: how to rebuild the workers' commands (None: not recorded, as in
+    # sessions written before it was, imported or write-only ones).
+    plan_config: dict[str, Any] | None = None
 
     @property
     def torn_down_at(self) -> str | None:
@@ -111,6 +127,8 @@ class SessionRecord:
             "tmux_session": self.tmux_session,
             "workers": [vars(w).copy() for w in self.workers],
         }
+        if self.plan_config is not None:
+            data[PLAN_CONFIG_KEY] = self.plan_config
         data.update(self.extra)
         return data
 
@@ -134,6 +152,7 @@ class SessionRecord:
             "coordination_root",
             "tmux_session",
             "workers",
+            PLAN_CONFIG_KEY,
         }
         workers = [
             WorkerRecord(
@@ -144,9 +163,11 @@ class SessionRecord:
                 launch_command=str(w.get("launch_command", "")),
                 seed_paths=list(w.get("seed_paths", [])),
                 pane_id=w.get("pane_id"),
+                attempts=_count(w.get("attempts")),
             )
             for w in data.get("workers", [])
         ]
+        plan_config = data.get(PLAN_CONFIG_KEY)
         return cls(
             session=str(data["session"]),
             repo_root=str(data.get("repo_root", "")),
@@ -165,7 +186,15 @@ class SessionRecord:
             mode=str(data.get("mode", "write-only")),
             tmux_session=data.get("tmux_session"),
             extra={k: v for k, v in data.items() if k not in known},
+            plan_config=plan_config if isinstance(plan_config, dict) else None,
         )
+
+
+def _count(value: object) -> int:
+    """An attempt count as session.json may hold it (a hand-edited one: at least 1)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 1_000_000:
+        return value
+    return 1
 
 
 def session_record_for(plan: OrchestrationPlan, base_commit: str | None = None) -> SessionRecord:
@@ -228,6 +257,13 @@ def _ensure_root(coordination_root: str, repo_root: str) -> None:
         atomic_write_text(os.path.join(coordination_root, GITIGNORE), "*\n")
 
 
+def write_pending_status(path: str, name: str, branch: str, worktree: str) -> None:
+    """A worker's status before its runner starts: pending (a swarm's and a retry's)."""
+    atomic_write_text(
+        path, render_status(StatusRecord(name=name, branch=branch, worktree=worktree))
+    )
+
+
 def materialize_plan(
     plan: OrchestrationPlan, *, base_commit: str | None = None, mode: str = "write-only"
 ) -> SessionRecord:
@@ -262,15 +298,11 @@ def materialize_plan(
                 ),
             )
             atomic_write_text(worker.handoff_file_path, initial_handoff_md(worker.worker_name))
-            atomic_write_text(
+            write_pending_status(
                 worker.status_file_path,
-                render_status(
-                    StatusRecord(
-                        name=worker.worker_name,
-                        branch=worker.branch_name,
-                        worktree=worker.worktree_path,
-                    )
-                ),
+                worker.worker_name,
+                worker.branch_name,
+                worker.worktree_path,
             )
         write_session_record(plan.coordination_dir, record)
     except BaseException:

@@ -23,7 +23,7 @@ from kodelyth_ecc.coordination import (
 )
 from kodelyth_ecc.errors import KodelythError, SessionTaken
 from kodelyth_ecc.fsutil import missing_dirs, remove_empty_dirs
-from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan
+from kodelyth_ecc.plan import WINDOW_NAME, OrchestrationPlan, WorkerPlan
 from kodelyth_ecc.preflight import collisions, harness_problems
 from kodelyth_ecc.sessiondir import REPLAY_SOURCE_FILE
 from kodelyth_ecc.teardown import TeardownTarget, UnsavedWork, teardown
@@ -152,7 +152,7 @@ def write_environment_files(
     return directory, files
 
 
-def _wait_for_runners(
+def wait_for_runners(
     plan: OrchestrationPlan, env_files: dict[str, str], panes: dict[str, str]
 ) -> None:
     """Until every runner has taken (and deleted) its environment file: nothing of the
@@ -190,7 +190,28 @@ PROXY_START_TIMEOUT_S = 30.0
 SOCKET_DIR_PREFIX = "kodelyth-sock-"
 
 
-def _start_proxy(plan: OrchestrationPlan, env_dir: str, socket_dir: str | None) -> None:
+def start_proxy(
+    plan: OrchestrationPlan, env_dir: str, undo: list[tuple[str, Callable[[], None]]]
+) -> str:
+    """The session's model proxy, started as ``_start_proxy`` says; sandboxed workers
+    get a fresh directory for its sockets. What it made goes on ``undo``. Returns the
+    proxy's pane."""
+    socket_dir = None
+    if plan.sandbox is not None:
+        import tempfile
+
+        socket_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX, dir=_env_parent())
+        # The proxy removes it when it ends; this, if the run fails before.
+        undo.append(("proxy sockets", lambda: shutil.rmtree(socket_dir, True)))
+    return _start_proxy(plan, env_dir, socket_dir, undo)
+
+
+def _start_proxy(
+    plan: OrchestrationPlan,
+    env_dir: str,
+    socket_dir: str | None,
+    undo: list[tuple[str, Callable[[], None]]],
+) -> str:
     """The session's model proxy in its own window of the session (it outlives this
     command; teardown ends it with the session). Its config, upstreams included, goes
     in a 0600 file it reads and deletes, never on its command line. Returns once it
@@ -218,6 +239,9 @@ def _start_proxy(plan: OrchestrationPlan, env_dir: str, socket_dir: str | None) 
         ]
     )  # fmt: skip
     pane = out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+    if pane:
+        # Its own window: gone with the session, but a retry adds it to a live one.
+        undo.append(("the session's model proxy", lambda: kill_pane(plan.session_name, pane)))
     deadline = time.monotonic() + PROXY_START_TIMEOUT_S
     while not os.path.exists(plan.proxy_file):
         state = (tmux.panes(plan.session_name) or {}).get(pane)
@@ -234,6 +258,14 @@ def _start_proxy(plan: OrchestrationPlan, env_dir: str, socket_dir: str | None) 
                 f"the machine may be overloaded; try again, or {_without_proxy(plan)}"
             )
         time.sleep(0.01)
+    return pane
+
+
+def kill_pane(session: str, pane: str) -> None:
+    """End one pane this run made in ``session`` (its window goes with its last pane);
+    one gone already (with its session) is fine."""
+    if pane in (tmux.panes(session) or {}):
+        tmux.run_sequence([["kill-pane", "-t", pane]])
 
 
 def _last_line(pane: str) -> str | None:
@@ -278,7 +310,8 @@ def _arg0_links(plan: OrchestrationPlan) -> str | None:
     return directory
 
 
-def _harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
+def harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
+    """The harness's environment defaults, for ``write_environment_files``."""
     if plan.harness in (None, "custom"):
         return ()
     from kodelyth_ecc.harnesses import get_harness
@@ -286,62 +319,66 @@ def _harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
     return get_harness(plan.harness or "claude").env_defaults
 
 
-def _pane_commands(
-    plan: OrchestrationPlan, run_id: str, env_files: dict[str, str], cli: str | None = None
-) -> list[list[str]]:
+def session_commands(plan: OrchestrationPlan, *, window_only: bool = False) -> list[list[str]]:
+    """The tmux session and its first window: a banner pane saying where the session
+    is and how to see its status (the workers' panes are added to it). With
+    ``window_only``, that window in the live session (a retry when it was closed)."""
     target = f"={plan.session_name}:{WINDOW_NAME}"
     banner = (
         'printf "Session: %s\\nCoordination: %s\\nStatus: kodelyth-ecc status %s\\n" '
         '"$1" "$2" "$1"; exec "${SHELL:-/bin/sh}"'
     )
-    commands = [
+    create = (
+        ["new-window", "-d", "-t", f"={plan.session_name}:", "-n", WINDOW_NAME]
+        if window_only
+        else ["new-session", "-d", "-s", plan.session_name, "-n", WINDOW_NAME]
+    )
+    size = [] if window_only else ["-x", "200", "-y", "50"]
+    return [
         [
-            "new-session",
-            "-d",
-            "-s",
-            plan.session_name,
-            "-n",
-            WINDOW_NAME,
-            "-c",
-            tmux.literal(plan.repo_root),
-            "-x",
-            "200",
-            "-y",
-            "50",
-            "-P",
-            "-F",
-            "#{pane_id}",
-            "/bin/sh",
-            "-c",
-            banner,
-            "sh",
-            plan.session_name,
-            plan.coordination_dir,
+            *create, "-c", tmux.literal(plan.repo_root), *size, "-P", "-F", "#{pane_id}",
+            "/bin/sh", "-c", banner, "sh", plan.session_name, plan.coordination_dir,
         ],
         ["set-option", "-w", "-t", target, "remain-on-exit", "on"],
-    ]
-    # No environment on these command lines: each runner reads the caller's from its
-    # file (a tmux server started earlier would hand panes its own, older one).
+    ]  # fmt: skip
+
+
+def worker_pane_commands(
+    plan: OrchestrationPlan,
+    worker: WorkerPlan,
+    run_id: str,
+    env_file: str,
+    cli: str | None = None,
+    *,
+    window: str | None = None,
+) -> list[list[str]]:
+    """The worker's pane running its runner, in ``window`` (default: the session's
+    first), titled with its slug. No environment on these command lines: the runner
+    reads the caller's from ``env_file`` (a tmux server started earlier would hand
+    panes its own, older one)."""
+    target = window or f"={plan.session_name}:{WINDOW_NAME}"
+    argv = plan.runner_argv(worker, run_id, env_file, cli, _arg0_links(plan))
+    return [
+        ["split-window", "-t", target, "-c", tmux.literal(plan.repo_root),
+         "-P", "-F", "#{pane_id}", *argv],
+        # split-window without -d made the new pane active: title it.
+        ["select-pane", "-t", target, "-T", worker.worker_slug],
+        ["select-layout", "-t", target, "tiled"],
+    ]  # fmt: skip
+
+
+def _pane_commands(
+    plan: OrchestrationPlan, run_id: str, env_files: dict[str, str], cli: str | None = None
+) -> list[list[str]]:
+    commands = session_commands(plan)
     for worker in plan.workers:
-        commands += [
-            [
-                "split-window",
-                "-t",
-                target,
-                "-c",
-                tmux.literal(plan.repo_root),
-                "-P",
-                "-F",
-                "#{pane_id}",
-                *plan.runner_argv(
-                    worker, run_id, env_files[worker.worker_slug], cli, _arg0_links(plan)
-                ),
-            ],
-            # split-window without -d made the new pane active: title it.
-            ["select-pane", "-t", target, "-T", worker.worker_slug],
-            ["select-layout", "-t", target, "tiled"],
-        ]
+        commands += worker_pane_commands(plan, worker, run_id, env_files[worker.worker_slug], cli)
     return commands
+
+
+def launch_commands(plan: OrchestrationPlan, slugs: list[str], run_id: str) -> list[list[str]]:
+    """Open the launch gates the runners of ``slugs`` wait at."""
+    return [["wait-for", "-S", naming.gate_channel(plan.session_name, s, run_id)] for s in slugs]
 
 
 def _refuse_taken(plan: OrchestrationPlan, branch: str, path: str) -> None:
@@ -385,7 +422,9 @@ def _remove_worktrees(repo: str, added: list[tuple[str, str]]) -> None:
         raise KodelythError("; ".join(failures))
 
 
-def _rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
+def rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
+    """Undo what a run made, newest first, going on past a step that fails; returns
+    what could not be undone (for the one-line error)."""
     failures = []
     for description, action in reversed(undo):
         try:
@@ -396,7 +435,7 @@ def _rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _termination_interrupts() -> Iterator[None]:
+def termination_interrupts() -> Iterator[None]:
     """SIGTERM (``timeout``, ``kill``) and SIGHUP (a closed terminal) stop a run the way
     Ctrl-C does, so it is rolled back instead of leaving half a session behind.
     Only where nobody else handles them, and only for the run."""
@@ -421,13 +460,28 @@ def _termination_interrupts() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def check_harness(plan: OrchestrationPlan) -> str | None:
+    """What must work before any worker starts: the harness's CLI (whose name and
+    version, returned, go into each worker's usage) and, sandboxed, bubblewrap."""
+    problems, cli = harness_problems(plan)
+    if problems:
+        raise KodelythError(problems[0])
+    if plan.sandbox is not None:
+        from kodelyth_ecc.sandbox import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem is not None:
+            raise KodelythError(f"--sandbox: {problem}")
+    return cli
+
+
 def execute_plan(
     plan: OrchestrationPlan, on_step: Callable[[str], None] | None = None
 ) -> ExecutionResult:
     """Create everything and start the workers; on any failure undo it all.
     ``on_step`` is told each step as it begins ("creating the worktree for a"), for a
     progress line."""
-    with _termination_interrupts():
+    with termination_interrupts():
         return _execute_plan(plan, on_step or (lambda _step: None))
 
 
@@ -443,15 +497,7 @@ def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> Ex
 
     gitrepo.repo_root(plan.repo_root)
     tmux.require()
-    problems, cli = harness_problems(plan)
-    if problems:
-        raise KodelythError(problems[0])
-    if plan.sandbox is not None:
-        from kodelyth_ecc.sandbox import sandbox_problem
-
-        problem = sandbox_problem()
-        if problem is not None:
-            raise KodelythError(f"--sandbox: {problem}")
+    cli = check_harness(plan)
     commit = gitrepo.resolve_commit(plan.repo_root, plan.base_ref)
     _claim_names(plan, execute=True)
     lap("preflight")
@@ -497,7 +543,7 @@ def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> Ex
 
         undo.append(("environment files", remove_environment))
         env_dir, env_files = write_environment_files(
-            [w.worker_slug for w in plan.workers], _harness_env(plan)
+            [w.worker_slug for w in plan.workers], harness_env(plan)
         )
         env_dirs.append(env_dir)
 
@@ -517,6 +563,8 @@ def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> Ex
             )
         panes = {w.worker_slug: pane for w, pane in zip(plan.workers, pane_ids[1:], strict=True)}
         record.tmux_session = plan.session_name
+        # What a retry rebuilds the workers' commands from.
+        record.plan_config = plan.config_record()
         for worker_record in record.workers:
             worker_record.pane_id = panes[worker_record.slug]
         write_session_record(plan.coordination_dir, record)
@@ -525,14 +573,7 @@ def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> Ex
         if plan.proxied:
             step = "starting the session's model proxy"
             on_step(step)
-            socket_dir = None
-            if plan.sandbox is not None:
-                import tempfile
-
-                socket_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX, dir=_env_parent())
-                # The proxy removes it when it ends; this, if the run fails before.
-                undo.append(("proxy sockets", lambda: shutil.rmtree(socket_dir, True)))
-            _start_proxy(plan, env_dir, socket_dir)
+            start_proxy(plan, env_dir, undo)
             lap("proxy")
 
         undo.append(("worktree root", lambda: remove_empty_dirs(new_worktree_dirs)))
@@ -573,27 +614,18 @@ def _execute_plan(plan: OrchestrationPlan, on_step: Callable[[str], None]) -> Ex
 
         step = "starting the runners"
         on_step(step)
-        _wait_for_runners(plan, env_files, panes)
+        wait_for_runners(plan, env_files, panes)
         remove_environment()
 
         step = "launching the workers"
         on_step(step)
+        slugs = [w.worker_slug for w in plan.workers]
         tmux.run_sequence(
-            [
-                *(
-                    [
-                        "wait-for",
-                        "-S",
-                        naming.gate_channel(plan.session_name, w.worker_slug, run_id),
-                    ]
-                    for w in plan.workers
-                ),
-                ["select-pane", "-t", pane_ids[0]],
-            ]
+            [*launch_commands(plan, slugs, run_id), ["select-pane", "-t", pane_ids[0]]]
         )
         lap("launch")
     except BaseException as exc:
-        failures = _rollback(undo)
+        failures = rollback(undo)
         if isinstance(exc, (KeyboardInterrupt, SessionTaken)):
             raise
         reason = exc.message if isinstance(exc, KodelythError) else f"{type(exc).__name__}: {exc}"

@@ -153,6 +153,11 @@ class Harness(Record):
     sandbox_home: tuple[tuple[str, str], ...] = ()
     sandbox_vars: tuple[tuple[str, str], ...] = ()
     sandbox_flags: tuple[tuple[str, str], ...] = ()
+    # How it continues one of its own conversations by the id ``usage`` recorded
+    # (``agent_session_id``): the arguments put at ``{resume_args}`` in its template,
+    # ``{id}`` standing for the quoted id; the message then comes on stdin instead of
+    # the task. Empty: it cannot (``retry --message`` starts it afresh).
+    resume_args: str = ""
 
     @property
     def records(self) -> bool:
@@ -170,18 +175,39 @@ class Harness(Record):
     ) -> str:
         """The template with ``--model``, the flags that point the CLI at the session's
         proxy (``ProxyPoint.flags``) and, in the sandbox, its ``sandbox_flags``."""
-        command = self.command.replace("{proxy_args}", proxy_flags)
+        command = self.command.replace("{proxy_args}", proxy_flags).replace("{resume_args}", "")
         for before, after in self.sandbox_flags if sandboxed else ():
             command = command.replace(before, after)
-        args = ""
-        if model and self.model_flag:
-            from kodelyth_ecc.launchers import shell_quote
-
-            # Doubled braces: the result is a template, filled in after this.
-            args = f" {self.model_flag} {shell_quote(model).replace('{', '{{').replace('}', '}}')}"
+        args = f" {self.model_flag} {_literal(model)}" if model and self.model_flag else ""
         return command.replace("{model_args}", args)
 
+    def resume_template(
+        self, agent_session: str, message_file: str, model: str | None = None, proxy_flags: str = ""
+    ) -> str | None:
+        """The launch template that continues the conversation ``agent_session`` with the
+        message in ``message_file`` on stdin (never on the command line), or None when
+        this CLI cannot, or the id is not one a CLI gives (it goes on a command line)."""
+        if not self.resume_args or not AGENT_SESSION.fullmatch(agent_session):
+            return None
+        resume = self.resume_args.replace("{id}", _literal(agent_session))
+        resumed = self._replace(command=self.command.replace("{resume_args}", resume))
+        template = resumed.launch_template(model, proxy_flags)
+        if not template.endswith(_STDIN):  # every adapter's task comes last, on stdin
+            return None
+        return template[: -len(_STDIN)] + "< " + _literal(message_file)
 
+
+def _literal(value: str) -> str:
+    """``value`` shell-quoted, as a template's literal text (its braces doubled: the
+    result is filled in as a template after this)."""
+    from kodelyth_ecc.launchers import shell_quote
+
+    return shell_quote(value).replace("{", "{{").replace("}", "}}")
+
+
+# What an agent session id may look like to go on a command line (claude's, gemini's and
+# codex's are UUIDs, opencode's "ses_" and letters): anything else is not resumed.
+AGENT_SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 CUSTOM = "custom"
 ECHO_TEMPLATE = "printf 'demo worker %s\\n' {worker_slug_sh} | tee -a {handoff_file_sh}"
 
@@ -193,7 +219,7 @@ HARNESSES: Mapping[str, Harness] = {
             "claude",
             # stream-json needs --verbose; with no prompt argument -p reads stdin.
             "exec claude --print --output-format stream-json --verbose"
-            " --dangerously-skip-permissions{model_args}{proxy_args} " + _STDIN,
+            " --dangerously-skip-permissions{resume_args}{model_args}{proxy_args} " + _STDIN,
             output="claude",
             model_flag="--model",
             min_version=(2, 0, 0),
@@ -221,6 +247,8 @@ HARNESSES: Mapping[str, Harness] = {
                 ("~/.claude/settings.json", ".claude/settings.json"),
             ),
             sandbox_vars=(("CLAUDE_CONFIG_DIR", ".claude/"),),
+            # The same session id goes on (--fork-session would make a new one).
+            resume_args=" --resume {id}",
         ),
         Harness(
             "codex",
@@ -231,7 +259,8 @@ HARNESSES: Mapping[str, Harness] = {
             # Without the -c, a dead endpoint keeps it "waiting for network" forever; with
             # it, it gives up after 5 reconnects (~25 s, measured with 0.171.0).
             "exec codex exec --json --color never --sandbox workspace-write"
-            " -c features.unbounded_connection_retries=false{model_args}{proxy_args} - " + _STDIN,
+            " -c features.unbounded_connection_retries=false{model_args}{proxy_args}"
+            "{resume_args} - " + _STDIN,
             output="codex",
             model_flag="--model",
             # With Debian's bwrap at /usr/bin/bwrap (0.8.0: no --argv0) its shell tool
@@ -248,6 +277,9 @@ HARNESSES: Mapping[str, Harness] = {
             ),
             sandbox_vars=(("CODEX_HOME", ".codex/"),),
             sandbox_flags=(("--sandbox workspace-write", "--sandbox danger-full-access"),),
+            # `exec`'s own flags stay before the subcommand (0.171.0 takes them there);
+            # `-` after the id reads the message from stdin.
+            resume_args=" resume {id}",
             endpoint="a [model_providers.X] entry (base_url .../v1, env_key, wire_api = "
             '"responses") in $CODEX_HOME/config.toml; stream_max_retries = 0 and '
             "[features] unbounded_connection_retries = false fail fast; codex ignores "
@@ -257,7 +289,8 @@ HARNESSES: Mapping[str, Harness] = {
             "opencode",
             "opencode",
             # --print-logs at ERROR: a failed request says so on stderr (the transcript).
-            "exec opencode run --format json --print-logs --log-level ERROR{model_args} " + _STDIN,
+            "exec opencode run --format json --print-logs --log-level ERROR{resume_args}"
+            "{model_args} " + _STDIN,
             output="opencode",
             model_flag="--model",
             min_version=(1, 0, 0),
@@ -271,6 +304,7 @@ HARNESSES: Mapping[str, Harness] = {
                 ("~/.config/opencode/opencode.jsonc", ".config/opencode/opencode.jsonc"),
             ),
             sandbox_vars=(("OPENCODE_CONFIG", ".config/opencode/kodelyth-sandbox.json"),),
+            resume_args=" --session {id}",
             env_defaults=(
                 ("NO_COLOR", "1"),
                 ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
@@ -283,7 +317,7 @@ HARNESSES: Mapping[str, Harness] = {
             "gemini",
             "gemini",
             # --prompt '' makes it headless; the task comes on stdin (gemini joins them).
-            "exec gemini --skip-trust --approval-mode yolo{model_args}"
+            "exec gemini --skip-trust --approval-mode yolo{resume_args}{model_args}"
             " --output-format stream-json --prompt '' " + _STDIN,
             output="gemini",
             model_flag="--model",
@@ -294,6 +328,8 @@ HARNESSES: Mapping[str, Harness] = {
                 ("~/.gemini/settings.json", ".gemini/settings.json"),
             ),
             sandbox_vars=(("GEMINI_CLI_HOME", ""),),
+            # 0.61.0 takes "latest", an index or the session's UUID.
+            resume_args=" --resume {id}",
             env_defaults=(
                 # One process: a relaunched child would outlive a killed parent.
                 ("GEMINI_CLI_NO_RELAUNCH", "true"),

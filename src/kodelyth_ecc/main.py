@@ -622,11 +622,13 @@ def _retry_parser(sub: _Sub) -> None:
         "retry",
         help="run a worker again in its own worktree",
         description=(
-            "Run a worker that failed, timed out, lost its pane or was ended by a restart "
-            "again, in its own worktree and branch (its work so far is kept). With "
-            "--message, continue the agent's own conversation where its CLI can (claude, "
-            "codex: by the agent session id its usage recorded); else it starts afresh on "
-            "the same task, the message added to it."
+            "Run a worker again in its own worktree and branch (its work so far is kept; what "
+            "the previous attempt wrote goes to <worker>/attempts/<N>/): after a failure, a "
+            "timeout, a lost pane or a restart, or a completed one on purpose. A worker still "
+            "running is refused. With --message, continue the agent's own conversation where "
+            "its CLI can (claude, codex, opencode, gemini: by the agent session id its usage "
+            "recorded; not for --sandbox workers); else it starts afresh on the same task, the "
+            "message added to its task.md."
         ),
         epilog=_examples(
             "kodelyth-ecc retry fix-auth backend",

@@ -113,6 +113,130 @@ class PlanConfig(Record):
             },
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """Everything the plan is built from, for session.json (``plan_config``): a
+        retried worker's command is rebuilt from it. Not ``replay_sources`` (each
+        worker's recording is its ``replay-source.json``), nor ``extra_meta`` (already
+        in session.json) or ``replace_existing`` (a retry never replaces)."""
+        return {
+            "schema": PLAN_CONFIG_SCHEMA,
+            "session_name": self.session_name,
+            "repo_root": self.repo_root,
+            "worktree_root": self.worktree_root,
+            "coordination_root": self.coordination_root,
+            "base_ref": self.base_ref,
+            "launcher_command": self.launcher_command,
+            "seed_paths": list(self.seed_paths),
+            "task": self.task,
+            "harness": self.harness,
+            "agents": list(self.agents),
+            "model": self.model,
+            "worker_timeout": self.worker_timeout,
+            "verify": self.verify,
+            "verify_timeout": self.verify_timeout,
+            "record": self.record,
+            "offline": self.offline,
+            "on_divergence": self.on_divergence,
+            "sandbox": self.sandbox.to_json() if self.sandbox is not None else None,
+            "workers": [
+                {
+                    "name": w.name,
+                    "task": w.task,
+                    "launcher_command": w.launcher_command,
+                    "seed_paths": list(w.seed_paths),
+                }
+                for w in self.workers
+            ],
+        }
+
+
+PLAN_CONFIG_SCHEMA = "kodelyth.plan-config/v1"
+
+
+def plan_config_from_record(data: object) -> PlanConfig:
+    """The ``PlanConfig`` that ``PlanConfig.to_record`` wrote; a ``KodelythError`` naming
+    the first field that is not what it wrote (session.json is a file one can edit)."""
+    from kodelyth_ecc.errors import KodelythError
+
+    def bad(what: str) -> KodelythError:
+        return KodelythError(
+            f"session.json's plan_config is damaged ({what}): the session's workers cannot "
+            "be rebuilt from it; start a new session"
+        )
+
+    def text(obj: Mapping[str, Any], key: str, *, optional: bool = True) -> str | None:
+        value = obj.get(key)
+        if (value is None and optional) or isinstance(value, str):
+            return value
+        raise bad(f"{key} is not a string")
+
+    def number(obj: Mapping[str, Any], key: str) -> float | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise bad(f"{key} is not a positive number")
+        return float(value)
+
+    def strings(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        value = obj.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(f"{key} is not a list of strings")
+        return tuple(value)
+
+    def flag(obj: Mapping[str, Any], key: str, default: bool) -> bool:
+        value = obj.get(key, default)
+        if not isinstance(value, bool):
+            raise bad(f"{key} is not true or false")
+        return value
+
+    if not isinstance(data, dict) or data.get("schema") != PLAN_CONFIG_SCHEMA:
+        raise bad(f"not a {PLAN_CONFIG_SCHEMA} object")
+    raw_workers = data.get("workers")
+    if not isinstance(raw_workers, list) or not raw_workers:
+        raise bad("workers is not a non-empty list")
+    workers = []
+    for raw in raw_workers:
+        if not isinstance(raw, dict):
+            raise bad("a worker is not an object")
+        workers.append(
+            WorkerSpec(
+                name=text(raw, "name", optional=False) or "",
+                task=text(raw, "task", optional=False) or "",
+                launcher_command=text(raw, "launcher_command"),
+                seed_paths=strings(raw, "seed_paths"),
+            )
+        )
+    sandbox = None
+    if data.get("sandbox") is not None:
+        from kodelyth_ecc.sandbox import SandboxPolicy
+
+        try:
+            sandbox = SandboxPolicy.from_json(data["sandbox"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    return PlanConfig(
+        session_name=text(data, "session_name", optional=False) or "",
+        repo_root=text(data, "repo_root", optional=False) or "",
+        workers=tuple(workers),
+        worktree_root=text(data, "worktree_root"),
+        coordination_root=text(data, "coordination_root"),
+        base_ref=text(data, "base_ref") or "HEAD",
+        launcher_command=text(data, "launcher_command"),
+        seed_paths=strings(data, "seed_paths"),
+        task=text(data, "task"),
+        harness=text(data, "harness"),
+        agents=strings(data, "agents"),
+        model=text(data, "model"),
+        worker_timeout=number(data, "worker_timeout"),
+        verify=text(data, "verify"),
+        verify_timeout=number(data, "verify_timeout"),
+        record=flag(data, "record", True),
+        offline=flag(data, "offline", False),
+        on_divergence=text(data, "on_divergence") or "stop",
+        sandbox=sandbox,
+    )
+
 
 class WorkerPlan(Record):
     worker_name: str
@@ -166,6 +290,8 @@ class OrchestrationPlan(Record):
     proxy_point: ProxyPoint | None = None
     proxy_note: str | None = None
     sandbox: SandboxPolicy | None = None
+    # What it was built from (``build_orchestration_plan``).
+    config: PlanConfig | None = None
 
     @property
     def proxied(self) -> bool:
@@ -275,6 +401,39 @@ class OrchestrationPlan(Record):
             *self.shell,
             worker.launch_command,
         ]
+
+    def config_record(self) -> dict[str, Any] | None:
+        """What session.json keeps to build this plan again (``plan_config``): its config
+        with the roots it resolved, so a rebuilt plan names the same worktrees and
+        directories wherever it is built from."""
+        if self.config is None:
+            return None
+        resolved = self.config._replace(
+            repo_root=self.repo_root,
+            worktree_root=self.worktree_root,
+            coordination_root=self.coordination_root,
+        )
+        return resolved.to_record()
+
+    def resumed_worker(
+        self, worker: WorkerPlan, agent_session: str, message_file: str
+    ) -> WorkerPlan | None:
+        """``worker`` with a launch command that continues its agent's own conversation
+        ``agent_session`` (the id its usage recorded), the message in ``message_file`` on
+        stdin; None when its harness adapter cannot (a plain template, a CLI without a
+        resume flag, a sandboxed worker: its CLI kept the conversation in the sandbox's
+        HOME, which is gone)."""
+        if worker.result_harness is None or self.sandbox is not None:
+            return None
+        adapter = get_harness(worker.result_harness)
+        flags = self.proxy_point.flags if self.proxy_point is not None else ""
+        template = adapter.resume_template(agent_session, message_file, self.model, flags)
+        if template is None:
+            return None
+        launch = render_template(
+            template, _template_values(self.session_name, self.repo_root, worker)
+        )
+        return worker._replace(launch_command=launch)
 
     def worker_sandbox(self, worker: WorkerPlan) -> WorkerSandbox:
         """What the runner needs to put ``worker`` in its sandbox: the install roots of
@@ -708,46 +867,29 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         )
         # The worker's files are named by the owner of the session on disk.
         paths = WorkerDir(coordination_dir, slug)
-        files = {
-            "task_file": paths.task_file,
-            "handoff_file": paths.handoff_file,
-            "status_file": paths.status_file,
-        }
-        launch = render_template(
-            template,
-            {
-                "worker_name": spec.name,
-                "worker_slug": slug,
-                "session_name": session,
-                "repo_root": repo_root,
-                "worktree_path": worktree,
-                "branch_name": branch,
-                **files,
-            },
+        worker = WorkerPlan(
+            worker_name=spec.name,
+            worker_slug=slug,
+            task=spec.task,
+            branch_name=branch,
+            worktree_path=worktree,
+            coordination_dir=paths.path,
+            task_file_path=paths.task_file,
+            handoff_file_path=paths.handoff_file,
+            status_file_path=paths.status_file,
+            transcript_file_path=paths.transcript_file,
+            launcher_template=template,
+            launch_command="",
+            seed_paths=seeds,
+            git_args=("worktree", "add", "-b", branch, worktree, config.base_ref),
+            result_harness=(
+                harness.name
+                if harness is not None and harness.output and template == builtin
+                else None
+            ),
         )
-        workers.append(
-            WorkerPlan(
-                worker_name=spec.name,
-                worker_slug=slug,
-                task=spec.task,
-                branch_name=branch,
-                worktree_path=worktree,
-                coordination_dir=paths.path,
-                task_file_path=files["task_file"],
-                handoff_file_path=files["handoff_file"],
-                status_file_path=files["status_file"],
-                transcript_file_path=paths.transcript_file,
-                launcher_template=template,
-                launch_command=launch,
-                seed_paths=seeds,
-                git_args=("worktree", "add", "-b", branch, worktree, config.base_ref),
-                result_harness=(
-                    harness.name
-                    if harness is not None and harness.output and template == builtin
-                    else None
-                ),
-            )
-        )
+        launch = render_template(template, _template_values(session, repo_root, worker))
+        workers.append(worker._replace(launch_command=launch))
     return OrchestrationPlan(
         session_name=session,
         repo_root=repo_root,
@@ -784,4 +926,20 @@ def build_orchestration_plan(config: PlanConfig) -> OrchestrationPlan:
         },
         agents=config.agents or tuple(w.worker_name for w in workers),
         shell=_launch_shell(),
+        config=config,
     )
+
+
+def _template_values(session: str, repo_root: str, worker: WorkerPlan) -> dict[str, str]:
+    """What a launch template's placeholders are filled with for ``worker``."""
+    return {
+        "worker_name": worker.worker_name,
+        "worker_slug": worker.worker_slug,
+        "session_name": session,
+        "repo_root": repo_root,
+        "worktree_path": worker.worktree_path,
+        "branch_name": worker.branch_name,
+        "task_file": worker.task_file_path,
+        "handoff_file": worker.handoff_file_path,
+        "status_file": worker.status_file_path,
+    }

@@ -378,27 +378,11 @@ class WorkerProxy:
         # Set when the proxy stops: a rate-limit wait ends at once (the agent gets the 429).
         self.stopping = stopping if stopping is not None else threading.Event()
         self.dir = os.path.join(config.coordination_dir, worker.slug)
-        self.log: ex.ExchangeLog | _NoLog = (
-            _NoLog()
-            if worker.mode == "forward"
-            else ex.ExchangeLog(
-                os.path.join(self.dir, EXCHANGES_FILE), os.path.join(self.dir, SEAL_FILE)
-            )
-        )
+        self.log: ex.ExchangeLog | _NoLog = _NoLog()
         self.replayer: Replayer | None = None
-        if worker.mode == "offline":
-            self.replayer = _load_replayer(self.dir, config, worker)
-        recording: dict[str, Any] = {
-            **msgspec.structs.asdict(config.context(worker)),
-            "started_at": _now(),
-        }
-        if self.replayer is not None:
-            # How many turns the recording held: a replay that used fewer is no copy.
-            recording["replays_turns"] = self.replayer.held
-        if worker.mode != "forward":
-            atomic_write_bytes(
-                os.path.join(self.dir, RECORDING_FILE), json.dumps(recording).encode()
-            )
+        self._recording_id: tuple[int, int] | None = None
+        self._attempt_lock = threading.Lock()
+        self._open_recording()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -424,6 +408,53 @@ class WorkerProxy:
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.unix_server = _UnixServer(worker.socket, Handler) if worker.socket else None
 
+    def _open_recording(self) -> None:
+        """This worker's recording (appended to: a proxy started again for a retried
+        worker keeps what the others recorded) and, offline, its replayer."""
+        if self.worker.mode == "forward":
+            return
+        path = os.path.join(self.dir, EXCHANGES_FILE)
+        self.log = ex.ExchangeLog(path, os.path.join(self.dir, SEAL_FILE))
+        info = os.stat(path, follow_symlinks=False)
+        self._recording_id = (info.st_dev, info.st_ino)
+        if self.worker.mode == "offline":
+            self.replayer = _load_replayer(self.dir, self.config, self.worker)
+        recording_file = os.path.join(self.dir, RECORDING_FILE)
+        if os.path.lexists(recording_file):
+            return  # recorded before this proxy started (the worker is not the one retried)
+        recording: dict[str, Any] = {
+            **msgspec.structs.asdict(self.config.context(self.worker)),
+            "started_at": _now(),
+        }
+        if self.replayer is not None:
+            # How many turns the recording held: a replay that used fewer is no copy.
+            recording["replays_turns"] = self.replayer.held
+        atomic_write_bytes(recording_file, json.dumps(recording).encode())
+
+    def _follow_attempt(self) -> None:
+        """A new recording when ``retry`` moved this worker's away (into its attempts)
+        while the proxy ran: the new attempt's exchanges are numbered and sealed on
+        their own, and an offline worker is answered from its recording's start."""
+        if self._recording_id is None:
+            return
+        try:
+            info = os.stat(os.path.join(self.dir, EXCHANGES_FILE), follow_symlinks=False)
+            current: tuple[int, int] | None = (info.st_dev, info.st_ino)
+        except OSError:
+            current = None
+        if current == self._recording_id:
+            return
+        with self._attempt_lock:
+            try:
+                info = os.stat(os.path.join(self.dir, EXCHANGES_FILE), follow_symlinks=False)
+                if (info.st_dev, info.st_ino) == self._recording_id:
+                    return  # another request got here first
+            except OSError:
+                pass
+            old = self.log
+            self._open_recording()
+            old.close()
+
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
@@ -436,6 +467,7 @@ class WorkerProxy:
         if body is None:
             handler.close_connection = True
             return
+        self._follow_attempt()
         path = handler.path if handler.path.startswith("/") else urlsplit(handler.path).path
         if handler.headers.get("upgrade", "").lower() == "websocket":
             # codex's built-in provider tries a WebSocket first; 426 sends it straight to

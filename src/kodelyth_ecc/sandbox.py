@@ -86,6 +86,21 @@ class SandboxPolicy(Record):
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_json(cls, data: object) -> SandboxPolicy:
+        """What ``to_json`` wrote (session.json keeps it, so a retried worker is sandboxed
+        as it was); ValueError when it is not that."""
+        if not isinstance(data, dict):
+            raise ValueError("the sandbox policy must be an object")
+        hosts, paths = data.get("allow_hosts", []), data.get("allow_paths", [])
+        reason = data.get("reason", "--sandbox")
+        for value in (hosts, paths):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("the sandbox policy's allow_hosts and allow_paths must be lists")
+        if not isinstance(reason, str):
+            raise ValueError("the sandbox policy's reason must be a string")
+        return cls(tuple(hosts), tuple(paths), reason)
+
     def reach(self) -> str:
         """One line on what a sandboxed worker may reach, for dry-run."""
         hosts = ", ".join(self.allow_hosts) if self.allow_hosts else "no other host"
