@@ -114,6 +114,13 @@ def test_abbreviations_and_attached_values_are_not_taken_for_typos(sandbox: Sand
     assert "unrecognized" not in line
 
 
+def test_a_prefix_of_two_flags_names_both_and_guesses_neither(sandbox: Sandbox) -> None:
+    """`--wa` could be --wait or --watch: argparse's own one-line error, no typo hint."""
+    line = _one_line_usage_error(sandbox.cli("status", "s", "--wa"), "status")
+    assert "ambiguous option: --wa could match --wait, --watch" in line
+    assert "did you mean" not in line and "unrecognized" not in line
+
+
 def test_a_misspelt_choice_names_the_closest(sandbox: Sandbox) -> None:
     result = sandbox.cli("replay", "x", "--offline", "--on-divergence", "stpo")
     line = _one_line_usage_error(result, "replay")

@@ -255,14 +255,15 @@ __kodelyth_ecc_dequote() {
         *) w=${w//\\/} ;;
     esac
     case $w in
-        \~) w=$HOME ;;
-        \~/*) w=$HOME/${w:2} ;;
+        \~) w=${HOME-} ;;
+        \~/*) w=${HOME-}/${w:2} ;;
     esac
     __kodelyth_ecc_reply=$w
 }
 
 # Add to COMPREPLY the candidates of a value word (see __kodelyth_ecc_value) that
 # start with $cur: every candidate is data, matched literally and never expanded.
+# Every function returns 0: under a user's `set -e` a failing one ends the shell.
 __kodelyth_ecc_add() {
     local what=$1 kind c
     local -a list=()
@@ -273,7 +274,7 @@ __kodelyth_ecc_add() {
         for c in "${list[@]}"; do
             [[ $c == "$cur"* ]] && COMPREPLY+=("$c")
         done
-        return
+        return 0
     fi
     IFS=+ read -r -a list <<<"$what"
     local -a ask=()
@@ -281,7 +282,7 @@ __kodelyth_ecc_add() {
     for kind in "${list[@]}"; do
         case $kind in
             files | dirs | json)
-                compopt -o filenames 2>/dev/null
+                compopt -o filenames 2>/dev/null || :
                 local -a found=()
                 case $kind in
                     files) while IFS= read -r c; do found+=("$c"); done < <(compgen -f -- "$cur") ;;
@@ -307,6 +308,7 @@ __kodelyth_ecc_add() {
                 ;;
         esac
     done
+    return 0
 }
 
 _kodelyth_ecc() {

@@ -3,7 +3,9 @@
 Each frame overwrites the last one line by line (cursor up, rewrite, clear to the end
 of the line, then clear below for lines a longer frame left), written in one piece:
 no blank screen between frames, so no flicker. Lines are cut to the terminal's width
-and the frame to its height, so that the cursor always gets back to the frame's top.
+(in columns: a wide character takes two) and the frame to its height, so that the
+cursor always gets back to the frame's top; after a resize the frame starts again at
+the top of a cleared screen.
 The cursor is hidden while the frame is live and shown again when it ends, also on
 Ctrl-C, SIGTERM and SIGHUP (turned into ``KeyboardInterrupt`` while live).
 """
@@ -22,6 +24,7 @@ HIDE_CURSOR = "\x1b[?25l"
 SHOW_CURSOR = "\x1b[?25h"
 CLEAR_TO_END_OF_LINE = "\x1b[K"
 CLEAR_BELOW = "\x1b[J"
+HOME = "\x1b[H"
 
 Segments = list[tuple[str, str | None]]
 
@@ -45,6 +48,7 @@ class LiveScreen:
         self.height = 0
         self.live = False
         self._last: str | None = None
+        self._size: tuple[int, int] | None = None
         self._signals: dict[int, object] = {}
 
     def _start(self) -> None:
@@ -60,21 +64,27 @@ class LiveScreen:
         like the one shown is not drawn again."""
         if not self.live:
             self._start()
-        columns, rows = terminal_size(self.stream)
+        size = terminal_size(self.stream)
+        columns, rows = size
         if len(lines) > rows - 1:
-            hidden = len(lines) - (rows - 2)
-            lines = [*lines[: max(0, rows - 2)], [(f"… {hidden} more lines", "dim")]]
+            shown = max(0, rows - 2)
+            lines = [*lines[:shown], [(f"… {len(lines) - shown} more lines", "dim")]]
         # One column short of the edge: a full line would wrap on some terminals.
         frame = "".join(
             fit_width(line, columns - 1, self.colour) + CLEAR_TO_END_OF_LINE + "\n"
             for line in lines
         )
-        if frame == self._last:
+        resized = self.height > 0 and size != self._size
+        if frame == self._last and not resized:
             return
+        # A resized terminal rewraps what it shows (or pulls lines back from its
+        # scrollback): where the last frame starts is no longer known, and going up its
+        # height left parts of it on screen. Then start at the top of a cleared screen.
         up = f"\x1b[{self.height}A\r" if self.height else ""
+        up = HOME + CLEAR_BELOW if resized else up
         self.stream.write(up + frame + CLEAR_BELOW)
         self.stream.flush()
-        self.height, self._last = len(lines), frame
+        self.height, self._last, self._size = len(lines), frame, size
 
     def close(self) -> None:
         """The cursor back, below the last frame (which stays on screen)."""
@@ -84,6 +94,8 @@ class LiveScreen:
         try:
             self.stream.write(SHOW_CURSOR)
             self.stream.flush()
+        except (OSError, ValueError):
+            pass  # the terminal is gone (SIGHUP, a closed pty): nothing to restore
         finally:
             for sig, handler in self._signals.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]

@@ -356,8 +356,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    if not 0 < value < float("inf"):  # nan is not more than 0: it would never time out
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds more than 0")
     return value
 
 
@@ -1114,7 +1114,22 @@ COMMANDS: dict[str, Callable[[_Sub], None]] = {
 }
 
 
+def _shown(exc: BaseException) -> str:
+    from kodelyth_ecc.termsafe import one_line
+
+    return one_line(str(exc), 300)
+
+
+def _null_streams() -> None:
+    """A command started with stdout or stderr closed (``>&-``) has None there: writes
+    go nowhere instead of failing."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _null_streams()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == [COMPLETE]:
         from kodelyth_ecc.commands.completion import complete
@@ -1149,14 +1164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
+        from kodelyth_ecc.termsafe import one_line
+
+        where = f" ({one_line(str(exc.filename), 300)})" if exc.filename else ""
         print(f"{PROG}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:
         if os.environ.get("KODELYTH_DEBUG"):
             raise
         print(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+            f"{PROG}: internal error: {type(exc).__name__}: {_shown(exc)} "
             "(please report it; rerun with KODELYTH_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )

@@ -4,7 +4,7 @@
 Only on a terminal, and never under ``--json``: otherwise nothing at all is written,
 not even a newline, so that piped and logged stderr stays exactly what it was. On a
 terminal each update rewrites the line (carriage return, clear line), cut to the
-terminal's width so that it never wraps; the text goes through ``termsafe.one_line``
+terminal's width (in columns) so that it never wraps; the text goes through ``termsafe.one_line``
 (a step can name a worker, a worker name can come from a bundle). Leaving the ``with``
 block, by success, error or Ctrl-C, clears the line (or, with ``close(keep=True)``,
 ends it with a newline so that it stays).
@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import TextIO
 
 from kodelyth_ecc.live import terminal_size
-from kodelyth_ecc.termsafe import is_terminal, one_line
+from kodelyth_ecc.termsafe import fit_cells, is_terminal, one_line
 
 CLEAR_LINE = "\r\x1b[2K"
 
@@ -46,7 +46,9 @@ class ProgressLine:
         if not self.active:
             return
         columns, _ = terminal_size(self.stream)
-        line = one_line(text, max(1, columns - 1))
+        # Cut in columns, not characters: a wide character takes two, and a line that
+        # wraps leaves its first half on screen at the next carriage return.
+        line = fit_cells(one_line(text), max(1, columns - 1))
         if line == self.shown:
             return
         self._write(CLEAR_LINE + line)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from kodelyth_ecc import tmux
@@ -130,6 +130,7 @@ class SessionStatus:
         return self.record.torn_down_at if self.record is not None else None
 
 
+_PANE_ID = re.compile(r"%[0-9]{1,9}")
 _STAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 
 
@@ -165,12 +166,22 @@ def elapsed_s(worker: WorkerStatus, now: float | None = None) -> float | None:
     return max(0.0, (time.time() if now is None else now) - started)
 
 
+def pane_id_of(value: object) -> str | None:
+    """A pane id as session.json holds it, if it is one tmux gives (``%12``)."""
+    return value if isinstance(value, str) and _PANE_ID.fullmatch(value) else None
+
+
 def collect_status(
-    session: str, coordination_root: str, *, look_at_panes: bool = True
+    session: str,
+    coordination_root: str,
+    *,
+    look_at_panes: bool = True,
+    only: Collection[str] | None = None,
 ) -> SessionStatus:
     """The session's workers as their status files say, each file read once; with
     ``look_at_panes`` (one tmux call), a worker whose pane died while it ran is lost.
-    Without it nothing is known of the panes (a poller's cheap look between full ones)."""
+    Without it nothing is known of the panes (a poller's cheap look between full ones).
+    With ``only``, just those workers (a follower of one in a big session)."""
     sdir = SessionDir.at(coordination_root, session)
     if not sdir.exists():
         raise KodelythError(
@@ -188,10 +199,16 @@ def collect_status(
         and tmux.available()
     )
     panes = tmux.panes(session) if executed else None
-    # session.json is read like any session file: its slugs must be slugs too.
-    pane_of = {w.slug: w.pane_id for w in record.workers if is_slug(w.slug)} if record else {}
+    # session.json is read like any session file: its slugs must be slugs too, and its
+    # pane ids such as tmux gives (a pane id goes to tmux as a target: a list, "%1;" or
+    # "=other:1" is no pane).
+    pane_of = (
+        {w.slug: pane_id_of(w.pane_id) for w in record.workers if is_slug(w.slug)} if record else {}
+    )
     slugs = list(pane_of)
     slugs += [s for s in sdir.worker_slugs() if s not in pane_of]
+    if only is not None:
+        slugs = [s for s in slugs if s in only]
 
     workers = []
     for slug in slugs:
@@ -245,32 +262,52 @@ def collect_status(
 
 def list_sessions(coordination_root: str, *, include_torn_down: bool = True) -> list[SessionStatus]:
     """Every session under the root: directories with a session.json or worker dirs;
-    without ``include_torn_down``, not those whose worktrees teardown removed."""
+    without ``include_torn_down``, not those whose worktrees teardown removed (nor is
+    tmux asked about them). A directory that cannot be read as a session (thousands of
+    entries over MAX_WORKERS, unreadable) is left out: one bad session must not hide the
+    others (``collect_status`` of it says what is wrong)."""
     found = []
     for name in list_session_names(coordination_root):
         sdir = SessionDir(coordination_root, name)
-        if not os.path.lexists(sdir.record_file) and not sdir.worker_slugs():
+        try:
+            if not os.path.lexists(sdir.record_file) and not sdir.worker_slugs():
+                continue
+            if not include_torn_down:
+                record = read_session_record(sdir.path)
+                if record is not None and record.torn_down_at is not None:
+                    continue
+            status = collect_status(name, coordination_root)
+        except (KodelythError, OSError):
             continue
-        status = collect_status(name, coordination_root)
         if include_torn_down or status.torn_down_at is None:
             found.append(status)
     return found
 
 
-def _refuse_unwaitable(status: SessionStatus) -> None:
-    """A session that never ran here has nothing to wait for: say so instead of hanging."""
+def never_ran_here(status: SessionStatus) -> str | None:
+    """Why nothing will change in a session's files (None: it may): it was imported
+    from a bundle, or written with --write-only and never started. Its status files
+    may still say "running" (a bundle of a running swarm): waiting would never end."""
     session = status.session
     if status.record is not None and status.record.mode == "imported":
-        raise KodelythError(
+        return (
             f"session {session!r} was imported from a bundle and never ran here: nothing "
             f"to wait for (run it again with `kodelyth-ecc replay {session} --execute`)"
         )
     if status.record is not None and status.record.tmux_session is None:
-        raise KodelythError(
+        return (
             f"session {session!r} was written with --write-only and never started: "
             "nothing to wait for (start it by rerunning that swarm command with "
             "--execute --replace)"
         )
+    return None
+
+
+def _refuse_unwaitable(status: SessionStatus) -> None:
+    """A session that never ran here has nothing to wait for: say so instead of hanging."""
+    reason = never_ran_here(status)
+    if reason is not None:
+        raise KodelythError(reason)
 
 
 def wait_for_session(

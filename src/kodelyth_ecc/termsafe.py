@@ -107,19 +107,61 @@ def paint(text: str, style: str | None, colour: bool = True) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if code else text
 
 
+def _char_cells(char: str) -> int:
+    import unicodedata
+
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def cells(text: str) -> int:
+    """How many terminal columns ``text`` (safe text) takes: two for a wide character
+    (CJK, most emoji), none for a combining mark. ASCII without a lookup."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_cells(char) for char in text)
+
+
+def cut_cells(text: str, width: int) -> tuple[str, int]:
+    """The longest start of ``text`` that fits in ``width`` columns, and its width."""
+    if text.isascii():
+        piece = text[: max(0, width)]
+        return piece, len(piece)
+    used = 0
+    for i, char in enumerate(text):
+        size = _char_cells(char)
+        if used + size > width:
+            return text[:i], used
+        used += size
+    return text, used
+
+
+def fit_cells(text: str, width: int) -> str:
+    """``text`` (safe text) cut to ``width`` columns with an ellipsis: one line that
+    never wraps, whatever its characters' widths (the progress line)."""
+    if cells(text) <= width:
+        return text
+    piece, _ = cut_cells(text, width - 1)
+    return piece + "…" if width > 0 else ""
+
+
 def fit_width(segments: list[tuple[str, str | None]], width: int, colour: bool) -> str:
-    """Segments of (safe text, style) painted and cut to ``width`` characters on screen,
-    with an ellipsis when cut: a line that never wraps (a redraw counts lines)."""
+    """Segments of (safe text, style) painted and cut to ``width`` columns on screen
+    (``cells``: a wide character takes two), with an ellipsis when cut: a line that
+    never wraps (a redraw counts lines)."""
     out: list[str] = []
     left = width
-    total = sum(len(text) for text, _ in segments)
+    total = sum(cells(text) for text, _ in segments)
     cut = total > width
     if cut:
         left = max(0, width - 1)
     for text, style in segments:
         if left <= 0:
             break
-        piece = text[:left]
-        left -= len(piece)
+        piece, used = cut_cells(text, left)
+        left -= used
         out.append(paint(piece, style, colour))
+        if used < cells(text):
+            break  # a wide character that does not fit: nothing after it either
     return "".join(out) + ("…" if cut and width > 0 else "")

@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise KodelythError(
             f"attach needs a terminal: run it in one (or `tmux attach -t ={session}` there)"
         )
-    if worker is not None and not (worker.pane_id and tmux.select_pane(worker.pane_id)):
+    # Only a pane of this very session is selected (a dead one too: its last output):
+    # session.json may name one of another session, and selecting it would change that.
+    if worker is not None and not (
+        worker.pane_id
+        and worker.pane_id in (tmux.panes(session) or {})
+        and tmux.select_pane(worker.pane_id)
+    ):
         sys.stderr.write(f"warning: the pane of {worker.slug} is gone; attaching to the session\n")
     argv = tmux.attach_argv(session)
     sys.stdout.flush()

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from kodelyth_ecc.commands._common import coordination_root, worker_of
 from kodelyth_ecc.errors import EXIT_OK
@@ -23,11 +24,23 @@ CHUNK_BYTES = 1 << 20
 TAIL_BYTES = 8 << 20
 
 
+# The control bytes strip_terminal_controls drops, dropped first at memory speed (a
+# transcript of NULs, a sparse file, went through its regular expressions at 30 MB/s):
+# all of C0 but tab, newline, ESC and BEL (which start and end sequences), and DEL.
+_DROPPED = bytes([*range(0x00, 0x07), 0x08, *range(0x0B, 0x1B), *range(0x1C, 0x20), 0x7F])
+
+
 def _clean(data: bytes) -> str:
-    from kodelyth_ecc.export import strip_terminal_controls
     from kodelyth_ecc.termsafe import visible_controls
 
-    return visible_controls(strip_terminal_controls(data.decode("utf-8", errors="replace")))
+    data = data.translate(None, _DROPPED)
+    if b"\x1b" in data or b"\xc2\x9b" in data:  # ESC, or CSI as a C1 character
+        from kodelyth_ecc.export import strip_terminal_controls
+
+        text = strip_terminal_controls(data.decode("utf-8", errors="replace"))
+    else:
+        text = data.replace(b"\x07", b"").decode("utf-8", errors="replace")
+    return visible_controls(text)
 
 
 class Transcript:
@@ -63,10 +76,14 @@ class Transcript:
     def read(self, *, final: bool = False) -> str:
         """What was written since the last read, up to its last newline (all of it
         when ``final``, or when a line runs past a chunk)."""
+        return "".join(self.pieces(final=final))
+
+    def pieces(self, *, final: bool = False) -> Iterator[str]:
+        """``read`` a chunk at a time, for a printer: a transcript of gigabytes is
+        never held whole, and a closed pipe (``| head``) ends the reading."""
         self._reopen_if_replaced()
         if self.fd is None:
-            return ""
-        out: list[str] = []
+            return
         while True:
             chunk = os.read(self.fd, CHUNK_BYTES)
             if not chunk:
@@ -75,12 +92,12 @@ class Transcript:
             cut = data.rfind(b"\n") + 1
             if cut == 0 and len(data) >= CHUNK_BYTES:
                 cut = len(data)
-            out.append(_clean(data[:cut]))
             self.pending = data[cut:]
+            if cut:
+                yield _clean(data[:cut])
         if final and self.pending:
-            out.append(_clean(self.pending) + "\n")
-            self.pending = b""
-        return "".join(out)
+            pending, self.pending = self.pending, b""
+            yield _clean(pending) + "\n"
 
     def skip_to_last_lines(self, count: int) -> str:
         """The last ``count`` lines, read from at most TAIL_BYTES before the end; the
@@ -98,34 +115,52 @@ class Transcript:
             data += chunk
         cut = data.rfind(b"\n") + 1
         self.pending = data[cut:]
-        lines = data[:cut].splitlines(keepends=True)
-        return _clean(b"".join(lines[-count:]))
+        # Lines end at a newline only (bytes.splitlines would cut at each \r too, and a
+        # line of progress-bar redraws is one line once cleaned).
+        start = cut - 1
+        for _ in range(count):
+            start = data.rfind(b"\n", 0, start)
+            if start < 0:
+                break
+        return _clean(data[start + 1 : cut])
 
 
 def run(args: argparse.Namespace) -> int:
-    from kodelyth_ecc.status import collect_status
+    from kodelyth_ecc.status import collect_status, never_ran_here
 
     root = coordination_root(args.coordination_root)
     status = collect_status(args.session, root)
     worker = worker_of(status, args.worker)
     transcript = Transcript(SessionDir.at(root, args.session).worker(worker.slug))
     out = sys.stdout
+    follow = args.follow
+    unchanging = never_ran_here(status) if follow else None
+    if unchanging is not None:
+        # An imported bundle of a running swarm says "running" for ever: nothing is
+        # coming, so print what there is and end.
+        from kodelyth_ecc.termsafe import one_line
+
+        sys.stderr.write(f"kodelyth-ecc: not following: {one_line(unchanging)}\n")
+        follow = False
     try:
         if args.lines is not None:
             out.write(transcript.skip_to_last_lines(args.lines))
-        if not args.follow:
-            out.write(transcript.read(final=True))
+        if not follow:
+            for piece in transcript.pieces(final=True):
+                out.write(piece)
             return EXIT_OK
         # Until the worker is done: then what it wrote last, and out. Its status file is
-        # read each time; tmux (is its pane gone?) is asked every PANE_LOOK_S.
+        # read each time (its alone: a session may have thousands); tmux (is its pane
+        # gone?) is asked every PANE_LOOK_S.
         next_look = time.monotonic() + PANE_LOOK_S
         while True:
             look = time.monotonic() >= next_look
             if look:
                 next_look = time.monotonic() + PANE_LOOK_S
-            now = collect_status(args.session, root, look_at_panes=look).workers
-            finished = all(w.done for w in now if w.slug == worker.slug)
-            out.write(transcript.read(final=finished))
+            now = collect_status(args.session, root, look_at_panes=look, only=(worker.slug,))
+            finished = all(w.done for w in now.workers)
+            for piece in transcript.pieces(final=finished):
+                out.write(piece)
             out.flush()
             if finished:
                 return EXIT_OK

@@ -35,7 +35,7 @@ from kodelyth_ecc.status import (
     wait_for_session,
     watch_session,
 )
-from kodelyth_ecc.termsafe import colour_wanted, is_terminal, one_line, paint
+from kodelyth_ecc.termsafe import cells, colour_wanted, is_terminal, one_line, paint
 
 STATUS_SCHEMA = "kodelyth.status/v1"
 # How a state looks on a terminal with colour.
@@ -233,16 +233,16 @@ def _cell(text: str) -> Segments:
 
 
 def _layout(rows: list[list[Segments]]) -> list[Segments]:
-    """Cells in columns two spaces apart, widths counted on the text (colour is a
-    style of a segment, never in it)."""
-    widths = [max(sum(len(t) for t, _ in row[i]) for row in rows) for i in range(len(rows[0]))]
+    """Cells in columns two spaces apart, widths counted in terminal columns on the
+    text (colour is a style of a segment, never in it; a wide character takes two)."""
+    widths = [max(sum(cells(t) for t, _ in row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         line: Segments = []
         for i, cell in enumerate(row):
             line += cell
             if i < len(row) - 1:
-                line.append((" " * (widths[i] - sum(len(t) for t, _ in cell) + 2), None))
+                line.append((" " * (widths[i] - sum(cells(t) for t, _ in cell) + 2), None))
         while line and not line[-1][0].strip():
             line.pop()
         if line:
@@ -267,14 +267,14 @@ def table_lines(status: SessionStatus, details: Details | None = None) -> list[S
             state.append((f" ({one_line(w.reason, 40)})", None))
         elapsed = details.elapsed.get(w.slug)
         duration = human_elapsed(elapsed) if elapsed is not None else human_duration(w.duration_s)
-        cells = [
+        texts = [
             w.slug,
             "-" if w.exit_code is None else str(w.exit_code),
             duration,
             _pane(w.pane_alive),
             human_bytes(w.handoff_bytes),
         ]
-        row: list[Segments] = [_cell(cells[0]), state, *(_cell(c) for c in cells[1:])]
+        row: list[Segments] = [_cell(texts[0]), state, *(_cell(c) for c in texts[1:])]
         if with_verify:
             # "passed (exit 0, 1.2s): ...": the outcome, the command is in status.md.
             row.append(_cell(one_line((w.verify or "-").split(":", 1)[0], 40)))
