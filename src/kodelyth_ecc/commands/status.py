@@ -18,7 +18,6 @@ from kodelyth_ecc.commands._common import (
 from kodelyth_ecc.coordination import utc_now
 from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_OK, EXIT_WAIT_TIMEOUT, UsageError
 from kodelyth_ecc.humanize import human_elapsed, local_time, time_ago
-from kodelyth_ecc.progress import ProgressLine
 from kodelyth_ecc.sessiondir import SessionDir
 from kodelyth_ecc.status import (
     RecordedUsage,
@@ -370,6 +369,8 @@ def wait_with_exit_code(
 ) -> tuple[SessionStatus, int]:
     """``--wait`` for `status` and `replay`: the last status seen, and 0, 1 or 124. On
     a terminal (unless ``quiet``) a progress line on stderr says who is still running."""
+    from kodelyth_ecc.progress import ProgressLine  # only --wait needs it (and threading)
+
     with ProgressLine(quiet=quiet) as line:
         on_poll = (lambda status: line.update(waiting_text(status))) if line.active else None
         try:
