@@ -7,11 +7,12 @@ worker (the JavaScript exporter did) skip it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ __all__ = [
     "WorkerRecord",
     "materialize_plan",
     "read_session_record",
+    "session_lock",
     "session_record_for",
     "write_pending_status",
     "write_session_record",
@@ -245,6 +247,30 @@ def read_session_record(coordination_dir: str) -> SessionRecord | None:
         return SessionRecord.from_json(parsed)
     except (KodelythError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+
+
+@contextlib.contextmanager
+def session_lock(coordination_dir: str, busy: str) -> Iterator[None]:
+    """One command at a time changing a session's panes and files (retry and resume;
+    teardown and apply should take it too): an flock on its directory, dropped by the
+    kernel if the holder dies. Held elsewhere: ``KodelythError(busy)``, at once. No
+    directory (or a symlink in its place): nothing to lock, and reading the session
+    then says what is wrong."""
+    import fcntl
+
+    try:
+        fd = os.open(coordination_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KodelythError(busy) from None
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
 
 
 def _ensure_root(coordination_root: str, repo_root: str) -> None:

@@ -302,12 +302,42 @@ def _arg0_links(plan: OrchestrationPlan) -> str | None:
     if target is None:
         return None
     directory = os.path.join(plan.coordination_dir, LINKS_DIR)
-    os.makedirs(directory, exist_ok=True)
+    _check_links_dir(directory, adapter.arg0_links)
     for name in adapter.arg0_links:
         link = os.path.join(directory, name)
-        if not os.path.lexists(link):
-            os.symlink(target, link)
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        # Made again (a retry after the CLI moved): under a temporary name, then over it.
+        fresh = f"{link}.{secrets.token_hex(4)}.tmp"
+        os.symlink(target, fresh)
+        os.replace(fresh, link)
     return directory
+
+
+def _check_links_dir(directory: str, names: tuple[str, ...]) -> None:
+    """The links directory goes first on the agent's PATH: it must be a directory of
+    ours (a retry finds the one ``--execute`` made) holding nothing but the links, so
+    nothing put there (a symlink to elsewhere, a `git` of someone's) runs in its stead."""
+    import stat
+
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        os.mkdir(directory)
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise KodelythError(
+            f"{directory} is not a directory (a symlink?): it would go first on the agents' "
+            "PATH; remove it and try again"
+        )
+    strangers = sorted(set(os.listdir(directory)) - set(names))
+    if strangers:
+        from kodelyth_ecc.termsafe import one_line
+
+        raise KodelythError(
+            f"{directory} holds {one_line(strangers[0], 60)!r}, which kodelyth-ecc did not put "
+            "there: it would go first on the agents' PATH; remove it and try again"
+        )
 
 
 def harness_env(plan: OrchestrationPlan) -> tuple[tuple[str, str], ...]:
@@ -424,14 +454,45 @@ def _remove_worktrees(repo: str, added: list[tuple[str, str]]) -> None:
 
 def rollback(undo: list[tuple[str, Callable[[], None]]]) -> list[str]:
     """Undo what a run made, newest first, going on past a step that fails; returns
-    what could not be undone (for the one-line error)."""
+    what could not be undone (for the one-line error). A second Ctrl-C (or SIGTERM,
+    SIGHUP) meanwhile waits until the undoing is done: cut short, it would leave half."""
     failures = []
-    for description, action in reversed(undo):
-        try:
-            action()
-        except Exception as exc:  # keep undoing the rest
-            failures.append(f"{description}: {exc}")
+    with _deferred_interrupts():
+        for description, action in reversed(undo):
+            try:
+                action()
+            except Exception as exc:  # keep undoing the rest
+                failures.append(f"{description}: {exc}")
     return failures
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP noted, not acted on, for the block; one that came is
+    a KeyboardInterrupt after it. (Handlers, not a signal mask: the tmux and git it
+    runs meanwhile must not inherit blocked signals.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        came.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, note)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if came:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -151,11 +151,41 @@ class PlanConfig(Record):
 
 
 PLAN_CONFIG_SCHEMA = "kodelyth.plan-config/v1"
+# The plan_config's HMAC under this user's machine key (``exchanges.machine_key``): its
+# launchers and --verify are shell commands, so a retry runs only a plan that this
+# user's kodelyth-ecc wrote here, never one an imported bundle, a copied session dir or
+# an edit put in session.json (replay's rule for a stranger's launcher).
+PLAN_SEAL_KEY = "seal"
+
+
+def plan_seal(record: Mapping[str, Any]) -> str:
+    """The seal of a ``to_record`` object (its ``seal`` itself left out): over its
+    canonical JSON, ASCII-only so any text seals the same after a round trip."""
+    import hashlib
+    import hmac
+    import json
+
+    from kodelyth_ecc.exchanges import SEAL_PREFIX, machine_key
+
+    body = {k: v for k, v in record.items() if k != PLAN_SEAL_KEY}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    message = b"plan-config\0" + canonical.encode("ascii")
+    return SEAL_PREFIX + hmac.new(machine_key(), message, hashlib.sha256).hexdigest()
+
+
+def sealed_record(config: PlanConfig) -> dict[str, Any]:
+    """``config.to_record()`` with its seal, as session.json keeps it."""
+    record = config.to_record()
+    record[PLAN_SEAL_KEY] = plan_seal(record)
+    return record
 
 
 def plan_config_from_record(data: object) -> PlanConfig:
-    """The ``PlanConfig`` that ``PlanConfig.to_record`` wrote; a ``KodelythError`` naming
-    the first field that is not what it wrote (session.json is a file one can edit)."""
+    """The ``PlanConfig`` that ``sealed_record`` wrote; a ``KodelythError`` naming the
+    first field that is not what it wrote (session.json is a file one can edit), or
+    saying it was not sealed here (its commands are then never run)."""
+    import hmac
+
     from kodelyth_ecc.errors import KodelythError
 
     def bad(what: str) -> KodelythError:
@@ -215,7 +245,7 @@ def plan_config_from_record(data: object) -> PlanConfig:
             sandbox = SandboxPolicy.from_json(data["sandbox"])
         except ValueError as exc:
             raise bad(str(exc)) from None
-    return PlanConfig(
+    config = PlanConfig(
         session_name=text(data, "session_name", optional=False) or "",
         repo_root=text(data, "repo_root", optional=False) or "",
         workers=tuple(workers),
@@ -236,6 +266,22 @@ def plan_config_from_record(data: object) -> PlanConfig:
         on_divergence=text(data, "on_divergence") or "stop",
         sandbox=sandbox,
     )
+    claimed = data.get(PLAN_SEAL_KEY)
+    try:
+        expected = plan_seal(data).encode()
+    except (RecursionError, ValueError):  # a hand-made object nested past what JSON takes
+        expected = b""
+    # As bytes: compare_digest refuses str with anything but ASCII in it.
+    if not isinstance(claimed, str) or not hmac.compare_digest(
+        claimed.encode("utf-8", "surrogatepass"), expected
+    ):
+        raise KodelythError(
+            "session.json's plan_config was not sealed by kodelyth-ecc for this user on this "
+            "machine (a session dir copied or imported from elsewhere, one made under another "
+            "HOME, or a plan edited since): its commands are not run; start a new session "
+            "(`kodelyth-ecc replay SESSION --execute` runs a copy of a stranger's)"
+        )
+    return config
 
 
 class WorkerPlan(Record):
@@ -413,7 +459,7 @@ class OrchestrationPlan(Record):
             worktree_root=self.worktree_root,
             coordination_root=self.coordination_root,
         )
-        return resolved.to_record()
+        return sealed_record(resolved)
 
     def resumed_worker(
         self, worker: WorkerPlan, agent_session: str, message_file: str

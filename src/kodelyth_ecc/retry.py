@@ -14,6 +14,12 @@ gate. With a message, the agent continues its own conversation where its CLI can
 (``Harness.resume_args``, by the id its usage recorded), the message on stdin from a
 file; else it starts afresh on its task, the message added to ``task.md``.
 
+The session dir is hostile input (anything running as the user can write it, and a
+stranger's can be copied in): the plan runs only with this user's seal
+(``plan.plan_seal``), a worker only in its own registered worktree on its own branch,
+never beside a runner of it still alive anywhere, never through a symlinked worker
+dir, task or handoff.
+
 Everything made is pushed on an undo stack first; any failure (or Ctrl-C) pops it, as
 ``execute`` does: files moved back, panes and proxy ended, session.json as it was.
 """
@@ -25,6 +31,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +39,8 @@ from kodelyth_ecc import tmux
 from kodelyth_ecc.coordination import (
     GONE_PANE,
     SessionRecord,
+    read_session_record,
+    session_lock,
     write_pending_status,
     write_session_record,
 )
@@ -82,9 +91,18 @@ ATTEMPT_FILES = (
 )
 # Workers in these states have not finished (lost: its pane or tmux server died first).
 UNFINISHED = ("pending", "running", LOST)
+# The reason a runner records for an agent or check it stopped on a signal (runner.main).
+STOPPED_REASON = "stopped"
 MAX_MESSAGE_BYTES = 1024 * 1024
 # The window a dead proxy's window is renamed to while a new one starts (ended after).
 _ENDED_PROXY_WINDOW = "proxy-ended"
+# How long a runner found alive may take to end (its tmux server has just ended: a
+# sandboxed one brings its commits back first) before the worker is refused as running.
+_RUNNER_END_WAIT_S = 5.0
+# What a runner's command line holds (``OrchestrationPlan.runner_argv``).
+_RUNNER_MAIN = b"from kodelyth_ecc.runner import main"
+# attempts/<N>/ numbers tried past the one session.json counts before giving up.
+_MAX_ATTEMPT_TRIES = 10_000
 
 
 @dataclass
@@ -163,11 +181,20 @@ def resume_session(
                 "for one worker"
             )
         for worker in run.status.workers:
-            if worker.state in UNFINISHED:
+            if unfinished(worker):
                 run.add(worker.slug)
         if not run.chosen:
             return run.result
         return run.start(None, on_step or (lambda _step: None))
+
+
+def unfinished(worker: WorkerStatus) -> bool:
+    """Whether ``worker`` had not finished: pending, running or lost, or stopped by a
+    signal before it could (its runner records that as failed, reason "stopped": the
+    hangup of a tmux server that ended during its --verify check or in its sandbox)."""
+    return worker.state in UNFINISHED or (
+        worker.state == "failed" and worker.reason == STOPPED_REASON
+    )
 
 
 def check_message(message: str) -> str:
@@ -193,93 +220,101 @@ def check_message(message: str) -> str:
 
 @contextlib.contextmanager
 def _session_lock(session: str, coordination_root: str) -> Iterator[None]:
-    """One retry or resume of a session at a time (both would move the same files): an
-    flock on its directory, dropped by the kernel if this process dies. No directory:
-    nothing to lock (reading the session then says what is wrong)."""
-    import fcntl
-
+    """One retry or resume of a session at a time (both would move the same files)."""
     path = SessionDir.at(os.path.abspath(coordination_root), session).path
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    busy = (
+        f"another retry or resume of session {session!r} is under way: wait for it to "
+        "finish and try again"
+    )
+    with session_lock(path, busy):
         yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise KodelythError(
-                f"another retry or resume of session {session!r} is under way: wait for it "
-                "to finish and try again"
-            ) from None
-        yield
-    finally:
-        os.close(fd)  # the lock goes with it
 
 
 class _Kept:
-    """A worker's previous attempt, moved into attempts/<N>/ (and moved back on undo)."""
+    """A worker's previous attempt, moved into attempts/<N>/ (and moved back on undo).
+    Put on the undo stack before ``make``: an interruption at any point is undone from
+    what is on disk (what is in its fresh attempts/<N>/ was moved there by it)."""
 
     def __init__(self, worker_dir: str, number: int) -> None:
         self.worker_dir = worker_dir
-        root = os.path.join(worker_dir, ATTEMPTS_DIR)
-        self.made_root = not os.path.lexists(root)
-        if self.made_root:
+        self.number = number
+        self.root = os.path.join(worker_dir, ATTEMPTS_DIR)
+        self.made_root = False
+        self.directory: str | None = None
+        self.moved: list[str] = []
+        # Names that were not there: what is there on undo was made for the new attempt.
+        self.absent: list[str] = []
+        self.task_text: bytes | None = None
+
+    @property
+    def kept(self) -> str:
+        assert self.directory is not None
+        return self.directory
+
+    def make(self) -> None:
+        """attempts/<N>/: the first free number from the attempt's own, never over an
+        earlier one."""
+        root = self.root
+        if not os.path.lexists(root):
             os.mkdir(root)
+            self.made_root = True
         elif not os.path.isdir(root) or os.path.islink(root):
             raise KodelythError(
                 f"{root} is not a directory: move it away so the earlier attempts can be kept"
             )
-        # The first free number from the attempt's own: never over an earlier one.
-        try:
-            while True:
-                self.directory = os.path.join(root, str(number))
-                try:
-                    os.mkdir(self.directory)
-                    break
-                except FileExistsError:
-                    number += 1
-        except BaseException:
-            if self.made_root:
-                os.rmdir(root)
-            raise
-        self.number = number
-        self.moved: list[str] = []
-        self.absent: list[str] = []
-        self.task_text: bytes | None = None
+        for number in range(self.number, self.number + _MAX_ATTEMPT_TRIES):
+            candidate = os.path.join(root, str(number))
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            self.directory, self.number = candidate, number
+            return
+        raise KodelythError(
+            f"{root} holds no free attempt number from {self.number} on: move the earlier "
+            "attempts away and retry"
+        )
 
     def keep(self) -> None:
+        directory = self.kept
         for name in ATTEMPT_FILES:
             source = os.path.join(self.worker_dir, name)
             if not os.path.lexists(source):
                 self.absent.append(name)
                 continue
-            os.rename(source, os.path.join(self.directory, name))  # a link moves as one
+            os.rename(source, os.path.join(directory, name))  # a link moves as one
             self.moved.append(name)
 
     def add_to_task(self, text: str) -> None:
         """The message appended to task.md, the task as it was kept beside the rest."""
         path = os.path.join(self.worker_dir, TASK_FILE)
         before = read_file(path, MAX_TEXT_BYTES) or b""
-        atomic_write_bytes(os.path.join(self.directory, TASK_FILE), before)
+        atomic_write_bytes(os.path.join(self.kept, TASK_FILE), before)
         self.task_text = before
         atomic_write_bytes(path, before + text.encode("utf-8"))
 
     def undo(self) -> None:
+        directory = self.directory
+        if directory is None:
+            if self.made_root:
+                os.rmdir(self.root)
+            return
         if self.task_text is not None:
             atomic_write_bytes(os.path.join(self.worker_dir, TASK_FILE), self.task_text)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, TASK_FILE))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, TASK_FILE))
         for name in self.absent:
             # Made for the new attempt (a fresh recording, the message): not there before.
             path = os.path.join(self.worker_dir, name)
             if os.path.lexists(path) and not os.path.isdir(path):
                 os.unlink(path)
-        for name in reversed(self.moved):
-            os.replace(os.path.join(self.directory, name), os.path.join(self.worker_dir, name))
-        os.rmdir(self.directory)
+        for name in reversed(ATTEMPT_FILES):
+            kept = os.path.join(directory, name)
+            if os.path.lexists(kept):  # moved there by keep (the directory is this run's)
+                os.replace(kept, os.path.join(self.worker_dir, name))
+        os.rmdir(directory)
         if self.made_root:
-            os.rmdir(os.path.dirname(self.directory))
+            os.rmdir(self.root)
 
 
 @dataclass
@@ -308,6 +343,9 @@ class _RetryRun:
         self.result = RetryResult(session, self.root, self.sdir.path)
         self._ended_proxy: _Window | None = None
         self._stale_proxy_file: str | None = None
+        # Looked up once for every worker chosen (git worktree list, /proc).
+        self._worktrees: dict[str, str | None] | None = None
+        self._runners: dict[str, int] | None = None
 
     def add(self, slug: str) -> None:
         """Choose a worker to start again (refused while its pane runs)."""
@@ -327,13 +365,73 @@ class _RetryRun:
                 f"alive): wait for it (`kodelyth-ecc status {self.session} --wait`), or end it "
                 f"(`tmux kill-pane -t {now.pane_id}`) and retry"
             )
-        if not os.path.isdir(worker.worktree_path):
+        runner = self._live_runner(worker)
+        if runner is not None:
             raise KodelythError(
-                f"worker {slug}'s worktree {worker.worktree_path} is gone, and its work with "
-                "it: there is nothing to run it in again; start a new session"
+                f"worker {slug} of {self.session!r} is still running: its runner (pid "
+                f"{runner}) lives on outside the pane session.json names (in another tmux "
+                f"server?); wait for it, or end it (`kill {runner}`) and retry"
             )
+        self._check_worktree(worker)
+        _check_worker_files(worker)
         record = next(w for w in self.record.workers if w.slug == slug)
         self.chosen.append(_Chosen(worker, now, record.pane_id, record.attempts))
+
+    def _check_worktree(self, worker: WorkerPlan) -> None:
+        """The worker runs again only in its own worktree, on its own branch: anywhere
+        else its agent would edit (and commit to) what is not the worker's."""
+        from kodelyth_ecc import gitrepo
+
+        slug, tree, branch = worker.worker_slug, worker.worktree_path, worker.branch_name
+        if not os.path.isdir(tree):
+            raise KodelythError(
+                f"worker {slug}'s worktree {tree} is gone, and its work with it: there is "
+                "nothing to run it in again; start a new session"
+            )
+        repo = self.plan.repo_root
+        if self._worktrees is None:
+            self._worktrees = gitrepo.worktrees(repo)
+        real = os.path.realpath(tree)
+        if real not in self._worktrees or real == os.path.realpath(repo):
+            raise KodelythError(
+                f"worker {slug}'s worktree {tree} is not a worktree of {repo} any more (the "
+                "worker's was removed, and this directory is not its): nothing is run in it; "
+                "start a new session"
+            )
+        on = self._worktrees[real]
+        if on is None:
+            raise KodelythError(
+                f"worker {slug}'s worktree {tree} has no branch checked out (a detached HEAD, "
+                "or a rebase or bisect under way): finish that, run "
+                f"`git -C {tree} switch {branch}`, and retry"
+            )
+        if on != branch:
+            raise KodelythError(
+                f"worker {slug}'s worktree {tree} is on branch {on}, not {branch}: its agent "
+                f"would commit to the wrong branch; run `git -C {tree} switch {branch}` "
+                "and retry"
+            )
+        if not gitrepo.branch_exists(repo, branch):
+            raise KodelythError(
+                f"worker {slug}'s branch {branch} is gone (deleted under its worktree {tree}): "
+                f"make it again where its work is (`git -C {tree} branch {branch} COMMIT`) "
+                "and retry"
+            )
+
+    def _live_runner(self, worker: WorkerPlan) -> int | None:
+        """A runner of ``worker`` still alive on this machine, wherever its pane is (a
+        tmux server on another socket, a pane session.json does not name): two agents in
+        one worktree would undo each other's work. One that is ending (its server just
+        went) is given a moment."""
+        deadline = time.monotonic() + _RUNNER_END_WAIT_S
+        while True:
+            if self._runners is None:
+                self._runners = _live_runners()
+            pid = self._runners.get(os.path.realpath(worker.status_file_path))
+            if pid is None or time.monotonic() >= deadline:
+                return pid
+            time.sleep(0.05)
+            self._runners = None
 
     # --- starting ----------------------------------------------------------------------
 
@@ -409,10 +507,11 @@ class _RetryRun:
             agent = recorded if isinstance(recorded, str) and recorded else None
             kept = _Kept(worker.coordination_dir, chosen.attempts)
             undo.append((f"{worker.worker_slug}'s previous attempt", kept.undo))
+            kept.make()
             kept.keep()
-            restarted = Restarted(worker.worker_slug, kept.number + 1, "", kept.directory)
+            restarted = Restarted(worker.worker_slug, kept.number + 1, "", kept.kept)
             if SANDBOX_DIR in kept.moved:
-                restarted.stranded = os.path.join(kept.directory, SANDBOX_DIR)
+                restarted.stranded = os.path.join(kept.kept, SANDBOX_DIR)
             launch = worker
             if message is not None:
                 message_file = os.path.join(worker.coordination_dir, MESSAGE_FILE)
@@ -539,7 +638,14 @@ class _RetryRun:
         path = self.sdir.record_file
         if before is not None:
             undo.append(("session.json", lambda: atomic_write_bytes(path, before)))
-        record = self.record
+        # As it is now, not as it was read at the start: what another command wrote
+        # meanwhile (teardown's torn_down_at, another tool's extra) stays.
+        record = read_session_record(self.sdir.path) or self.record
+        if record.torn_down_at is not None:
+            raise KodelythError(
+                f"session {self.session!r} was torn down while this retry started it: start "
+                "a new session"
+            )
         record.tmux_session = self.plan.session_name
         for worker in record.workers:
             if worker.slug in panes:
@@ -549,8 +655,8 @@ class _RetryRun:
                 )
             elif self.result.new_tmux_session and worker.pane_id is not None:
                 worker.pane_id = GONE_PANE
-                state = next((w.state for w in self.status.workers if w.slug == worker.slug), None)
-                if state in UNFINISHED:
+                now = next((w for w in self.status.workers if w.slug == worker.slug), None)
+                if now is not None and unfinished(now):
                     self.result.left_lost.append(worker.slug)
         write_session_record(self.sdir.path, record)
 
@@ -577,6 +683,64 @@ class _RetryRun:
 
 
 # --- what it reads ---------------------------------------------------------------------
+
+
+def _live_runners() -> dict[str, int]:
+    """Every runner of this user alive on this machine: the real path of the status
+    file it keeps, and its pid (from /proc; none where there is no /proc)."""
+    found: dict[str, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    uid = os.geteuid()
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read(1 << 20).split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if not any(_RUNNER_MAIN in arg for arg in argv[:4]) or b"--status-file" not in argv:
+            continue
+        at = argv.index(b"--status-file") + 1
+        if at < len(argv):
+            found[os.path.realpath(os.fsdecode(argv[at]))] = int(entry)
+    return found
+
+
+def _check_worker_files(worker: WorkerPlan) -> None:
+    """What the new attempt reads or appends to must be the worker's own files: its
+    directory, task (the agent's stdin) and handoff (appended to), never a symlink to
+    somewhere else (a secret sent to the model, a file of the user's written into), a
+    FIFO or a device."""
+    import stat
+
+    from kodelyth_ecc.sessiondir import HANDOFF_FILE, open_file
+
+    directory = worker.coordination_dir
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(directory).st_mode)
+    except FileNotFoundError:
+        is_dir = False
+    if not is_dir:
+        raise KodelythError(
+            f"worker {worker.worker_slug}'s directory {directory} is not a directory (a "
+            "symlink, or gone): its files are never written through a link; put the "
+            "worker's directory back and retry"
+        )
+    for name in (TASK_FILE, HANDOFF_FILE):
+        try:
+            fd = open_file(os.path.join(directory, name))
+        except KodelythError as exc:
+            raise KodelythError(
+                f"worker {worker.worker_slug} cannot run again: {exc.message}"
+            ) from None
+        if fd is not None:
+            os.close(fd)
 
 
 def _runnable_record(status: SessionStatus) -> SessionRecord:
@@ -646,7 +810,9 @@ def _why_afresh(plan: OrchestrationPlan, worker: WorkerPlan, agent: str | None) 
         return "its CLI kept the conversation in its sandbox's private HOME, which is gone"
     if agent is None:
         return "its previous attempt recorded no agent session id to continue"
-    return f"{worker.result_harness} cannot continue the conversation {agent[:40]!r}"
+    from kodelyth_ecc.termsafe import one_line
+
+    return f"{worker.result_harness} cannot continue the conversation '{one_line(agent, 40)}'"
 
 
 def _task_addition(message: str, attempt: int) -> str:
