@@ -205,8 +205,8 @@ def run(args: argparse.Namespace) -> int:
         from kodelyth_ecc.progress import ProgressLine
 
         # The agents start from a commit: edits only in this checkout never reach them.
-        for warning in checkout_warnings(plan):
-            sys.stderr.write(f"warning: {warning}\n")
+        # Looked at first, said once the swarm started (a refusal stays one line).
+        unseen = checkout_warnings(plan)
         # On a terminal, each step on one line of stderr (a big repo's checkouts take
         # a while); cleared before the summary, or the error, is printed.
         with ProgressLine() as line:
@@ -231,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
             f"  attach        {result.attach_command}\n"
             f"  clean up      kodelyth-ecc teardown {plan.session_name}{root}\n"
         )
+        for warning in unseen:
+            sys.stderr.write(f"warning: {warning}\n")
         return 0
     from kodelyth_ecc.preflight import plan_warnings
 
