@@ -80,7 +80,7 @@ def test_teardown_text_says_the_work_is_saved(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    ["edit", "new-file", "commit", "delete"],
+    ["edit", "new-file", "commit", "delete", "chmod"],
 )
 def test_work_changed_after_apply_is_unsaved_again(sandbox: Sandbox, change: str) -> None:
     session = f"chg-{change}"
@@ -95,6 +95,8 @@ def test_work_changed_after_apply_is_unsaved_again(sandbox: Sandbox, change: str
         (worktree / "later.txt").write_text("committed after the apply\n")
         git(worktree, "add", "later.txt")
         git(worktree, "commit", "--quiet", "--no-gpg-sign", "-m", "later")
+    elif change == "chmod":
+        (worktree / "src" / "app.py").chmod(0o755)  # the mode alone
     else:
         (worktree / "new-alpha.txt").unlink()
     _refused(sandbox, session, "alpha (")

@@ -18,10 +18,11 @@ come from a stranger.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from kodelyth_ecc import gitrepo, naming
@@ -247,12 +248,14 @@ def _snapshot_holds_the_worker(
         return False
     tips = []
     if worker.worktree is not None:
+        if _in_progress(worker.worktree) is not None:
+            return False  # a merge or rebase half done there is not what was applied
         current = tree or gitrepo.worktree_tree(worker.worktree, worker.seeds)
         if current != snap_tree:
             return False
         head = gitrepo.head_commit(worker.worktree)
         tips += [head] if head else []
-    tip = gitrepo.rev_parse(repo, f"refs/heads/{worker.branch}^{{commit}}")
+    tip = gitrepo.branch_tip(repo, worker.branch)
     tips += [tip] if tip else []
     return bool(tips) and all(gitrepo.is_ancestor(repo, t, snapshot) for t in tips)
 
@@ -261,7 +264,7 @@ def _branch_holds_the_work(repo: str, target: str, onto: str, result: str, snaps
     """``result`` is on ``target`` and has the snapshot's changes in it: the snapshot
     itself is in its history (a merge), or its tree is what merging the snapshot into
     ``onto`` (an ancestor of it) gives, as git computes it now."""
-    tip = gitrepo.rev_parse(repo, f"refs/heads/{target}^{{commit}}")
+    tip = gitrepo.branch_tip(repo, target)
     if tip is None or not gitrepo.is_ancestor(repo, result, tip):
         return False
     if gitrepo.is_ancestor(repo, snapshot, result):
@@ -270,6 +273,24 @@ def _branch_holds_the_work(repo: str, target: str, onto: str, result: str, snaps
         return False
     merged = gitrepo.merge_tree(repo, onto, snapshot)
     return merged is not None and merged == gitrepo.rev_parse(repo, f"{result}^{{tree}}")
+
+
+# A gitlink's mode: a tree entry that is another repository's commit, not files.
+_GITLINK = "160000"
+
+
+def _nested_repos(repo: str, old: str, new: str) -> list[str]:
+    """Paths where ``new`` adds or changes a gitlink against ``old``: a nested repository
+    (or submodule) whose files and commits are in the worker's worktree only, since git
+    records just a commit id for it."""
+    out = gitrepo.git_bytes("diff-tree", "-r", "-z", "--no-renames", "--raw", old, new, cwd=repo)
+    fields = out.split(b"\0")
+    found = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = meta.decode("ascii", errors="replace").split()
+        if len(parts) >= 5 and parts[1] == _GITLINK and parts[4] != "D":
+            found.append(os.fsdecode(path))
+    return found
 
 
 def _read_applied(worker_dir: WorkerDir) -> dict[str, str] | None:
@@ -302,7 +323,8 @@ def _confirmed(repo: str, worker_dir: WorkerDir, worker: _Worker) -> Applied | N
     fields = _read_applied(worker_dir)
     if fields is None or _is_worker_branch(fields["target"]):
         return None
-    if gitrepo.rev_parse(repo, f"refs/heads/{fields['target']}") is None:
+    # The branch by its exact name: ``main@{1}`` (the reflog) or ``main~1`` keep nothing.
+    if gitrepo.branch_tip(repo, fields["target"]) is None:
         return None
     snapshot = fields["snapshot"]
     if not gitrepo.commit_exists(repo, snapshot) or not gitrepo.commit_exists(
@@ -311,6 +333,9 @@ def _confirmed(repo: str, worker_dir: WorkerDir, worker: _Worker) -> Applied | N
         return None
     if not _snapshot_holds_the_worker(repo, worker, snapshot):
         return None
+    merge_base = gitrepo.git("merge-base", fields["onto"], snapshot, cwd=repo, check=False)
+    if not merge_base.strip() or _nested_repos(repo, merge_base.strip(), snapshot):
+        return None  # a nested repository's own commits go with the worktree
     if not _branch_holds_the_work(
         repo, fields["target"], fields["onto"], fields["result"], snapshot
     ):
@@ -346,7 +371,8 @@ class ApplyResult:
     onto: str
     # The target's new tip (None after conflicts).
     result: str | None = None
-    files_changed: int = 0
+    # None: git could not say (its diff stopped by a Ctrl-C).
+    files_changed: int | None = 0
     commits: int = 0
     # The work was in the target already: nothing was committed.
     already: bool = False
@@ -361,6 +387,12 @@ class ApplyResult:
     ignored: list[str] = field(default_factory=list)
     edited_seeds: list[str] = field(default_factory=list)
     message_unused: bool = False
+    # Why applied.json was not written when git did confirm the work (None: it was, or
+    # git could not confirm it).
+    unrecorded: str | None = None
+    # A Ctrl-C, SIGTERM or SIGHUP came once git had changed the target: held until the
+    # result was recorded, so everything above stands.
+    interrupted: bool = False
 
 
 # State files of operations that stop half way, and how to finish or abort each.
@@ -402,20 +434,33 @@ def _check_checkout(checkout: str, branch: str) -> None:
     dirty = gitrepo.git("status", "--porcelain", "--untracked-files=no", cwd=checkout)
     lines = [line[3:] for line in dirty.splitlines() if line.strip()]
     if lines:
-        shown = ", ".join(one_line(p, 60) for p in lines[:3])
-        more = f" and {len(lines) - 3} more" if len(lines) > 3 else ""
         raise KodelythError(
-            f"{checkout} has uncommitted changes ({shown}{more}) on {branch}: commit or "
+            f"{checkout} has uncommitted changes ({few_paths(lines)}) on {branch}: commit or "
             "stash them first (`git stash`), then apply again"
         )
 
 
+def few_paths(paths: Sequence[str]) -> str:
+    """The first three of ``paths`` for a one-line message (``a, b, c and 4 more``),
+    each shown safely: names come from the worker's files."""
+    shown = ", ".join(one_line(p, 60) for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
 def _paths_written(repo: str, onto: str, snapshot: str) -> list[str]:
-    """Every path a commit of the work changes (what a merge or cherry-pick may write)."""
-    out = gitrepo.git_bytes(
-        "log", "--format=", "--name-only", "--no-renames", "-z", f"{onto}..{snapshot}", cwd=repo
-    )
-    return sorted({os.fsdecode(p) for p in out.split(b"\0") if p})
+    """Every path a merge or cherry-pick of the work may write: those each of its
+    commits changes (a merge commit's against its first parent, so what it brought in or
+    changed itself), and those it changes in sum since it parted from ``onto``."""
+    logged = gitrepo.git_bytes(
+        "log", "--format=", "--name-only", "--no-renames", "--no-relative", "-m",
+        "--first-parent", "-z", f"{onto}..{snapshot}", cwd=repo,
+    )  # fmt: skip
+    merge_base = gitrepo.git("merge-base", onto, snapshot, cwd=repo).strip()
+    net = gitrepo.git_bytes(
+        "diff", "--name-only", "--no-renames", "--no-relative", "-z", merge_base, snapshot,
+        cwd=repo,
+    )  # fmt: skip
+    return sorted({os.fsdecode(p) for p in (logged + b"\0" + net).split(b"\0") if p})
 
 
 def _untracked_in_the_way(checkout: str, paths: Sequence[str]) -> list[str]:
@@ -499,8 +544,11 @@ def _conflicted(checkout: str) -> list[str]:
 
 
 def _git_failed(what: str, result: CmdResult) -> str:
-    detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-    return detail[-1] if detail else f"{what} exited {result.returncode}"
+    """What git (or a hook it ran) said, on one line: every line but git's hints, so
+    that a hook's own complaint is not hidden behind "cherry-pick failed"."""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+    said = [line for line in lines if line and not line.startswith("hint:")]
+    return one_line("; ".join(said), 300) if said else f"{what} exited {result.returncode}"
 
 
 @dataclass(frozen=True)
@@ -512,6 +560,10 @@ class _Plan:
     snapshot: str
     message: str
     mode: str
+    # In the target's checkout: the paths the work may write, and those of their
+    # parent directories that are not there yet (what a git stopped half way may leave).
+    written: tuple[str, ...] = ()
+    new_dirs: tuple[str, ...] = ()
 
 
 def _bring_in(checkout: str, plan: _Plan) -> CmdResult:
@@ -545,12 +597,121 @@ def _abort(checkout: str) -> None:
         _git(checkout, *busy[2].split()[1:])
 
 
-def _run(plan: _Plan, result: ApplyResult) -> None:
-    """Apply in the target's checkout, or in a temporary worktree of the target that is
-    removed afterwards, whatever happens (and the branch put back unless it succeeded)."""
-    if plan.checkout is not None:
-        _apply_in(plan.checkout, plan, result)
+# --- changing the target: never half done, Ctrl-C included --------------------------------
+
+
+class _Held:
+    """The stop signals (Ctrl-C, SIGTERM, SIGHUP) that came while apply was changing
+    the target: noted, and acted on only where nothing is half done."""
+
+    def __init__(self) -> None:
+        self.came: list[int] = []
+
+    def stop_here(self) -> None:
+        """Stop (KeyboardInterrupt) if a signal came: called only where the target is
+        still as it was."""
+        if self.came:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[_Held]:
+    """Ctrl-C, SIGTERM and SIGHUP noted, never raised inside a git command (Python would
+    kill it a moment later, leaving its lock files and half its writes). Handlers, not
+    a signal mask: git and its hooks stay interruptible from the terminal, which is why
+    ``_apply_here`` undoes what a git stopped that way left."""
+    import signal
+    import threading
+
+    held = _Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
         return
+
+    def note(signum: int, frame: object) -> None:
+        held.came.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, note)
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(plan: _Plan, result: ApplyResult, held: _Held) -> None:
+    if plan.checkout is not None:
+        _apply_here(plan.checkout, plan, result, held)
+    else:
+        _apply_elsewhere(plan, result, held)
+
+
+def _apply_here(checkout: str, plan: _Plan, result: ApplyResult, held: _Held) -> None:
+    """Git's merge or cherry-pick in the checkout that has the target. A stop signal
+    that came meanwhile (a terminal's Ctrl-C stops git too) undoes what git did."""
+    held.stop_here()
+    if gitrepo.head_commit(checkout) != plan.onto:
+        raise KodelythError(
+            f"{plan.target} moved in {checkout} while apply was getting ready: it was left as "
+            "it is; apply again"
+        )
+    outcome = _bring_in(checkout, plan)
+    if held.came and outcome.returncode != 0:
+        if _put_back(checkout, plan):
+            raise KeyboardInterrupt
+        # Stopped only after it had committed: that result stands, as git left it.
+        outcome = CmdResult(0, outcome.stdout, outcome.stderr)
+    _settle(checkout, plan, result, outcome)
+
+
+def _put_back(checkout: str, plan: _Plan) -> bool:
+    """After git was stopped half way in the user's checkout: git's own abort, then the
+    files a stopped checkout step left written put back as HEAD has them. Only those
+    are touched: the checkout had no changes to tracked files, and no untracked file
+    where the work writes. False when git had committed already (nothing to undo)."""
+    _abort(checkout)
+    busy = _in_progress(checkout)
+    if busy is not None:
+        raise KodelythError(
+            f"apply was interrupted while git was changing {checkout}, and `{busy[2]}` "
+            f"did not finish there: run it yourself, then check `git status`"
+        )
+    if gitrepo.head_commit(checkout) != plan.onto:
+        return False
+    gitrepo.git("reset", "--quiet", cwd=checkout)  # the index as HEAD has it, as it was
+    if plan.written:
+        listed = gitrepo.git_bytes(
+            "--literal-pathspecs", "ls-files", "-z", "--", *plan.written, cwd=checkout
+        )
+        tracked = sorted({os.fsdecode(p) for p in listed.split(b"\0") if p})
+        if tracked:
+            gitrepo.git("--literal-pathspecs", "checkout", "--quiet", "HEAD", "--", *tracked,
+                        cwd=checkout)  # fmt: skip
+        real = os.path.realpath(checkout)
+        for rel in sorted(set(plan.written) - set(tracked)):
+            path = os.path.join(checkout, rel)
+            parent = os.path.realpath(os.path.dirname(path))
+            inside = parent == real or parent.startswith(real + os.sep)
+            if (
+                inside
+                and os.path.lexists(path)
+                and (os.path.islink(path) or not os.path.isdir(path))
+            ):
+                os.unlink(path)
+        for rel in sorted(plan.new_dirs, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(checkout, rel))
+    return True
+
+
+def _apply_elsewhere(plan: _Plan, result: ApplyResult, held: _Held) -> None:
+    """In a temporary worktree detached at ``onto`` and removed afterwards, whatever
+    happens. Only the finished result moves the branch, compare-and-swap from
+    ``onto``: it is never half done, and a commit someone else put on it meanwhile
+    is never taken off it."""
     import shutil
     import tempfile
 
@@ -558,34 +719,52 @@ def _run(plan: _Plan, result: ApplyResult) -> None:
 
     tmp = tempfile.mkdtemp(prefix="kodelyth-apply-")
     checkout = os.path.join(tmp, "checkout")
-    done = False
     try:
-        with repolock.worktree_lock(plan.repo):
-            gitrepo.git("worktree", "add", "--quiet", "--no-checkout", checkout, plan.target,
-                        cwd=plan.repo)  # fmt: skip
-        gitrepo.git("reset", "--hard", "--quiet", cwd=checkout)
-        _apply_in(checkout, plan, result)
+        try:
+            with repolock.worktree_lock(plan.repo):
+                gitrepo.git("worktree", "add", "--quiet", "--detach", "--no-checkout", checkout,
+                            plan.onto, cwd=plan.repo)  # fmt: skip
+            held.stop_here()
+            gitrepo.git("reset", "--hard", "--quiet", cwd=checkout)
+            held.stop_here()
+            outcome = _bring_in(checkout, plan)
+            held.stop_here()
+        except KodelythError:
+            if held.came:  # git stopped by the same Ctrl-C: an interrupt, not an error
+                raise KeyboardInterrupt from None
+            raise
+        _settle(checkout, plan, result, outcome)
         if result.conflicts:
-            _abort(checkout)
-        else:
-            done = True
+            return
+        assert result.result is not None
+        moved = _git(plan.repo, "update-ref", "-m",
+                     f"kodelyth-ecc apply: worker {result.worker} of session {result.session}",
+                     f"refs/heads/{plan.target}", result.result, plan.onto)  # fmt: skip
+        if moved.returncode != 0 and gitrepo.branch_tip(plan.repo, plan.target) != result.result:
+            result.result = None
+            held.stop_here()  # update-ref stopped by the same Ctrl-C: nothing moved
+            raise KodelythError(
+                f"{plan.target} moved while worker {result.worker}'s work was being applied "
+                f"to it, so it was left as it is now ({_git_failed('git update-ref', moved)}): "
+                "apply again"
+            )
     finally:
-        if not done and os.path.isdir(checkout):
-            _abort(checkout)
-        tip = gitrepo.rev_parse(plan.repo, f"refs/heads/{plan.target}")
-        if not done and tip is not None and tip != plan.onto:
-            gitrepo.git("update-ref", f"refs/heads/{plan.target}", plan.onto, tip, cwd=plan.repo)
         with repolock.worktree_lock(plan.repo):
             if os.path.isdir(checkout):
-                gitrepo.worktree_remove(plan.repo, checkout)
+                _git(plan.repo, "worktree", "remove", "--force", "--force", checkout)
+            shutil.rmtree(tmp, ignore_errors=True)
             gitrepo.worktree_prune(plan.repo)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _apply_in(checkout: str, plan: _Plan, result: ApplyResult) -> None:
-    outcome = _bring_in(checkout, plan)
+def _settle(checkout: str, plan: _Plan, result: ApplyResult, outcome: CmdResult) -> None:
+    """What git's merge or cherry-pick came to: the new tip, conflicts (git's state left
+    in the user's checkout), or any other stop undone and reported."""
     if outcome.returncode == 0:
-        result.result = gitrepo.git("rev-parse", "HEAD", cwd=checkout).strip()
+        # Asked twice: a Ctrl-C that came just then stopped the first asking, not git's work.
+        head = gitrepo.head_commit(checkout) or gitrepo.head_commit(checkout)
+        if head is None:
+            raise KodelythError(f"git committed in {checkout} but cannot say what: see `git log`")
+        result.result = head
         return
     conflicts = _conflicted(checkout)
     if conflicts:
@@ -594,10 +773,18 @@ def _apply_in(checkout: str, plan: _Plan, result: ApplyResult) -> None:
         return
     # Stopped for another reason (a hook, an empty commit): nothing may stay half done.
     _abort(checkout)
+    command = "merge" if plan.mode == "merge" else "cherry-pick"
+    busy = _in_progress(checkout)
+    if busy is not None or gitrepo.head_commit(checkout) != plan.onto:
+        left = (
+            f"{plan.target} could not be put back: run `{busy[2] if busy else 'git status'}` "
+            f"in {checkout}"
+        )
+    else:
+        left = f"{plan.target} was left as it was"
     raise KodelythError(
-        f"`git {'merge' if plan.mode == 'merge' else 'cherry-pick'}` stopped in {checkout}: "
-        f"{_git_failed('git', outcome)}; {plan.target} was left as it was (fix what git "
-        "reports, or try another --squash/--merge/--cherry-pick)"
+        f"`git {command}` stopped in {checkout}: {_git_failed('git', outcome)}; {left} (fix "
+        "what git reports, or try another --squash/--merge/--cherry-pick)"
     )
 
 
@@ -619,7 +806,14 @@ def _target(
                 "(`git switch main`), or name it with --onto BRANCH"
             )
     else:
-        if not onto.strip() or gitrepo.rev_parse(repo, f"refs/heads/{onto}^{{commit}}") is None:
+        if not gitrepo.is_branch_name(onto):
+            # A revision (main~1, main@{1}, a tag's peel) names a commit no branch moves
+            # with: the work would be committed nowhere.
+            raise KodelythError(
+                f"{one_line(onto, 60)!r} is not a branch name: --onto takes a local branch "
+                "as `git branch --list` shows it (not a revision such as main~1 or a tag)"
+            )
+        if gitrepo.branch_tip(repo, onto) is None:
             raise KodelythError(
                 f"no branch {one_line(onto, 60)!r} in {repo}: name an existing local branch "
                 "(`git branch --list` lists them)"
@@ -677,6 +871,7 @@ def apply_worker(
     recorded_slugs = [w.slug for w in record.workers if is_slug(w.slug)]
     if slug not in recorded_slugs:
         raise _unknown_worker(session, slug, slugs)
+    _check_worker_dir(sdir.worker(slug))
     base = gitrepo.rev_parse(repo, f"{record.base_commit or ''}^{{commit}}")
     if not record.base_commit or base is None:
         raise KodelythError(
@@ -690,6 +885,14 @@ def apply_worker(
         )
     workers, registered = _workers(record, repo, recorded_slugs)
     worker = workers[slug]
+    busy = _in_progress(worker.worktree) if worker.worktree is not None else None
+    if busy is not None:
+        what, finish, abort = busy
+        raise KodelythError(
+            f"worker {slug}'s worktree {worker.worktree} has {what} in progress, so its work "
+            f"is half done (conflict markers, say): finish it there (`{finish}`) or abort it "
+            f"(`{abort}`), then apply again"
+        )
     own_branches = {w.branch for w in workers.values()}
     target, checkout = _target(
         repo,
@@ -699,13 +902,19 @@ def apply_worker(
         registered=registered,
         own_branches=own_branches,
     )
+    onto_commit = gitrepo.branch_tip(repo, target)
+    if onto_commit is None:
+        raise KodelythError(
+            f"branch {one_line(target, 60)} checked out in {repo} has no commit yet: apply "
+            "brings work into a branch with history; commit on it first, or name another "
+            "with --onto BRANCH"
+        )
     if checkout is not None:
         _check_checkout(checkout, target)
     squash_message, rest_message = _messages(record, slug, message)
     head, snapshot, tree = _snapshot(
         repo, worker, rest_message if mode == "cherry-pick" else squash_message
     )
-    onto_commit = gitrepo.git("rev-parse", f"refs/heads/{target}^{{commit}}", cwd=repo).strip()
     result = ApplyResult(session, slug, mode, target, checkout, onto_commit)
     if worker.worktree is not None:
         result.ignored = ignored_work(worker.worktree, worker.seeds)
@@ -715,6 +924,14 @@ def apply_worker(
         raise KodelythError(
             f"worker {slug} has no changes against the session's base commit {base[:12]}: "
             "nothing to apply"
+        )
+    nested = _nested_repos(repo, base, snapshot)
+    if nested:
+        raise KodelythError(
+            f"worker {slug}'s work holds a nested git repository ({few_paths(nested)}): git would "
+            "record only its commit id, and its files and commits would stay in the worker's "
+            "worktree alone; push its commits somewhere (or remove its .git so that its files "
+            "are plain ones), then apply again"
         )
     if not gitrepo.git("merge-base", onto_commit, snapshot, cwd=repo, check=False).strip():
         raise KodelythError(
@@ -732,28 +949,68 @@ def apply_worker(
                     f"worker {slug}'s branch holds {merges} merge commit(s), which cherry-pick "
                     "cannot copy: use --squash or --merge"
                 )
+        written: list[str] = []
         if checkout is not None:
-            blocking = _untracked_in_the_way(checkout, _paths_written(repo, onto_commit, snapshot))
+            written = _paths_written(repo, onto_commit, snapshot)
+            blocking = _untracked_in_the_way(checkout, written)
             if blocking:
-                shown = ", ".join(one_line(p, 60) for p in blocking[:3])
-                more = f" and {len(blocking) - 3} more" if len(blocking) > 3 else ""
                 raise KodelythError(
                     f"untracked or ignored files in {checkout} would be overwritten by worker "
-                    f"{slug}'s work: {shown}{more}; move them away first, then apply again"
+                    f"{slug}'s work: {few_paths(blocking)}; move them away first, then apply again"
                 )
         result.commits = int(
             gitrepo.git("rev-list", "--count", f"{onto_commit}..{snapshot}", cwd=repo).strip()
         )
-        plan = _Plan(repo, target, checkout, onto_commit, snapshot, squash_message, mode)
-        _run(plan, result)
-        if result.conflicts:
-            return result
-        assert result.result is not None
-        result.files_changed = _files_changed(repo, onto_commit, result.result)
-    result.recorded = _record(
-        sdir.worker(slug), repo, worker, result, head=head, snapshot=snapshot, tree=tree, base=base
-    )
+        plan = _Plan(
+            repo, target, checkout, onto_commit, snapshot, squash_message, mode,
+            tuple(written), _missing_parents(checkout, written) if checkout else (),
+        )  # fmt: skip
+    # From here the target changes: a Ctrl-C is held until that is done or undone.
+    with _held_interrupts() as held:
+        if not result.already:
+            _run(plan, result, held)
+            if result.conflicts:
+                return result
+            assert result.result is not None
+            result.files_changed = _files_changed(repo, onto_commit, result.result)
+            if result.files_changed is None:  # stopped by a Ctrl-C just then: ask again
+                result.files_changed = _files_changed(repo, onto_commit, result.result)
+        result.recorded = _record(
+            sdir.worker(slug), repo, worker, result, head=head, snapshot=snapshot, tree=tree,
+            base=base,
+        )  # fmt: skip
+        result.interrupted = bool(held.came)
+        if result.interrupted and not result.recorded:
+            result.unrecorded = "interrupted before it was recorded"
     return result
+
+
+def _check_worker_dir(worker_dir: WorkerDir) -> None:
+    """Refuse, before anything changes, a worker dir apply could not record in: applied
+    .json is written only into a real directory, never through a symlink."""
+    from kodelyth_ecc.sessiondir import UnsafeFile
+
+    try:
+        fd = open_dir(worker_dir.path)
+    except UnsafeFile:
+        raise KodelythError(
+            f"worker {worker_dir.slug}'s directory {worker_dir.path} is a symlink or not a "
+            "directory: apply records what it applied there (for teardown) and never through "
+            "a link; make it a real directory, then apply again"
+        ) from None
+    if fd is None:
+        raise KodelythError(
+            f"worker {worker_dir.slug} has no directory {worker_dir.path}, where apply records "
+            f"what it applied (for teardown): create it (`mkdir {worker_dir.path}`), then "
+            "apply again"
+        )
+    os.close(fd)
+
+
+def _missing_parents(checkout: str, paths: Sequence[str]) -> tuple[str, ...]:
+    """The parent directories of ``paths`` that ``checkout`` does not have yet."""
+    parents = {"/".join(p.split("/")[:i]) for p in paths for i in range(1, p.count("/") + 1)}
+    return tuple(sorted(d for d in parents if not os.path.lexists(os.path.join(checkout, d))))
 
 
 def _already_in(repo: str, mode: str, onto: str, snapshot: str) -> bool:
@@ -767,8 +1024,11 @@ def _already_in(repo: str, mode: str, onto: str, snapshot: str) -> bool:
     return merged is not None and merged == gitrepo.rev_parse(repo, f"{onto}^{{tree}}")
 
 
-def _files_changed(repo: str, old: str, new: str) -> int:
-    out = gitrepo.git_bytes("diff", "--name-only", "-z", "--no-renames", old, new, cwd=repo)
+def _files_changed(repo: str, old: str, new: str) -> int | None:
+    try:
+        out = gitrepo.git_bytes("diff", "--name-only", "-z", "--no-renames", old, new, cwd=repo)
+    except KodelythError:
+        return None
     return sum(1 for p in out.split(b"\0") if p)
 
 
@@ -787,13 +1047,18 @@ def _record(
     is on the target and the worker is still what was applied (else teardown could not
     count it saved, and nothing is recorded)."""
     assert result.result is not None
-    if not _snapshot_holds_the_worker(repo, worker, snapshot):
-        return False
-    if not _branch_holds_the_work(repo, result.target, result.onto, result.result, snapshot):
-        return False
+    from kodelyth_ecc.sessiondir import UnsafeFile
+
+    try:
+        if not _snapshot_holds_the_worker(repo, worker, snapshot):
+            return False
+        if not _branch_holds_the_work(repo, result.target, result.onto, result.result, snapshot):
+            return False
+    except KodelythError:
+        return False  # git could not say (a Ctrl-C stopped it, say): not confirmed
     from kodelyth_ecc.fsutil import atomic_write_text
 
-    tip = gitrepo.rev_parse(repo, f"refs/heads/{worker.branch}^{{commit}}")
+    tip = gitrepo.branch_tip(repo, worker.branch)
     data = {
         "schema": APPLIED_SCHEMA,
         "session": result.session,
@@ -809,11 +1074,19 @@ def _record(
         "base_commit": base,
         "applied_at": utc_now(),
     }
-    fd = open_dir(worker_dir.path)  # a real directory, never through a symlink
+    try:
+        fd = open_dir(worker_dir.path)  # a real directory, never through a symlink
+    except UnsafeFile:
+        fd = None
     if fd is None:
+        result.unrecorded = f"{worker_dir.path} is no longer a real directory"
         return False
     os.close(fd)
-    gitrepo.ref_update(repo, applied_ref(result.session, result.worker), snapshot)
+    kept = _git(repo, "update-ref", "--no-deref", applied_ref(result.session, result.worker),
+                snapshot)  # fmt: skip
+    if kept.returncode != 0:
+        result.unrecorded = f"the ref keeping it failed: {_git_failed('git update-ref', kept)}"
+        return False
     try:
         atomic_write_text(worker_dir.file(APPLIED_FILE), json.dumps(data, indent=2) + "\n")
     except OSError as exc:
@@ -835,6 +1108,7 @@ __all__ = [
     "applied_ref",
     "applied_refs_prefix",
     "apply_worker",
+    "few_paths",
     "saved_by_apply",
     "worker_diffs",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
-from kodelyth_ecc.errors import CalledProcessError, KodelythError
+from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.process import CmdResult, cmd_output, cmd_output_bytes, scrubbed_env
 
 
@@ -108,6 +109,40 @@ def branch_exists(repo: str, branch: str) -> bool:
         "git", "show-ref", "--verify", "--quiet", f"refs/heads/{branch}", cwd=repo, check=False
     )
     return result.returncode == 0
+
+
+# What git-check-ref-format(1) forbids anywhere in a ref name.
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def is_branch_name(name: str) -> bool:
+    """Whether ``name`` can be a branch's own name (git-check-ref-format's rules, as
+    `git branch` applies them: no leading '-', not ``HEAD``): never a revision such as
+    ``main~1``, ``main@{1}`` or ``main^{commit}``, which would resolve to a commit
+    that no branch moves with."""
+    if not name or name in ("HEAD", "@") or name.startswith(("-", "/")):
+        return False
+    if name.endswith(("/", ".")) or "//" in name or ".." in name or "@{" in name:
+        return False
+    if _BAD_REF_CHARS.search(name):
+        return False
+    return all(p and not p.startswith(".") and not p.endswith(".lock") for p in name.split("/"))
+
+
+def branch_tip(repo: str, branch: str) -> str | None:
+    """The commit the local branch ``branch`` points at, by its exact name (None: no
+    such branch, or not a branch name). A name git would resolve some other way
+    (``main~1``, a tag, ``refs/tags/refs/heads/main``) is no branch."""
+    if not is_branch_name(branch):
+        return None
+    ref = f"refs/heads/{branch}"
+    out = git("for-each-ref", "--format=%(refname)%00%(objecttype)%00%(objectname)", ref,
+              cwd=repo)  # fmt: skip
+    for line in out.splitlines():
+        name, kind, sha = [*line.split("\0"), "", ""][:3]
+        if name == ref and kind == "commit":
+            return sha
+    return None
 
 
 def branches(repo: str, prefix: str = "") -> set[str]:
@@ -280,8 +315,13 @@ def _scratch_index(
     for args in steps:
         result = cmd_output("git", *args, cwd=worktree, env=env, check=False)
         if result.returncode != 0:
-            raise CalledProcessError(
-                ("git", *args), result.returncode, result.stdout, result.stderr
+            # git's reason is its first line ("'sub/' does not have a commit checked
+            # out"), not its last ("adding files failed").
+            said = [line for line in result.stderr.splitlines() if line.strip()]
+            reason = "; ".join(said[:2]) if said else f"exited {result.returncode}"
+            raise KodelythError(
+                f"git could not read the worktree {worktree} (`git {' '.join(args[:2])}`: "
+                f"{reason}): fix what git reports there, then try again"
             )
     return env
 
@@ -359,10 +399,6 @@ def refs_under(repo: str, prefix: str) -> list[str]:
     """Full names of the refs under ``prefix`` (``refs/kodelyth/applied/s/``)."""
     out = git("for-each-ref", "--format=%(refname)", prefix, cwd=repo)
     return [line for line in out.splitlines() if line]
-
-
-def ref_update(repo: str, ref: str, sha: str) -> None:
-    git("update-ref", "--no-deref", ref, sha, cwd=repo)
 
 
 def ref_delete(repo: str, ref: str) -> None:

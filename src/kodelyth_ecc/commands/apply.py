@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kodelyth_ecc.apply import ApplyResult, apply_worker
+from kodelyth_ecc.apply import ApplyResult, apply_worker, few_paths
 from kodelyth_ecc.commands._common import coordination_root
-from kodelyth_ecc.errors import EXIT_FAILURE, UsageError
+from kodelyth_ecc.errors import EXIT_FAILURE, EXIT_INTERRUPTED, UsageError
 from kodelyth_ecc.termsafe import one_line
 
 
@@ -21,23 +21,26 @@ def _how(result: ApplyResult) -> str:
     return f"{result.mode} of {_plural(result.commits, 'commit')}"
 
 
-def _places(paths: list[str]) -> str:
-    shown = ", ".join(one_line(p, 60) for p in paths[:3])
-    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.message is not None and not args.message.strip():
         raise UsageError('empty --message: give the commit message, e.g. -m "Add the parser"')
-    root = coordination_root(args.coordination_root)
-    result = apply_worker(
-        args.session,
-        root,
-        args.worker,
-        onto=args.onto,
-        mode=args.mode or "squash",
-        message=args.message,
-    )
+    try:
+        root = coordination_root(args.coordination_root)
+        result = apply_worker(
+            args.session,
+            root,
+            args.worker,
+            onto=args.onto,
+            mode=args.mode or "squash",
+            message=args.message,
+        )
+    except KeyboardInterrupt:
+        # Raised only where the target is as it was (a git stopped half way is undone).
+        sys.stderr.write(
+            "kodelyth-ecc: interrupted: nothing was applied (your branches and checkout are "
+            "as they were)\n"
+        )
+        return EXIT_INTERRUPTED
     target = one_line(result.target, 80)
     if result.conflicts:
         return _conflicts(result, target)
@@ -49,14 +52,24 @@ def run(args: argparse.Namespace) -> int:
             f"({result.result[:12]}): nothing new to apply\n"
         )
     else:
+        changed = (
+            ""
+            if result.files_changed is None
+            else f", {_plural(result.files_changed, 'file')} changed"
+        )
         out.write(
             f"applied worker {result.worker} to {target} as {result.result[:12]} "
-            f"({_how(result)}, {_plural(result.files_changed, 'file')} changed)\n"
+            f"({_how(result)}{changed})\n"
         )
     if result.recorded:
         out.write(
             f"teardown now counts worker {result.worker}'s commits and edits as saved "
             "(until they change)\n"
+        )
+    elif result.unrecorded:
+        out.write(
+            f"note: not recorded for teardown ({one_line(result.unrecorded, 200)}): teardown "
+            "will still refuse it; apply again to record it\n"
         )
     else:
         out.write(
@@ -69,13 +82,20 @@ def run(args: argparse.Namespace) -> int:
     if result.ignored:
         out.write(
             f"not carried: {_plural(len(result.ignored), 'git-ignored file')} "
-            f"({_places(result.ignored)}); teardown still refuses them without --force\n"
+            f"({few_paths(result.ignored)}); teardown still refuses them without --force\n"
         )
     if result.edited_seeds:
         out.write(
             f"not carried: {_plural(len(result.edited_seeds), 'edited seed file')} "
-            f"({_places(result.edited_seeds)}); teardown still refuses them without --force\n"
+            f"({few_paths(result.edited_seeds)}); teardown still refuses them without --force\n"
         )
+    if result.interrupted:
+        out.flush()
+        sys.stderr.write(
+            "kodelyth-ecc: interrupted once git had changed the branch: the apply was finished "
+            "first, as said above\n"
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 
