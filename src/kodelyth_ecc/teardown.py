@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kodelyth_ecc import gitrepo, naming, tmux
-from kodelyth_ecc.coordination import read_session_record
+from kodelyth_ecc.coordination import read_session_record, session_lock
 from kodelyth_ecc.errors import KodelythError
 from kodelyth_ecc.fsutil import atomic_write_bytes
 from kodelyth_ecc.sessiondir import (
@@ -383,7 +383,33 @@ def teardown(
     purge: bool = False,
     extra_targets: Iterable[TeardownTarget] = (),
 ) -> TeardownResult:
+    """Stop ``session`` and remove its own worktrees and branches, refusing unsaved work
+    unless ``force`` (which saves it first). Not while a retry or resume of it runs: it
+    takes the same session lock, so it never removes a worktree an agent is starting in."""
     session_dir = SessionDir.at(coordination_root, session)
+    busy = (
+        f"a retry or resume of session {session!r} is under way: wait for it to finish, "
+        "then tear down again"
+    )
+    with session_lock(session_dir.path, busy):
+        return _teardown(
+            session_dir,
+            repo_root=repo_root,
+            force=force,
+            purge=purge,
+            extra_targets=extra_targets,
+        )
+
+
+def _teardown(
+    session_dir: SessionDir,
+    *,
+    repo_root: str | None,
+    force: bool,
+    purge: bool,
+    extra_targets: Iterable[TeardownTarget],
+) -> TeardownResult:
+    session, coordination_root = session_dir.name, session_dir.coordination_root
     coordination_dir = session_dir.path
     record = read_session_record(coordination_dir)
     repo = (record.repo_root if record and record.repo_root else None) or repo_root
