@@ -177,18 +177,21 @@ def collect_status(
     *,
     look_at_panes: bool = True,
     only: Collection[str] | None = None,
+    record: SessionRecord | None = None,
 ) -> SessionStatus:
     """The session's workers as their status files say, each file read once; with
     ``look_at_panes`` (one tmux call), a worker whose pane died while it ran is lost.
     Without it nothing is known of the panes (a poller's cheap look between full ones).
-    With ``only``, just those workers (a follower of one in a big session)."""
+    With ``only``, just those workers (a follower of one in a big session); with
+    ``record``, its session.json as the caller already read it."""
     sdir = SessionDir.at(coordination_root, session)
     if not sdir.exists():
         raise KodelythError(
             f"no session {session!r} under {coordination_root}: "
             "run `kodelyth-ecc status` to list sessions, or pass --coordination-root"
         )
-    record = read_session_record(sdir.path)
+    if record is None:
+        record = read_session_record(sdir.path)
     # Panes first, files second: a runner records its outcome before its pane dies,
     # so a file still saying "running" after the pane is gone means the worker is lost.
     # Without tmux on PATH nothing is known about the panes: unknown, not lost.
@@ -272,11 +275,11 @@ def list_sessions(coordination_root: str, *, include_torn_down: bool = True) -> 
         try:
             if not os.path.lexists(sdir.record_file) and not sdir.worker_slugs():
                 continue
-            if not include_torn_down:
-                record = read_session_record(sdir.path)
-                if record is not None and record.torn_down_at is not None:
-                    continue
-            status = collect_status(name, coordination_root)
+            # Read once: to skip a torn-down session before tmux is asked, and for its status.
+            record = read_session_record(sdir.path)
+            if not include_torn_down and record is not None and record.torn_down_at is not None:
+                continue
+            status = collect_status(name, coordination_root, record=record)
         except (KodelythError, OSError):
             continue
         if include_torn_down or status.torn_down_at is None:
