@@ -36,6 +36,7 @@ from kodelyth_ecc.sessiondir import (
     WorkerDir,
     is_slug,
     open_dir,
+    unknown_worker,
 )
 from kodelyth_ecc.teardown import (
     TeardownTarget,
@@ -84,14 +85,6 @@ def _slugs(sdir: SessionDir, record: SessionRecord | None) -> list[str]:
     """The session's workers: session.json's (valid slugs only), then other worker dirs."""
     slugs = [w.slug for w in record.workers if is_slug(w.slug)] if record else []
     return slugs + [s for s in sdir.worker_slugs() if s not in slugs]
-
-
-def _unknown_worker(session: str, slug: str, slugs: Sequence[str]) -> KodelythError:
-    known = ", ".join(slugs) or "none"
-    return KodelythError(
-        f"session {session!r} has no worker {one_line(slug, 40)!r}: its workers are {known} "
-        f"(see `kodelyth-ecc status {session}`)"
-    )
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,7 @@ def worker_diffs(
     slugs = _slugs(sdir, record)
     if worker is not None:
         if worker not in slugs:
-            raise _unknown_worker(session, worker, slugs)
+            raise unknown_worker(session, worker, slugs)
         slugs = [worker]
     repo = _live_repo(record)
     own: dict[str, _Worker] = {}
@@ -870,7 +863,7 @@ def apply_worker(
     slugs = _slugs(sdir, record)
     recorded_slugs = [w.slug for w in record.workers if is_slug(w.slug)]
     if slug not in recorded_slugs:
-        raise _unknown_worker(session, slug, slugs)
+        raise unknown_worker(session, slug, slugs)
     _check_worker_dir(sdir.worker(slug))
     base = gitrepo.rev_parse(repo, f"{record.base_commit or ''}^{{commit}}")
     if not record.base_commit or base is None:

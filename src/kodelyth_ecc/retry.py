@@ -352,12 +352,9 @@ class _RetryRun:
         found = {w.worker_slug: w for w in self.plan.workers}
         status = {w.slug: w for w in self.status.workers}
         if slug not in found or slug not in status:
-            from kodelyth_ecc.termsafe import one_line
+            from kodelyth_ecc.sessiondir import unknown_worker
 
-            raise KodelythError(
-                f"session {self.session!r} has no worker {one_line(slug, 64)!r}: its workers "
-                f"are {', '.join(found)} (see `kodelyth-ecc status {self.session}`)"
-            )
+            raise unknown_worker(self.session, slug, list(found))
         worker, now = found[slug], status[slug]
         if now.pane_alive:
             raise KodelythError(

@@ -33,7 +33,7 @@ from kodelyth_ecc.records import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 # --- file names ------------------------------------------------------------------------
 
@@ -135,6 +135,17 @@ def shown_name(name: str) -> str:
     zero-width marks included), at most a few characters (a rejected name is hostile
     input)."""
     return repr(name if len(name) <= _SHOWN_NAME else name[: _SHOWN_NAME - 1] + "…")
+
+
+def unknown_worker(session: str, slug: str, slugs: Sequence[str]) -> KodelythError:
+    """The error for a worker a session does not have: its workers, the one fix for a typo
+    (``slug`` is what the user typed: shown escaped)."""
+    from kodelyth_ecc.termsafe import one_line
+
+    return KodelythError(
+        f"session {session!r} has no worker {one_line(slug, 64)!r}: its workers are "
+        f"{', '.join(slugs) or 'none'} (see `kodelyth-ecc status {session}`)"
+    )
 
 
 def validate_session_name(name: str) -> str:

@@ -94,19 +94,14 @@ def sandbox_policy(args: Any, *, on: bool, reason: str) -> SandboxPolicy | None:
 
 
 def worker_of(status: Any, slug: str) -> Any:
-    """The ``WorkerStatus`` of ``slug`` in a ``SessionStatus``, or an error listing the
-    session's workers (the one fix for a typo)."""
-    from kodelyth_ecc.errors import KodelythError
-    from kodelyth_ecc.termsafe import one_line
+    """The ``WorkerStatus`` of ``slug`` in a ``SessionStatus``, or the error listing the
+    session's workers."""
+    from kodelyth_ecc.sessiondir import unknown_worker
 
     for worker in status.workers:
         if worker.slug == slug:
             return worker
-    slugs = ", ".join(w.slug for w in status.workers) or "none"
-    raise KodelythError(
-        f"session {status.session!r} has no worker {one_line(slug, 64)!r}: its workers are "
-        f"{slugs} (see `kodelyth-ecc status {status.session}`)"
-    )
+    raise unknown_worker(status.session, slug, [w.slug for w in status.workers])
 
 
 def tool_command() -> str:
